@@ -1,0 +1,390 @@
+"""Per-jet constituent records from coffea NanoEvents (PFNano, both layouts, and Delphes).
+
+coffea's own ``FatJet.constituents`` raises for the current PFNano layout, where
+``FatJetPFCands`` holds only the pair (``jetIdx``, ``pFCandsIdx``) that links a jet to a row of
+``PFCands``. This module reduces every supported layout to one form: for each candidate, the
+event it is in, the index of its jet inside that event, and its kinematics; one tested helper
+(:func:`_group_by_jet`) then builds the ``events → jets → candidates`` array.
+
+The grouping is done with numpy on flat buffers (``ak.num`` + ``ak.flatten``, never by walking
+layouts), so it is the same code for eager arrays and, through ``dask_awkward.map_partitions``,
+for each partition of a dask-awkward array.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import awkward as ak
+import numpy as np
+
+from ._io import InputFileError
+
+__all__ = ["constituents", "ConstituentsError", "flat_jet_constituents", "CANDIDATE_FIELDS"]
+
+#: Fields every constituent record carries (GeV, rad; charge in e; PDG id).
+CANDIDATE_FIELDS = ("pt", "eta", "phi", "mass", "charge", "pdgId")
+#: Fields carried when the file has them.
+OPTIONAL_FIELDS = ("d0", "dz", "puppiWeight", "fromPV")
+
+_DELPHES_UID_MASK = 0xFFFFFF  # TRef stores the lower 24 bits of TObject::fUniqueID
+
+
+class ConstituentsError(KeyError):
+    """The events lack the branches needed for jet constituents."""
+
+    def __str__(self):  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def _fields(arr) -> list[str]:
+    try:
+        return list(arr.fields)
+    except Exception:
+        return []
+
+
+def _has(events, name: str) -> bool:
+    return name in _fields(events)
+
+
+def detect_layout(events, jets: str = "FatJet") -> str:
+    """Which constituent layout ``events`` use for collection ``jets``.
+
+    Returns
+    -------
+    str
+        ``'pfnano'`` (``PFCands`` + ``{jets}PFCands`` with ``jetIdx``/``pFCandsIdx``),
+        ``'pfnano-inline'`` (kinematics stored in ``{jets}PFCands``), or ``'delphes'``.
+
+    Raises
+    ------
+    ConstituentsError
+        Naming the branches that are missing.
+    """
+    if not _has(events, jets):
+        raise ConstituentsError(
+            f"no '{jets}' collection in the events (available: {', '.join(sorted(_fields(events))[:40])})"
+        )
+    jet_fields = _fields(events[jets])
+    if "Constituents" in jet_fields:
+        return "delphes"
+    link = f"{jets}PFCands"
+    if _has(events, link):
+        lf = _fields(events[link])
+        if "jetIdx" in lf and "pFCandsIdx" in lf and _has(events, "PFCands"):
+            return "pfnano"
+        if "jetIdx" in lf and all(f in lf for f in ("pt", "eta", "phi")):
+            return "pfnano-inline"
+    raise ConstituentsError(
+        f"no jet constituents for '{jets}': need branches {link}_jetIdx + {link}_pFCandsIdx + PFCands_* "
+        f"(current PFNano), or {link}_{{jetIdx,pt,eta,phi,mass}} (older PFNano), or a Delphes "
+        f"'Constituents' reference; this file has none of them (a plain NanoAOD file?)"
+    )
+
+
+def _group_by_jet(n_jets, cand_event, cand_jet, records: dict[str, np.ndarray]):
+    """Group flat candidates into ``events → jets → candidates``.
+
+    Parameters
+    ----------
+    n_jets : ndarray of int, shape (n_events,)
+        Jets per event.
+    cand_event, cand_jet : ndarray of int, shape (n_cands,)
+        Event index and jet index inside that event of each candidate. Candidates whose jet
+        index is outside ``[0, n_jets[event])`` are dropped (the jet was not stored).
+    records : dict of str to ndarray, each shape (n_cands,)
+
+    Returns
+    -------
+    ak.Array
+        ``n_events * var * var * {records}``; candidate order inside a jet is the input order.
+    """
+    n_jets = np.asarray(n_jets, dtype=np.int64)
+    cand_event = np.asarray(cand_event, dtype=np.int64)
+    cand_jet = np.asarray(cand_jet, dtype=np.int64)
+    jet_offsets = np.zeros(len(n_jets) + 1, dtype=np.int64)
+    np.cumsum(n_jets, out=jet_offsets[1:])
+    ok = (cand_jet >= 0) & (cand_jet < n_jets[cand_event]) if len(cand_event) else np.zeros(0, bool)
+    gjet = jet_offsets[cand_event[ok]] + cand_jet[ok]
+    order = np.argsort(gjet, kind="stable")
+    counts = np.bincount(gjet, minlength=int(jet_offsets[-1])).astype(np.int64)
+    cols = {k: np.asarray(v)[ok][order] for k, v in records.items()}
+    flat = ak.zip(cols, depth_limit=1) if cols else ak.Array(np.zeros(0))
+    per_jet = ak.unflatten(flat, counts)
+    return ak.unflatten(per_jet, n_jets)
+
+
+def _flat_event_index(counts) -> np.ndarray:
+    counts = np.asarray(counts, dtype=np.int64)
+    return np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+
+
+def _numpy_col(arr, dtype=None) -> np.ndarray:
+    out = ak.to_numpy(ak.flatten(arr, axis=None)) if arr.ndim > 1 else ak.to_numpy(arr)
+    return out.astype(dtype) if dtype is not None else out
+
+
+def _njets(events, jets):
+    return ak.to_numpy(ak.fill_none(ak.num(events[jets].pt, axis=1), 0)).astype(np.int64)
+
+
+def _cand_columns(cands, rename: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+    """Flat numpy columns of a jagged candidate collection, renamed to our field names."""
+    rename = rename or {}
+    fields = _fields(cands)
+    out = {}
+    for ours in CANDIDATE_FIELDS + OPTIONAL_FIELDS:
+        theirs = rename.get(ours, ours)
+        if theirs in fields:
+            out[ours] = _numpy_col(cands[theirs])
+    return out
+
+
+def _pfnano(events, jets):
+    n_jets = _njets(events, jets)
+    link = events[f"{jets}PFCands"]
+    n_link = ak.to_numpy(ak.fill_none(ak.num(link.jetIdx, axis=1), 0))
+    ev = _flat_event_index(n_link)
+    jet_idx = _numpy_col(link.jetIdx, np.int64)
+    cand_idx = _numpy_col(link.pFCandsIdx, np.int64)
+    pf = events.PFCands
+    n_pf = ak.to_numpy(ak.fill_none(ak.num(pf.pt, axis=1), 0)).astype(np.int64)
+    pf_off = np.zeros(len(n_pf) + 1, dtype=np.int64)
+    np.cumsum(n_pf, out=pf_off[1:])
+    valid = (cand_idx >= 0) & (cand_idx < n_pf[ev]) if len(ev) else np.zeros(0, bool)
+    if not np.all(valid):
+        warnings.warn(f"{np.count_nonzero(~valid)} {jets}PFCands_pFCandsIdx entries point outside PFCands; dropped")
+        jet_idx = np.where(valid, jet_idx, -1)
+    gidx = pf_off[ev] + np.where(valid, cand_idx, 0)
+    cols = {k: v[gidx] for k, v in _cand_columns(pf).items()}
+    return n_jets, ev, jet_idx, cols
+
+
+def _pfnano_inline(events, jets):
+    n_jets = _njets(events, jets)
+    link = events[f"{jets}PFCands"]
+    n_link = ak.to_numpy(ak.fill_none(ak.num(link.jetIdx, axis=1), 0))
+    return n_jets, _flat_event_index(n_link), _numpy_col(link.jetIdx, np.int64), _cand_columns(link)
+
+
+_DELPHES_FLOWS = (
+    # collection, pt field, charge (None: field Charge), pdgId (None: field PID), mass
+    ("EFlowTrack", "PT", None, None, None),
+    ("EFlowPhoton", "ET", 0, 22, 0.0),
+    ("EFlowNeutralHadron", "ET", 0, 130, 0.0),
+    ("Tower", "ET", 0, 0, 0.0),
+)
+
+
+def _delphes(events, jets):
+    """Resolve Delphes ``Constituents`` TRefs against the EFlow collections by unique id."""
+    jet_arr = events[jets]
+    n_jets = _njets(events, jets)
+    refs = jet_arr.Constituents.refs  # events → jets → refs
+    n_refs_per_jet = ak.to_numpy(ak.flatten(ak.num(refs, axis=2), axis=None)).astype(np.int64)
+    ref_ev = np.repeat(_flat_event_index(n_jets), n_refs_per_jet)
+    ref_jet = np.repeat(_jet_in_event(n_jets), n_refs_per_jet)
+    ref_uid = _numpy_col(refs, np.int64) & _DELPHES_UID_MASK
+
+    keys, cols = [], {k: [] for k in ("pt", "eta", "phi", "mass", "charge", "pdgId", "d0", "dz")}
+    used = []
+    for name, ptf, charge, pdg, mass in _DELPHES_FLOWS:
+        if not _has(events, name):
+            continue
+        if name == "Tower" and used:  # towers duplicate the EFlow neutrals: use them only alone
+            continue
+        coll = events[name]
+        n = ak.to_numpy(ak.num(coll[ptf], axis=1)).astype(np.int64)
+        uid = _numpy_col(coll.fUniqueID, np.int64) & _DELPHES_UID_MASK
+        keys.append((_flat_event_index(n) << 24) | uid)
+        size = len(uid)
+        cols["pt"].append(_numpy_col(coll[ptf], np.float32))
+        cols["eta"].append(_numpy_col(coll.Eta, np.float32))
+        cols["phi"].append(_numpy_col(coll.Phi, np.float32))
+        cols["mass"].append(_numpy_col(coll.Mass, np.float32) if mass is None else np.full(size, mass, np.float32))
+        cols["charge"].append(_numpy_col(coll.Charge, np.int32) if charge is None else np.full(size, charge, np.int32))
+        cols["pdgId"].append(_numpy_col(coll.PID, np.int32) if pdg is None else np.full(size, pdg, np.int32))
+        has_ip = name == "EFlowTrack" and "D0" in _fields(coll)
+        cols["d0"].append(_numpy_col(coll.D0, np.float32) if has_ip else np.zeros(size, np.float32))
+        cols["dz"].append(_numpy_col(coll.DZ, np.float32) if has_ip else np.zeros(size, np.float32))
+        used.append(name)
+    if not used:
+        raise ConstituentsError(f"Delphes jets '{jets}' reference constituents, but no EFlowTrack/EFlowPhoton/"
+                                "EFlowNeutralHadron/Tower collection is in the events")
+    all_keys = np.concatenate(keys)
+    order = np.argsort(all_keys, kind="stable")
+    sorted_keys = all_keys[order]
+    want = (ref_ev << 24) | ref_uid
+    pos = np.searchsorted(sorted_keys, want)
+    pos_c = np.minimum(pos, max(len(sorted_keys) - 1, 0))
+    found = (len(sorted_keys) > 0) & (sorted_keys[pos_c] == want) if len(want) else np.zeros(0, bool)
+    src = order[pos_c]
+    records = {k: np.concatenate(v)[src] for k, v in cols.items()}
+    jet_idx = np.where(found, ref_jet, -1)  # references to other objects (e.g. muons) are dropped
+    return n_jets, ref_ev, jet_idx, records
+
+
+def _jet_in_event(n_jets) -> np.ndarray:
+    """For flat jets, their index inside their event."""
+    n_jets = np.asarray(n_jets, dtype=np.int64)
+    total = int(n_jets.sum())
+    off = np.repeat(np.cumsum(n_jets) - n_jets, n_jets)
+    return np.arange(total, dtype=np.int64) - off
+
+
+_LAYOUTS = {"pfnano": _pfnano, "pfnano-inline": _pfnano_inline, "delphes": _delphes}
+
+
+def _sanitize(records: dict[str, np.ndarray], where: str) -> np.ndarray:
+    """Mask of finite candidates; wraps φ into (-π, π] in place. Warns with the count dropped."""
+    keep = np.ones(len(records["pt"]), dtype=bool)
+    for k in ("pt", "eta", "phi"):
+        keep &= np.isfinite(records[k])
+    if "mass" in records:
+        keep &= np.isfinite(records["mass"])
+    n_bad = int(np.count_nonzero(~keep))
+    if n_bad:
+        warnings.warn(f"{where}: dropped {n_bad} candidate(s) with non-finite pt/eta/phi/mass", RuntimeWarning)
+    phi = records["phi"]
+    wrapped = np.pi - np.mod(np.pi - phi, 2 * np.pi)  # maps to (-π, π]
+    records["phi"] = wrapped.astype(phi.dtype, copy=False)
+    return keep
+
+
+def _constituents_eager(events, jets: str, sanitize: bool = True):
+    layout = detect_layout(events, jets)
+    n_jets, ev, jet_idx, records = _LAYOUTS[layout](events, jets)
+    if "pt" not in records or "eta" not in records or "phi" not in records:
+        raise ConstituentsError(f"constituents of '{jets}' lack pt/eta/phi columns")
+    if "mass" not in records:
+        records["mass"] = np.zeros_like(records["pt"])
+    if sanitize and len(records["pt"]):
+        keep = _sanitize(records, f"constituents of {jets}")
+        jet_idx = np.where(keep, jet_idx, -1)
+    out = _group_by_jet(n_jets, ev, jet_idx, records)
+    from coffea.nanoevents.methods import vector
+
+    return ak.with_name(out, "PtEtaPhiMLorentzVector", behavior=vector.behavior)
+
+
+def constituents(events, jets: str = "FatJet", *, sanitize: bool = True):
+    """Per-jet constituents of collection ``jets``.
+
+    Parameters
+    ----------
+    events : ak.Array or dask_awkward.Array
+        coffea NanoEvents (PFNanoAODSchema / NanoAODSchema / DelphesSchema), eager or dask.
+    jets : str
+        Jet collection: ``'FatJet'``, ``'Jet'``, or for Delphes e.g. ``'ParticleFlowJet08'``.
+    sanitize : bool
+        Drop candidates with non-finite pt, eta, phi or mass (with a warning) and wrap φ into
+        (-π, π].
+
+    Returns
+    -------
+    ak.Array or dask_awkward.Array
+        ``n_events * var * var * PtEtaPhiMLorentzVector`` records with fields ``pt`` (GeV),
+        ``eta``, ``phi`` (rad), ``mass`` (GeV), ``charge``, ``pdgId``, plus ``d0``, ``dz``
+        (cm), ``puppiWeight`` and ``fromPV`` where the file has them. Jets line up with
+        ``events[jets]``; a jet whose constituents are not stored has an empty list.
+
+    Raises
+    ------
+    ConstituentsError
+        If the events have no constituent branches for ``jets``; the message names them.
+    """
+    try:
+        import dask_awkward as dak
+    except ImportError:  # pragma: no cover
+        dak = None
+    if dak is not None and isinstance(events, dak.Array):
+        return _constituents_dask(events, jets, sanitize)
+    return _constituents_eager(events, jets, sanitize)
+
+
+def _needed_leaves(events, jets: str, layout: str) -> dict[tuple[str, str], object]:
+    """The (collection, field) columns that ``layout`` reads: all the dask graph will load."""
+    want: dict[str, tuple[str, ...]] = {}
+    opt = CANDIDATE_FIELDS + OPTIONAL_FIELDS
+    if layout == "pfnano":
+        want = {jets: ("pt",), f"{jets}PFCands": ("jetIdx", "pFCandsIdx"), "PFCands": opt}
+    elif layout == "pfnano-inline":
+        want = {jets: ("pt",), f"{jets}PFCands": ("jetIdx",) + opt}
+    else:
+        want = {jets: ("pt", "Constituents")}
+        for name, ptf, *_ in _DELPHES_FLOWS:
+            if _has(events, name):
+                want[name] = ("fUniqueID", ptf, "Eta", "Phi", "Mass", "Charge", "PID", "D0", "DZ")
+    leaves = {}
+    for coll, fields in want.items():
+        have = _fields(events[coll])
+        for f in fields:
+            if f in have:
+                leaves[(coll, f)] = events[coll][f]
+    return leaves
+
+
+def _constituents_dask(events, jets, sanitize):
+    import dask_awkward as dak
+
+    layout = detect_layout(events, jets)  # fails now, before any work, on a file without them
+    leaves = _needed_leaves(events, jets, layout)
+    keys = list(leaves)
+
+    def _rebuild(arrays):
+        colls: dict[str, dict] = {}
+        for (coll, f), a in zip(keys, arrays):
+            colls.setdefault(coll, {})[f] = a
+        return ak.zip({c: ak.zip(v, depth_limit=2) for c, v in colls.items()}, depth_limit=1)
+
+    # meta from a length-zero run of the real function (the typetracer cannot run numpy code)
+    empties = [ak.Array(a._meta.layout.form.length_zero_array(), behavior=a._meta.behavior) for a in leaves.values()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        meta = _constituents_eager(_rebuild(empties), jets, sanitize)
+    meta = ak.Array(meta.layout.to_typetracer(forget_length=True), behavior=meta.behavior)
+
+    def _part(*arrays):
+        if ak.backend(*arrays) == "typetracer":  # column-optimisation pass: report what we read
+            for a in arrays:
+                ak.typetracer.touch_data(a)
+            return meta
+        return _constituents_eager(_rebuild(arrays), jets, sanitize)
+
+    return dak.map_partitions(_part, *leaves.values(), label=f"{jets.lower()}-constituents", meta=meta)
+
+
+def flat_jet_constituents(cands, fields=("pt", "eta", "phi", "mass")):
+    """Unpack jagged constituents into flat numpy buffers for the kernels.
+
+    Parameters
+    ----------
+    cands : ak.Array
+        ``n_jets * var * {fields}`` (jets → candidates) or ``n_events * var * var * {fields}``
+        (events → jets → candidates; flattened over events). Masked/None jets count as empty.
+
+    Returns
+    -------
+    offsets : ndarray of int64, shape (n_jets + 1,)
+    columns : dict of str to ndarray, each shape (n_cands,)
+    """
+    cands = ak.to_packed(cands)
+    if cands.ndim == 3:
+        cands = ak.flatten(cands, axis=1)
+    if cands.ndim != 2:
+        raise ValueError(f"expected jets → candidates (2 levels) or events → jets → candidates (3), got type {cands.type}")
+    cands = ak.fill_none(cands, [], axis=0)
+    counts = ak.to_numpy(ak.num(cands, axis=1)).astype(np.int64)
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    flat = ak.flatten(cands, axis=1)
+    cols = {}
+    for f in fields:
+        if f in _fields(flat):
+            cols[f] = np.ascontiguousarray(ak.to_numpy(flat[f]))
+        elif f == "mass":
+            cols[f] = np.zeros(len(flat), dtype=np.float32)
+        else:
+            raise KeyError(f"constituents have no field '{f}' (fields: {_fields(flat)})")
+    return offsets, cols

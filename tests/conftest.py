@@ -1,0 +1,50 @@
+"""Shared fixtures: the real CMS / Delphes files and the bad-input corpus.
+
+The files live in ``../shared/data`` beside the checkout (see its SOURCES.md). Outside this
+workplace the same CMS files come with coffea's source distribution (``tests/samples``);
+``COFFEA_JETIMG_DATA`` may point at a folder holding ``cms/`` and ``bad/``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _data_dir() -> Path | None:
+    env = os.environ.get("COFFEA_JETIMG_DATA")
+    for cand in ([Path(env)] if env else []) + [ROOT.parent / "shared" / "data", ROOT / "shared" / "data"]:
+        if (cand / "cms").is_dir():
+            return cand
+    return None
+
+
+DATA = _data_dir()
+
+
+@pytest.fixture(scope="session")
+def cms_dir() -> Path:
+    if DATA is None:
+        pytest.skip("real CMS files not found (set COFFEA_JETIMG_DATA to a folder with cms/ and bad/)")
+    return DATA / "cms"
+
+
+@pytest.fixture(scope="session")
+def bad_dir() -> Path:
+    if DATA is None or not (DATA / "bad").is_dir():
+        pytest.skip("bad-input corpus not found")
+    return DATA / "bad"
+
+
+@pytest.fixture(scope="session")
+def pfnano_file(cms_dir) -> str:
+    return str(cms_dir / "pfnano.root")
+
+
+@pytest.fixture(scope="session")
+def delphes_file(cms_dir) -> str:
+    return str(cms_dir / "delphes.root")
