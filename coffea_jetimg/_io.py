@@ -88,8 +88,10 @@ def check_file(path: str, treename: str | None = None):
         if n > 0 and branches:
             try:
                 br = tree[branches[-1]]
-                if br.num_baskets:
+                if getattr(br, "num_baskets", 0):  # TTree; an RNTuple is read whole below
                     br.basket(br.num_baskets - 1)
+                elif not hasattr(br, "num_baskets"):
+                    tree.arrays([branches[-1]], entry_start=max(n - 1, 0))
             except Exception as err:
                 raise InputFileError(
                     path, f"tree '{name}' is truncated or corrupt: branch '{branches[-1]}' cannot be read ({type(err).__name__})"
