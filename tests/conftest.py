@@ -48,3 +48,30 @@ def pfnano_file(cms_dir) -> str:
 @pytest.fixture(scope="session")
 def delphes_file(cms_dir) -> str:
     return str(cms_dir / "delphes.root")
+
+
+# ---- generated samples (coffea_jetimg.generate): made once per test session -----------------
+
+def _generated(tmp_path_factory, process: str, n_events: int, seed: int) -> str:
+    from coffea_jetimg.generate import generate
+
+    out = tmp_path_factory.mktemp(f"generated_{process}") / f"{process}.root"
+    return generate(process, n_events, seed, str(out), pt_min=500.0, pt_max=700.0, workers=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def generated_top(tmp_path_factory) -> str:
+    """300 hadronic ttbar events (jet pT 500–700 GeV), PFNano layout; path of the ROOT file."""
+    return _generated(tmp_path_factory, "top", 300, 11)
+
+
+@pytest.fixture(scope="session")
+def generated_qcd(tmp_path_factory) -> str:
+    """300 QCD dijet events (jet pT 500–700 GeV), PFNano layout; path of the ROOT file."""
+    return _generated(tmp_path_factory, "qcd", 300, 12)
+
+
+@pytest.fixture(scope="session")
+def generated_w(tmp_path_factory) -> str:
+    """100 WZ (W → qq', Z → νν) events (jet pT 500–700 GeV), PFNano layout; path of the ROOT file."""
+    return _generated(tmp_path_factory, "w", 100, 13)
