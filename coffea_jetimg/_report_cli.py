@@ -1,0 +1,111 @@
+"""Collect the plots and the summary of a `coffea-jetimg run` output directory into one page.
+
+Writes OUTDIR/report.md and OUTDIR/report.html (the PNGs are linked relative to OUTDIR).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import sys
+from pathlib import Path
+
+HELP = "collect plots and summary of a run into report.md and report.html"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("outdir", help="output directory of `coffea-jetimg run`")
+    parser.add_argument("--title", default="coffea-jetimg report")
+
+
+def _fmt(x):
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return "–" if x is None else str(x)
+
+
+def build_markdown(summary: dict, title: str) -> str:
+    lines = [f"# {title}", ""]
+    if summary.get("bad_files"):
+        lines += ["## Skipped bad files", ""] + [f"- `{p}`: {r}" for p, r in summary["bad_files"].items()] + [""]
+    models = summary.get("models") or {}
+    if models:
+        lines += ["## Taggers", "", "| model | signal | background | AUC | 1/εB at εS=0.3 | 1/εB at εS=0.5 | 1/JSD at εS=0.5 |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for name, r in models.items():
+            if "error" in r:
+                lines.append(f"| {name} | {r['error']} | | | | | |")
+                continue
+            d = r.get("decorrelation") or {}
+            lines.append(f"| {name} | {r['signal']} | {'+'.join(r['background'])} | {_fmt(r['auc'])} | {_fmt(r['R30'])} "
+                         f"| {_fmt(r['R50'])} | {_fmt(d.get('inv_jsd'))} |")
+        lines.append("")
+        for name, r in models.items():
+            if r.get("pt_bins"):
+                lines += [f"### {name} per pT bin", "", "| pT [GeV] | n sig | n bkg | AUC | R30 | R50 |",
+                          "| --- | --- | --- | --- | --- | --- |"]
+                for b in r["pt_bins"]:
+                    lines.append(f"| {b['pt'][0]:.0f}–{b['pt'][1]:.0f} | {b['n_signal']:.0f} | {b['n_background']:.0f} "
+                                 f"| {_fmt(b['auc'])} | {_fmt(b['R30'])} | {_fmt(b['R50'])} |")
+                lines.append("")
+    if summary.get("cutflow"):
+        lines += ["## Cutflow", "", "| step | count |", "| --- | --- |"]
+        lines += [f"| {k} | {v} |" for k, v in summary["cutflow"].items()] + [""]
+    if summary.get("plots"):
+        lines += ["## Plots", ""]
+        for p in summary["plots"]:
+            lines += [f"### {Path(p).stem}", "", f"![{Path(p).stem}]({p})", ""]
+    return "\n".join(lines) + "\n"
+
+
+def markdown_to_html(md: str, title: str) -> str:
+    """A small converter for the Markdown written above (headings, tables, lists, images)."""
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+           "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
+           "td,th{border:1px solid #999;padding:2px 8px}img{max-width:700px}</style></head><body>"]
+    rows: list[list[str]] = []
+
+    def flush():
+        if rows:
+            out.append("<table>")
+            for i, r in enumerate(rows):
+                tag = "th" if i == 0 else "td"
+                out.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in r) + "</tr>")
+            out.append("</table>")
+            rows.clear()
+
+    for line in md.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if not all(set(c) <= set("-: ") for c in cells):
+                rows.append(cells)
+            continue
+        flush()
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
+        elif line.startswith("![") and "](" in line:
+            alt = line[2:line.index("]")]
+            src = line[line.index("](") + 2:-1]
+            out.append(f"<p><img src='{html.escape(src)}' alt='{html.escape(alt)}'></p>")
+        elif line.startswith("- "):
+            out.append(f"<ul><li>{html.escape(line[2:])}</li></ul>")
+        elif line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    flush()
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def main(args) -> int:
+    outdir = Path(args.outdir)
+    spath = outdir / "summary.json"
+    if not spath.is_file():
+        print(f"coffea-jetimg report: {spath} not found (run `coffea-jetimg run ... -o {outdir}` first)", file=sys.stderr)
+        return 2
+    summary = json.loads(spath.read_text())
+    md = build_markdown(summary, args.title)
+    (outdir / "report.md").write_text(md)
+    (outdir / "report.html").write_text(markdown_to_html(md, args.title))
+    print(f"wrote {outdir / 'report.md'} and {outdir / 'report.html'}")
+    return 0

@@ -1,0 +1,245 @@
+"""Processors: same histograms under Iterative, Futures and apply_to_fileset (dask); cutflow;
+clear errors before any work; skip-bad-files names the file."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+torch.set_num_threads(1)
+
+import awkward as ak  # noqa: E402
+from coffea import processor  # noqa: E402
+from coffea.nanoevents import NanoAODSchema, NanoEventsFactory, PFNanoAODSchema  # noqa: E402
+
+from coffea_jetimg.artifact import save_artifact  # noqa: E402
+from coffea_jetimg.constituents import ConstituentsError  # noqa: E402
+from coffea_jetimg.processors.jet_tagging import JetTaggingProcessor, select_jets  # noqa: E402
+from test_artifact import TinyCNN  # noqa: E402
+
+
+class Lin(torch.nn.Module):
+    def __init__(self, n_in):
+        super().__init__()
+        self.fc = torch.nn.Linear(n_in, 2)
+
+    def forward(self, x):
+        return self.fc(x / 100.0)
+
+
+class TinyLoLa(torch.nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.fc = torch.nn.Linear(4 * n, 2)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1) / 100.0)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from coffea_jetimg.images import JetImageSpec
+
+    d = tmp_path_factory.mktemp("models")
+    torch.manual_seed(3)
+    img = JetImageSpec(npix=(8, 8), pixel_size=(0.1, 0.1)).to_dict()
+    cls = {"class_names": ["qcd", "top"], "signal_class": "top", "architecture": "tiny"}
+    a = save_artifact(d / "cnn", TinyCNN().eval(), {"name": "cnn", "input": {"kind": "image", "image_spec": img}, **cls},
+                      torch.randn(2, 1, 8, 8))
+    b = save_artifact(d / "cnn_b", TinyCNN().eval(), {"name": "cnn_b", "input": {"kind": "image", "image_spec": img},
+                                                      **cls}, torch.randn(2, 1, 8, 8))
+    f = save_artifact(d / "feat", Lin(3).eval(), {"name": "feat", "input": {"kind": "features",
+                                                                            "features": ["pt", "msoftdrop", "tau32"]},
+                                                  **cls}, torch.randn(2, 3))
+    lola = save_artifact(d / "lola", TinyLoLa(10).eval(), {"name": "lola", "input": {"kind": "lorentz",
+                                                                                     "n_constituents": 10}, **cls},
+                         torch.randn(2, 4, 10))
+    return {"cnn": str(a), "cnn_b": str(b), "feat": str(f), "lola": str(lola)}
+
+
+def _fileset(files_labels):
+    return {ds: {"files": {f: "Events"}, "metadata": {"label": lab}} for ds, (f, lab) in files_labels.items()}
+
+
+def _run_runner(executor, fileset, proc):
+    runner = processor.Runner(executor=executor, schema=PFNanoAODSchema, chunksize=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return runner(fileset, processor_instance=proc, treename="Events")
+
+
+def _run_dask(fileset, proc):
+    import dask
+    from coffea.dataset_tools import apply_to_fileset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = apply_to_fileset(proc, fileset, schemaclass=PFNanoAODSchema)
+        (out,) = dask.compute(out, scheduler="sync")
+    merged = {}
+    for ds, v in out.items():  # apply_to_fileset keys by dataset, our processor too
+        merged.update(v)
+    return merged
+
+
+def _assert_same(a, b):
+    assert set(a) == set(b)
+    for ds in a:
+        assert {k: int(v) for k, v in a[ds]["cutflow"].items()} == {k: int(v) for k, v in b[ds]["cutflow"].items()}
+        for key in ("score", "predicted", "score_moments", "image", "pixel_xy"):
+            assert set(a[ds][key]) == set(b[ds][key])
+            for name in a[ds][key]:
+                va, vb = a[ds][key][name].view(flow=True), b[ds][key][name].view(flow=True)
+                if va.dtype.names:
+                    for f in va.dtype.names:
+                        np.testing.assert_allclose(va[f], vb[f], rtol=1e-9, atol=1e-12, err_msg=f"{ds}/{key}/{name}")
+                else:
+                    np.testing.assert_allclose(va, vb, rtol=1e-9, atol=1e-12, err_msg=f"{ds}/{key}/{name}")
+        np.testing.assert_array_equal(a[ds]["njets"].view(flow=True), b[ds]["njets"].view(flow=True))
+
+
+def test_executors_and_dask_agree_on_pfnano(models, pfnano_file):
+    proc = JetTaggingProcessor({k: models[k] for k in ("cnn", "cnn_b", "feat", "lola")})
+    fs = _fileset({"qcd": (pfnano_file, "qcd")})
+    it = _run_runner(processor.IterativeExecutor(status=False), fs, proc)
+    fu = _run_runner(processor.FuturesExecutor(workers=2, status=False), fs, proc)
+    dk = _run_dask(fs, proc)
+    _assert_same(it, fu)
+    _assert_same(it, dk)
+    h = it["qcd"]
+    n = h["cutflow"]["jets_scored"]
+    assert n > 0 and h["njets"].sum(flow=True) == n
+    for name in ("cnn", "feat", "lola"):
+        assert h["score"][name].sum(flow=True) == n
+    # image sums: each sum-normalised image contributes 1 (empty jets 0)
+    assert 0 < h["image"]["img0"].sum().value <= n + 1e-6
+    # two CNNs with the same image spec share one image histogram
+    assert list(h["image"]) == ["img0"] and set(h["pixel_xy"]) == {"cnn", "cnn_b", "feat", "lola"}
+
+
+def test_generated_executors_agree(models, generated_top, generated_qcd):
+    proc = JetTaggingProcessor({"cnn": models["cnn"], "lola": models["lola"]}, selection={"pt": (300, None)})
+    fs = _fileset({"top": (generated_top, "top"), "qcd": (generated_qcd, "qcd")})
+    it = _run_runner(processor.IterativeExecutor(status=False), fs, proc)
+    dk = _run_dask(fs, proc)
+    _assert_same(it, dk)
+    # truthLabel drives the class: top jets in the top sample
+    top_counts = it["top"]["njets"][{"class": "top"}].sum(flow=True)
+    assert top_counts > 0
+
+
+def test_cutflow_counts(models, pfnano_file):
+    ev = NanoEventsFactory.from_root({pfnano_file: "Events"}, schemaclass=PFNanoAODSchema, mode="eager",
+                                     metadata={"dataset": "d", "label": "qcd"}).events()
+    sel = {"pt": (300.0, 1500.0), "abs_eta": 2.0, "msd": (20.0, None)}
+    proc = JetTaggingProcessor({"feat": models["feat"]}, selection=sel)
+    cf = proc.process(ev)["d"]["cutflow"]
+    fj = ev.FatJet
+    pt_ok = (fj.pt >= 300) & (fj.pt < 1500)
+    eta_ok = pt_ok & (abs(fj.eta) < 2.0)
+    msd_ok = eta_ok & (fj.msoftdrop >= 20)
+    assert cf["events"] == len(ev) == 10
+    assert cf["jets"] == ak.sum(ak.num(fj))
+    assert cf["jets_pt"] == ak.sum(pt_ok) and cf["jets_abs_eta"] == ak.sum(eta_ok) and cf["jets_msd"] == ak.sum(msd_ok)
+    assert cf["jets_scored"] == cf["jets_msd"] < cf["jets"]
+    assert cf["events_with_selected_jet"] == ak.sum(ak.any(msd_ok, axis=1))
+    np.testing.assert_array_equal(ak.to_numpy(ak.flatten(select_jets(fj, **sel))), ak.to_numpy(ak.flatten(msd_ok)))
+
+
+def test_empty_chunk(models, pfnano_file):
+    ev = NanoEventsFactory.from_root({pfnano_file: "Events"}, schemaclass=PFNanoAODSchema, mode="eager",
+                                     metadata={"dataset": "d", "label": "qcd"}).events()
+    proc = JetTaggingProcessor({k: models[k] for k in ("cnn", "feat", "lola")})
+    out = proc.process(ev[:0])["d"]
+    assert out["cutflow"]["events"] == 0 and out["cutflow"]["jets_scored"] == 0
+    assert out["score"]["cnn"].sum(flow=True) == 0
+    none_pass = JetTaggingProcessor({"cnn": models["cnn"]}, selection={"pt": (1e5, None)}).process(ev)["d"]
+    assert none_pass["cutflow"]["jets_scored"] == 0 and none_pass["image"]["img0"].sum().value == 0
+
+
+def test_lorentz_model_on_plain_nanoaod_fails_before_work(models, cms_dir, monkeypatch):
+    import coffea_jetimg.processors.jet_tagging as jt
+
+    called = []
+    monkeypatch.setattr(jt, "jet_table", lambda *a, **k: called.append(1))
+    f = str(cms_dir / "nano_tt_v12.root")
+    ev = NanoEventsFactory.from_root({f: "Events"}, schemaclass=NanoAODSchema, mode="eager",
+                                     metadata={"dataset": "tt"}).events()
+    proc = JetTaggingProcessor({"lola": models["lola"]})
+    with pytest.raises(ConstituentsError, match="lola.*FatJetPFCands") as exc:
+        proc.process(ev)
+    assert "PFCands" in str(exc.value)
+    assert not called
+    evd = NanoEventsFactory.from_root({f: "Events"}, schemaclass=NanoAODSchema, mode="dask",
+                                      metadata={"dataset": "tt"}).events()
+    with pytest.raises(ConstituentsError, match="lola"):
+        proc.process(evd)  # at graph construction: nothing was read
+    # a features model needs no constituents and runs on the same file
+    monkeypatch.undo()
+    out = JetTaggingProcessor({"feat": models["feat"]}).process(ev)["tt"]
+    assert out["cutflow"]["events"] == 200
+
+
+def test_skip_bad_files_names_the_file(models, pfnano_file, bad_dir, tmp_path, capsys):
+    from coffea_jetimg.cli import main
+
+    bad = str(bad_dir / "truncated.root")
+    fs = tmp_path / "fs.json"
+    fs.write_text(json.dumps({"qcd": {"files": {pfnano_file: "Events", bad: "Events"}, "metadata": {"label": "qcd"}},
+                              "top": {"files": [pfnano_file], "metadata": {"label": "top"}}}))
+    out = tmp_path / "out"
+    rc = main(["run", "--fileset", str(fs), "--model", models["feat"], "--executor", "iterative",
+               "--skip-bad-files", "--no-plots", "-o", str(out)])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert bad in summary["bad_files"] and "truncated" in capsys.readouterr().err
+    assert summary["models"]["feat"]["n_signal"] > 0
+    assert (out / "hists.root").is_file() and (out / "hists.coffea").is_file()
+    rc = main(["run", "--fileset", str(fs), "--model", models["feat"], "--executor", "iterative", "-o",
+               str(tmp_path / "out2")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert bad in err and "--skip-bad-files" in err
+    assert main(["report", str(out)]) == 0
+    assert "feat" in (out / "report.md").read_text() and (out / "report.html").is_file()
+
+
+def test_event_image_processor_eager_vs_dask(tmp_path, cms_dir):
+    import dask
+
+    from coffea_jetimg.processors.event_image import EventImageProcessor
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pool = torch.nn.AdaptiveAvgPool2d(4)
+            self.fc = torch.nn.Linear(48, 3)
+
+        def forward(self, x):
+            return self.fc(self.pool(x).flatten(1))
+
+    from coffea_jetimg.event_images import EventImageSpec
+
+    spec = EventImageSpec(npix=(64, 64), c_radius=3.0).to_dict()
+    art = save_artifact(tmp_path / "ev", M().eval(), {"name": "ev", "architecture": "t", "input": {
+        "kind": "event_image", "event_image_spec": spec}, "class_names": ["ttbar", "wjets", "dy"],
+        "signal_class": "ttbar"}, torch.randn(2, 3, 64, 64))
+    f = str(cms_dir / "nano_tt_v12.root")
+    proc = EventImageProcessor(art)
+    kw = dict(schemaclass=NanoAODSchema, metadata={"dataset": "tt", "label": "ttbar"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        eager = proc.process(NanoEventsFactory.from_root({f: "Events"}, mode="eager", **kw).events())["tt"]
+        (lazy,) = dask.compute(proc.process(NanoEventsFactory.from_root({f: "Events"}, mode="dask", **kw).events()))
+    lazy = lazy["tt"]
+    n = eager["cutflow"]["jets"]
+    assert 0 < n < eager["cutflow"]["events"]
+    assert eager["nevents"].sum() == n == eager["predicted"].sum()
+    assert eager["ink"].sum().value > 0
+    assert {k: int(v) for k, v in lazy["cutflow"].items()} == eager["cutflow"]
+    np.testing.assert_allclose(lazy["ink"].values(), eager["ink"].values())
+    np.testing.assert_array_equal(lazy["predicted"].values(), eager["predicted"].values())
