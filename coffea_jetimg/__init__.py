@@ -1,13 +1,48 @@
 """coffea-jetimg: jet images, constituent 4-vector inputs and deep-learning taggers for coffea.
 
-The public surface is listed in ``__all__``; heavy modules (torch, pythia8) import lazily.
+The public surface is listed in ``__all__``. Names import lazily (PEP 562), so that e.g.
+``coffea_jetimg.inference`` on a GPU node does not pull in coffea, and ``generate`` does not
+pull in torch.
 """
 
 from __future__ import annotations
 
-from ._io import InputFileError, open_events
-from .constituents import ConstituentsError, constituents
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["InputFileError", "ConstituentsError", "constituents", "open_events", "__version__"]
+#: public name -> module that defines it
+_LAZY = {
+    "InputFileError": "._io",
+    "open_events": "._io",
+    "check_file": "._io",
+    "ConstituentsError": ".constituents",
+    "constituents": ".constituents",
+    "JetImageSpec": ".images",
+    "jet_images": ".images",
+    "EventImageSpec": ".event_images",
+    "event_images": ".event_images",
+    "constituent_p4s": ".lorentz",
+    "constituent_features": ".lorentz",
+    "load_artifact": ".artifact",
+    "save_artifact": ".artifact",
+    "ArtifactError": ".artifact",
+    "build_inputs": ".inputs",
+    "Tagger": ".inference",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str):
+    try:
+        modname = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'coffea_jetimg' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(modname, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__
