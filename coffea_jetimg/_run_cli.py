@@ -172,7 +172,7 @@ def run(args) -> dict:
 def main(args) -> int:
     from ._io import InputFileError
     from .artifact import ArtifactError
-    from .constituents import ConstituentsError
+    from ._constituents import ConstituentsError
 
     try:
         summary = run(args)

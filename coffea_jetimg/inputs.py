@@ -20,7 +20,7 @@ import json
 import awkward as ak
 import numpy as np
 
-from .constituents import ConstituentsError, constituents, detect_layout
+from ._constituents import ConstituentsError, constituents, detect_layout
 
 __all__ = [
     "build_inputs",

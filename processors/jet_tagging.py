@@ -33,7 +33,7 @@ import hist
 import numpy as np
 from coffea import processor
 
-from coffea_jetimg.constituents import ConstituentsError, _needed_leaves, constituents, detect_layout
+from coffea_jetimg._constituents import ConstituentsError, _needed_leaves, constituents, detect_layout
 from coffea_jetimg.inference import Tagger
 from coffea_jetimg.inputs import FEATURE_ALIASES, build_inputs, check_compatible, input_key, needs_constituents
 

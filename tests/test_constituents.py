@@ -10,7 +10,7 @@ import pytest
 import uproot
 
 import coffea_jetimg as cj
-from coffea_jetimg.constituents import ConstituentsError, _group_by_jet, detect_layout, flat_jet_constituents
+from coffea_jetimg._constituents import ConstituentsError, _group_by_jet, detect_layout, flat_jet_constituents
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from coffea import processor  # noqa: E402
 from coffea.nanoevents import NanoAODSchema, NanoEventsFactory, PFNanoAODSchema  # noqa: E402
 
 from coffea_jetimg.artifact import save_artifact  # noqa: E402
-from coffea_jetimg.constituents import ConstituentsError  # noqa: E402
+from coffea_jetimg import ConstituentsError  # noqa: E402
 from coffea_jetimg.processors.jet_tagging import JetTaggingProcessor, select_jets  # noqa: E402
 from test_artifact import TinyCNN  # noqa: E402
 

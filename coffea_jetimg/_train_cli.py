@@ -1,0 +1,120 @@
+"""Train a jet tagger on signal and background ROOT files and save it as a model artifact.
+
+The files (generated with ``coffea-jetimg generate`` or real PFNano) are read with the same code
+as the processor: coffea NanoEvents → jet constituents → the network input described by the
+artifact's spec (jet image, constituent 4-vectors or jet features). Jets are selected (pT
+window, |eta|, truth label), split 70/15/15 into train/validation/test with --seed, classes are
+weighted to equal total weight, and the model is trained with Adam and early stopping on the
+validation loss. The output directory receives model.ts (TorchScript), model.onnx, spec.json
+(preprocessing spec, class names, training settings, test-set AUC, accuracy and background
+rejection 1/eps_B at eps_S = 0.3 and 0.5), loss.png and auc.png, and checkpoint.pt (for
+--resume).
+
+Example:
+  coffea-jetimg train --signal top.root --background qcd.root --model deeptop \\
+      --pt-min 550 --pt-max 650 --epochs 20 -o artifacts/deeptop
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "train a tagger (CNN, LoLa, dense, ResNet) on ROOT files and save a model artifact"
+
+MODELS = ("deeptop", "qg", "wtag", "lola", "fc", "maxout", "resnet18", "resnet34", "resnet50")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("inputs and labels")
+    g.add_argument("--signal", nargs="+", required=True, metavar="FILE", help="ROOT files with signal jets (class 1)")
+    g.add_argument("--background", nargs="+", required=True, metavar="FILE",
+                   help="ROOT files with background jets (class 0)")
+    g.add_argument("--jets", default="FatJet", help="jet collection to tag")
+    g.add_argument("--label-from", choices=("file", "truth"), default="file",
+                   help="'file': the class is the file list a jet came from (signal files need truthLabel == "
+                        "--signal-truth, background files --background-truth, when the jets have truthLabel); "
+                        "'truth': pool all files and label truthLabel == --signal-truth as signal")
+    g.add_argument("--signal-truth", type=int, default=1,
+                   help="truthLabel of signal jets (generated files: 0 QCD, 1 top, 2 W); -1 to not require one")
+    g.add_argument("--background-truth", type=int, default=0,
+                   help="truthLabel required of background-file jets; -1 to not require one")
+    g.add_argument("--pt-min", type=float, default=None, help="keep jets with pt >= this (GeV)")
+    g.add_argument("--pt-max", type=float, default=None, help="keep jets with pt < this (GeV)")
+    g.add_argument("--abs-eta-max", type=float, default=2.0, help="keep jets with |eta| < this")
+    g.add_argument("--max-jets", type=int, default=None, help="at most this many jets per class")
+    g.add_argument("--class-names", nargs=2, default=("qcd", "top"), metavar=("BACKGROUND", "SIGNAL"),
+                   help="names of the background and signal classes stored in the artifact")
+    m = parser.add_argument_group("model and network input")
+    m.add_argument("--model", choices=MODELS, required=True,
+                   help="architecture: deeptop/qg/wtag image CNNs, lola (CoLa+LoLa on 4-vectors), fc (5x500, "
+                        "dropout 0.5) or maxout (on images with --image-preset, on --features, else on 4-vectors), "
+                        "resnet18/34/50 (event images)")
+    m.add_argument("--image-preset", default=None,
+                   help="jet-image preset (qg, deeptop, wtag, komiske); default: the one named like the model")
+    m.add_argument("--n-constituents", type=int, default=40,
+                   help="constituents (pT-ordered, zero-padded) per jet for lola / 4-vector inputs")
+    m.add_argument("--features", nargs="+", default=None,
+                   help="jet features for fc/maxout, e.g. msoftdrop mass tau21 tau32")
+    t = parser.add_argument_group("training")
+    t.add_argument("--epochs", type=int, default=20, help="maximum number of epochs")
+    t.add_argument("--batch-size", type=int, default=128, help="mini-batch size")
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    t.add_argument("--patience", type=int, default=5,
+                   help="early stopping: epochs without a lower validation loss (0: never)")
+    t.add_argument("--split", type=float, nargs=3, default=(0.7, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"),
+                   help="train/validation/test fractions")
+    t.add_argument("--seed", type=int, default=0, help="seed of the split, the initialisation and the batches")
+    t.add_argument("--device", default="auto", help="'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available)")
+    t.add_argument("--decorrelate", choices=("none", "adversary", "disco"), default="none",
+                   help="mass decorrelation against the soft-drop mass: an adversary predicting the binned mass of "
+                        "background jets from the classifier output (loss L_clf - lambda*L_adv), or a DisCo "
+                        "distance-correlation penalty (L_clf + lambda*dCorr^2)")
+    t.add_argument("--lambda", dest="lam", type=float, default=None,
+                   help="strength lambda of the decorrelation term (used with --decorrelate); default 10 for "
+                        "adversary, 1 for disco")
+    t.add_argument("--mass-bins", type=int, default=10, help="adversary: number of background-mass quantile bins")
+    t.add_argument("--jes-smear", type=float, default=0.0,
+                   help="'hardened' training: scale each training jet's constituent pT by 1 + X*N(0,1) "
+                        "(e.g. 0.05 for 5%%)")
+    t.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
+    t.add_argument("--name", default=None, help="model name stored in spec.json")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("-o", "--output", required=True, metavar="ARTIFACT_DIR", help="artifact directory to write")
+
+
+def _lambda(args) -> float:
+    if args.decorrelate == "none":
+        return 0.0
+    if args.lam is not None:
+        return args.lam
+    return {"adversary": 10.0, "disco": 1.0}[args.decorrelate]
+
+
+def main(args) -> int:
+    import sys
+
+    from .train import TrainingError, train_model
+
+    pt_range = None
+    if args.pt_min is not None or args.pt_max is not None:
+        pt_range = (args.pt_min if args.pt_min is not None else 0.0,
+                    args.pt_max if args.pt_max is not None else float("inf"))
+    try:
+        res = train_model(
+            args.signal, args.background, args.model, args.output,
+            image_preset=args.image_preset, n_constituents=args.n_constituents, features=args.features,
+            jets=args.jets, pt_range=pt_range, abs_eta_max=args.abs_eta_max, label_from=args.label_from,
+            signal_truth=None if args.signal_truth < 0 else args.signal_truth,
+            background_truth=None if args.background_truth < 0 else args.background_truth,
+            max_jets_per_class=args.max_jets, class_names=tuple(args.class_names), split=tuple(args.split),
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
+            patience=args.patience, decorrelate=None if args.decorrelate == "none" else args.decorrelate,
+            lam=_lambda(args), mass_bins=args.mass_bins,
+            jes_smear=args.jes_smear, resume=args.resume, name=args.name, progress=not args.no_progress,
+        )
+    except (TrainingError, ValueError, KeyError) as err:
+        print(f"coffea-jetimg train: error: {err}", file=sys.stderr)
+        return 2
+    m = res["metrics"]
+    print(f"wrote {res['artifact']} (test AUC {m['auc']:.4f}, accuracy {m['accuracy']:.4f})")
+    return 0

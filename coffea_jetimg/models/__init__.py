@@ -1,0 +1,91 @@
+"""Taggers in torch (image CNNs, LoLa, ResNets, dense nets) and non-neural baselines.
+
+:func:`build_model` makes any torch architecture by name; every one takes a float32 tensor of
+the shape given by ``input_shape`` (without the batch axis) and returns logits
+``(batch, n_classes)``, and scripts with :func:`torch.jit.script` / exports to ONNX.
+
+=============  ===========  ====================================================================
+name           input kind   network
+=============  ===========  ====================================================================
+``qg``         image        3 conv + max-pool, dense 128 (quark/gluon, arXiv:1612.01551)
+``deeptop``    image        4 conv 8×4×4, pools, dense 64-256-256 (arXiv:1701.08784)
+``wtag``       image        11×11 then 3×3 conv, dropout (W vs QCD, arXiv:1511.05190)
+``lola``       lorentz      CoLa + LoLa, dense 100-50 (arXiv:1707.08966)
+``fc``         any          5 × 500 ReLU, dropout 0.5
+``maxout``     any          MaxOut 256/128 (5 pieces), dense 64-25
+``resnet18``   event_image  ResNet-18 (also ``resnet34``, ``resnet50``), 3 classes by default
+=============  ===========  ====================================================================
+
+Non-neural: :class:`BDTTagger` (features) and :class:`LikelihoodRatioTagger` (2 observables).
+"""
+
+from __future__ import annotations
+
+from .baselines import BDTTagger, LikelihoodRatioTagger
+from .cnn import CNN_PRESETS, JetCNN, deeptop_cnn, qg_cnn, wtag_cnn
+from .dense import FCNet, MaxOut, MaxOutNet
+from .lola import CoLa, LoLa, LoLaNet
+from .resnet import RESNETS, BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50
+
+__all__ = [
+    "build_model", "ARCHITECTURES", "input_kind",
+    "JetCNN", "qg_cnn", "deeptop_cnn", "wtag_cnn",
+    "CoLa", "LoLa", "LoLaNet",
+    "ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50",
+    "FCNet", "MaxOut", "MaxOutNet",
+    "BDTTagger", "LikelihoodRatioTagger",
+]
+
+#: architecture name -> the input kind it expects ('any': image, lorentz or features)
+ARCHITECTURES = {
+    "qg": "image", "deeptop": "image", "wtag": "image",
+    "lola": "lorentz",
+    "fc": "any", "maxout": "any",
+    "resnet18": "event_image", "resnet34": "event_image", "resnet50": "event_image",
+}
+
+
+def input_kind(architecture: str) -> str:
+    """The input kind (``'image'``, ``'lorentz'``, ``'event_image'`` or ``'any'``) of an architecture."""
+    try:
+        return ARCHITECTURES[architecture]
+    except KeyError:
+        raise ValueError(f"unknown architecture {architecture!r}; choose one of {sorted(ARCHITECTURES)}") from None
+
+
+def build_model(architecture: str, input_shape, n_classes: int = 2, **kw):
+    """A torch tagger by name.
+
+    Parameters
+    ----------
+    architecture : str
+        One of :data:`ARCHITECTURES`.
+    input_shape : tuple of int
+        Per-example input shape: ``(C, H, W)`` for images, ``(4, N)`` for ``lola``, anything
+        for ``fc`` / ``maxout``, ``(3, 224, 224)`` for the ResNets.
+    n_classes : int
+    **kw
+        Passed to the constructor (e.g. ``dropout``, ``n_combinations``, ``width``).
+
+    Returns
+    -------
+    torch.nn.Module
+        Outputs logits ``(batch, n_classes)``.
+    """
+    input_kind(architecture)
+    shape = tuple(int(v) for v in input_shape)
+    if architecture in CNN_PRESETS:
+        if len(shape) != 3:
+            raise ValueError(f"{architecture} takes images (C, H, W); got input_shape {shape}")
+        return CNN_PRESETS[architecture](shape, n_classes, **kw)
+    if architecture == "lola":
+        if len(shape) != 2 or shape[0] != 4:
+            raise ValueError(f"lola takes 4-vectors (4, N); got input_shape {shape}")
+        return LoLaNet(shape[1], n_classes, **kw)
+    if architecture == "fc":
+        return FCNet(shape, n_classes, **kw)
+    if architecture == "maxout":
+        return MaxOutNet(shape, n_classes, **kw)
+    if len(shape) != 3:
+        raise ValueError(f"{architecture} takes images (C, H, W); got input_shape {shape}")
+    return RESNETS[architecture](n_classes, in_channels=shape[0], **kw)

@@ -1,0 +1,333 @@
+"""Jet substructure observables from jet constituents: the physics baselines.
+
+Functions take constituents as given by :func:`coffea_jetimg.constituents` (``events → jets →
+candidates`` or ``jets → candidates`` records with ``pt`` GeV, ``eta``, ``phi``, ``mass`` GeV,
+``charge`` and optionally ``puppiWeight``) and return numpy arrays aligned with the flattened
+jets, shape ``(n_jets,)`` (or ``(n_jets, k)``).
+
+* :func:`jet_mass`, :func:`jet_width` (girth ``Σ pT ΔR / Σ pT``), :func:`n_track` and
+  :func:`energy_correlation_ratios` (C2, D2 from ECF(1..3), O(n³)) are numba kernels on flat
+  buffers (``offsets, columns..., out``).
+* :func:`softdrop` (β, z_cut, R0; C/A reclustering) and :func:`nsubjettiness` (τ_N with the
+  normalised measure, β, R0, exclusive-kT or one-pass-kT axes) use FastJet through the
+  ``fastjet`` PyPI package, which ships fjcontrib's RecursiveTools (SoftDrop) and Nsubjettiness
+  in its awkward interface (``ClusterSequence.exclusive_jets_softdrop_grooming``,
+  ``ClusterSequence.njettiness``), so nothing is re-derived here.
+
+``puppi=True`` scales each candidate's 4-vector by its ``puppiWeight`` (as CMS does for its
+AK8 PUPPI jets) and drops candidates of weight 0. Distances ΔR use rapidity and φ, as FastJet.
+"""
+
+from __future__ import annotations
+
+import awkward as ak
+import numba
+import numpy as np
+
+from ._constituents import flat_jet_constituents
+
+__all__ = [
+    "jet_mass", "jet_width", "n_track", "softdrop", "nsubjettiness", "energy_correlation_ratios",
+    "substructure", "SUBSTRUCTURE_FEATURES",
+]
+
+#: the names :func:`substructure` returns
+SUBSTRUCTURE_FEATURES = ("mass", "msoftdrop", "tau1", "tau2", "tau3", "tau21", "tau32", "width", "n_track", "c2", "d2")
+
+
+# ----------------------------------------------------------------------------- flat unpacking
+
+def _flat(cands, puppi: bool, extra=()):
+    """offsets, pt, eta, phi, mass (+ extra columns), with PUPPI weights applied when asked."""
+    fields = ("pt", "eta", "phi", "mass") + tuple(extra)
+    if puppi:
+        fields += ("puppiWeight",)
+    try:
+        offsets, cols = flat_jet_constituents(cands, fields)
+    except KeyError as err:
+        raise KeyError(f"{err.args[0]}; substructure needs {fields}") from None
+    pt = cols["pt"].astype(np.float64)
+    mass = cols["mass"].astype(np.float64)
+    if puppi:
+        w = cols["puppiWeight"].astype(np.float64)
+        pt, mass = pt * w, mass * w
+        keep = w > 0
+        if not keep.all():  # drop zero-weight candidates: rebuild the offsets
+            counts = np.diff(offsets)
+            jet_of = np.repeat(np.arange(len(counts)), counts)
+            counts = np.bincount(jet_of[keep], minlength=len(counts))
+            offsets = np.zeros(len(counts) + 1, np.int64)
+            np.cumsum(counts, out=offsets[1:])
+            cols = {k: v[keep] for k, v in cols.items()}
+            pt, mass = pt[keep], mass[keep]
+    return offsets, pt, cols["eta"].astype(np.float64), cols["phi"].astype(np.float64), mass, cols
+
+
+@numba.njit(cache=True)
+def _p4(pt, eta, phi, mass):
+    px = pt * np.cos(phi)
+    py = pt * np.sin(phi)
+    pz = pt * np.sinh(eta)
+    e = np.sqrt(px * px + py * py + pz * pz + mass * mass)
+    return e, px, py, pz
+
+
+@numba.njit(cache=True)
+def _rap(e, pz):
+    if e - abs(pz) <= 0.0:
+        return 0.0 if pz == 0 else np.sign(pz) * 1e5
+    return 0.5 * np.log((e + pz) / (e - pz))
+
+
+@numba.njit(cache=True)
+def _dphi(a, b):
+    d = a - b
+    while d > np.pi:
+        d -= 2 * np.pi
+    while d <= -np.pi:
+        d += 2 * np.pi
+    return d
+
+
+@numba.njit(cache=True)
+def _mass_kernel(offsets, pt, eta, phi, mass, out):
+    for j in range(len(offsets) - 1):
+        E = PX = PY = PZ = 0.0
+        for i in range(offsets[j], offsets[j + 1]):
+            e, px, py, pz = _p4(pt[i], eta[i], phi[i], mass[i])
+            E += e
+            PX += px
+            PY += py
+            PZ += pz
+        m2 = E * E - PX * PX - PY * PY - PZ * PZ
+        out[j] = np.sqrt(m2) if m2 > 0 else 0.0
+    return out
+
+
+@numba.njit(cache=True)
+def _width_kernel(offsets, pt, eta, phi, mass, out):
+    for j in range(len(offsets) - 1):
+        lo, hi = offsets[j], offsets[j + 1]
+        if hi <= lo:
+            out[j] = 0.0
+            continue
+        E = PX = PY = PZ = 0.0
+        for i in range(lo, hi):
+            e, px, py, pz = _p4(pt[i], eta[i], phi[i], mass[i])
+            E += e
+            PX += px
+            PY += py
+            PZ += pz
+        yj = _rap(E, PZ)
+        phij = np.arctan2(PY, PX)
+        num = 0.0
+        den = 0.0
+        for i in range(lo, hi):
+            e, px, py, pz = _p4(pt[i], eta[i], phi[i], mass[i])
+            dy = _rap(e, pz) - yj
+            dp = _dphi(phi[i], phij)
+            num += pt[i] * np.sqrt(dy * dy + dp * dp)
+            den += pt[i]
+        out[j] = num / den if den > 0 else 0.0
+    return out
+
+
+@numba.njit(cache=True)
+def _ntrack_kernel(offsets, pt, charge, pt_min, out):
+    for j in range(len(offsets) - 1):
+        n = 0
+        for i in range(offsets[j], offsets[j + 1]):
+            if charge[i] != 0 and pt[i] > pt_min:
+                n += 1
+        out[j] = n
+    return out
+
+
+@numba.njit(cache=True)
+def _ecf_kernel(offsets, pt, eta, phi, mass, beta, out):
+    """out[j] = (e2, e3) normalised ECFs: Σ_{i<k} z_i z_k ΔR^β, Σ_{i<k<l} z_i z_k z_l (ΔR ΔR ΔR)^β."""
+    for j in range(len(offsets) - 1):
+        lo, hi = offsets[j], offsets[j + 1]
+        n = hi - lo
+        out[j, 0] = 0.0
+        out[j, 1] = 0.0
+        if n < 2:
+            continue
+        y = np.empty(n)
+        s = 0.0
+        for a in range(n):
+            e, px, py, pz = _p4(pt[lo + a], eta[lo + a], phi[lo + a], mass[lo + a])
+            y[a] = _rap(e, pz)
+            s += pt[lo + a]
+        d = np.zeros((n, n))
+        for a in range(n):
+            for b in range(a + 1, n):
+                dy = y[a] - y[b]
+                dp = _dphi(phi[lo + a], phi[lo + b])
+                d[a, b] = (dy * dy + dp * dp) ** (0.5 * beta)
+                d[b, a] = d[a, b]
+        e2 = 0.0
+        e3 = 0.0
+        for a in range(n):
+            za = pt[lo + a] / s
+            for b in range(a + 1, n):
+                zab = za * pt[lo + b] / s
+                e2 += zab * d[a, b]
+                for c in range(b + 1, n):
+                    e3 += zab * pt[lo + c] / s * d[a, b] * d[a, c] * d[b, c]
+        out[j, 0] = e2
+        out[j, 1] = e3
+    return out
+
+
+# ----------------------------------------------------------------------------- public functions
+
+def jet_mass(cands, *, puppi: bool = False) -> np.ndarray:
+    """Invariant mass (GeV) of the sum of the constituents' 4-vectors, shape ``(n_jets,)``."""
+    off, pt, eta, phi, mass, _ = _flat(cands, puppi)
+    return _mass_kernel(off, pt, eta, phi, mass, np.zeros(len(off) - 1))
+
+
+def jet_width(cands, *, puppi: bool = False) -> np.ndarray:
+    """Jet width (girth) ``Σ_i pT_i ΔR(i, jet) / Σ_i pT_i``; the jet axis is the constituent sum.
+
+    A jet with one constituent has width 0; an empty jet 0.
+    """
+    off, pt, eta, phi, mass, _ = _flat(cands, puppi)
+    return _width_kernel(off, pt, eta, phi, mass, np.zeros(len(off) - 1))
+
+
+def n_track(cands, pt_min: float = 1.0) -> np.ndarray:
+    """Number of charged constituents (``charge != 0``) with ``pt > pt_min`` GeV, ``(n_jets,)`` int."""
+    off, pt, _, _, _, cols = _flat(cands, False, extra=("charge",))
+    return _ntrack_kernel(off, pt, cols["charge"].astype(np.int64), float(pt_min), np.zeros(len(off) - 1, np.int64))
+
+
+def energy_correlation_ratios(cands, beta: float = 1.0, *, puppi: bool = False) -> dict[str, np.ndarray]:
+    """Energy-correlation ratios ``C2 = e3 / e2²`` and ``D2 = e3 / e2³`` (Larkoski, Salam, Thaler;
+    Larkoski, Moult, Neill), with pT-fraction-normalised ECFs and angular exponent ``beta``.
+
+    Returns ``{'e2', 'e3', 'c2', 'd2'}``, each ``(n_jets,)``; ratios are 0 where ``e2 = 0``.
+    O(n³) per jet in a numba kernel.
+    """
+    off, pt, eta, phi, mass, _ = _flat(cands, puppi)
+    ecf = _ecf_kernel(off, pt, eta, phi, mass, float(beta), np.zeros((len(off) - 1, 2)))
+    e2, e3 = ecf[:, 0], ecf[:, 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c2 = np.where(e2 > 0, e3 / e2**2, 0.0)
+        d2 = np.where(e2 > 0, e3 / e2**3, 0.0)
+    return {"e2": e2, "e3": e3, "c2": c2, "d2": d2}
+
+
+def _cluster(cands, puppi: bool, algorithm: str = "cambridge", R: float = 10.0):
+    """A FastJet ClusterSequence over jets (each jet's constituents are one 'event')."""
+    import fastjet
+
+    off, pt, eta, phi, mass, _ = _flat(cands, puppi)
+    px = pt * np.cos(phi)
+    py = pt * np.sin(phi)
+    pz = pt * np.sinh(eta)
+    e = np.sqrt(px**2 + py**2 + pz**2 + mass**2)
+    counts = np.diff(off)
+    # FastJet's grooming throws on a jet without particles: cluster the non-empty jets only
+    parts = ak.unflatten(ak.zip({"px": px, "py": py, "pz": pz, "E": e}), counts)[counts > 0]
+    algo = {"cambridge": fastjet.cambridge_algorithm, "kt": fastjet.kt_algorithm}[algorithm]
+    # a large R: every constituent of the (already clustered) jet ends in the one exclusive jet
+    return fastjet.ClusterSequence(parts, fastjet.JetDefinition(algo, R)), counts
+    # (the caller scatters results back with ``counts > 0``)
+
+
+def softdrop(cands, *, beta: float = 0.0, z_cut: float = 0.1, R0: float = 0.8, puppi: bool = False) -> dict[str, np.ndarray]:
+    """Soft-drop grooming (Larsoski, Marzani, Soyez, Thaler arXiv:1402.2657) of each jet.
+
+    The constituents are reclustered with Cambridge/Aachen and declustered by fjcontrib's
+    ``SoftDrop(beta, z_cut, R0)`` (through ``fastjet``'s awkward interface). With β = 0 this is
+    the modified mass-drop tagger.
+
+    Returns
+    -------
+    dict of ndarray, each ``(n_jets,)``
+        ``msoftdrop`` (GeV), ``ptsoftdrop`` (GeV), ``zg`` (the symmetry of the last kept
+        splitting), ``rg`` (its ΔR). Empty jets give 0.
+    """
+    cs, counts = _cluster(cands, puppi)
+    n = len(counts)
+    out = {k: np.zeros(n) for k in ("msoftdrop", "ptsoftdrop", "zg", "rg")}
+    ok = counts > 0
+    if not ok.any():
+        return out
+    sd = cs.exclusive_jets_softdrop_grooming(njets=1, beta=beta, symmetry_cut=z_cut, R0=R0)
+    vals = {
+        "msoftdrop": ak.to_numpy(sd.msoftdrop), "ptsoftdrop": ak.to_numpy(sd.ptsoftdrop),
+        "zg": ak.to_numpy(sd.symmetrysoftdrop), "rg": ak.to_numpy(sd.deltaRsoftdrop),
+    }
+    for k, v in vals.items():
+        out[k][ok] = np.nan_to_num(np.asarray(v, dtype=np.float64))
+    return out
+
+
+_AXES = {"kt": "KT_Axes", "onepass_kt": "OnePass_KT_Axes", "wta_kt": "WTA_KT_Axes"}
+
+
+def nsubjettiness(cands, n=(1, 2, 3), *, beta: float = 1.0, R0: float = 0.8, axes: str = "kt",
+                  puppi: bool = False) -> np.ndarray:
+    """N-subjettiness τ_N (Thaler, Van Tilburg arXiv:1011.2268), normalised measure.
+
+    ``τ_N = Σ_i pT_i min_k ΔR_ik^β / Σ_i pT_i R0^β`` with axes from exclusive-kT clustering of the
+    constituents (``axes='kt'``), or those refined by one pass of minimisation
+    (``'onepass_kt'``, what CMS stores as ``FatJet_tau1..4``), or winner-take-all kT
+    (``'wta_kt'``). Computed by fjcontrib's Nsubjettiness.
+
+    Returns
+    -------
+    ndarray, shape (n_jets, len(n))
+        τ for each N; 0 for jets with no constituents.
+    """
+    try:
+        axes_def = _AXES[axes]
+    except KeyError:
+        raise ValueError(f"axes must be one of {sorted(_AXES)}, got {axes!r}") from None
+    cs, counts = _cluster(cands, puppi)
+    nn = [int(v) for v in n]
+    out = np.zeros((len(counts), len(nn)))
+    ok = counts > 0
+    if not ok.any():
+        return out
+    taus = cs.njettiness(measure_definition="NormalizedMeasure", axes_definition=axes_def, njets=nn,
+                         beta=beta, R0=R0)
+    arr = np.asarray(ak.to_numpy(ak.fill_none(ak.pad_none(taus, len(nn), axis=1, clip=True), 0.0)), dtype=np.float64)
+    out[ok] = np.nan_to_num(arr)
+    return out
+
+
+def _ratio(a, b):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b > 0, a / np.where(b > 0, b, 1.0), 0.0)
+
+
+def substructure(cands, *, puppi: bool = False, beta_sd: float = 0.0, z_cut: float = 0.1, R0: float = 0.8,
+                 tau_axes: str = "kt", ecf_beta: float = 1.0, track_pt_min: float = 1.0) -> dict[str, np.ndarray]:
+    """All observables of :data:`SUBSTRUCTURE_FEATURES` for each jet, as ``(n_jets,)`` arrays.
+
+    ``tau21 = τ2/τ1`` and ``tau32 = τ3/τ2`` (0 where the denominator is 0); ``n_track`` counts
+    charged constituents above ``track_pt_min`` GeV (never PUPPI-weighted).
+    """
+    taus = nsubjettiness(cands, (1, 2, 3), beta=1.0, R0=R0, axes=tau_axes, puppi=puppi)
+    ecf = energy_correlation_ratios(cands, ecf_beta, puppi=puppi)
+    out = {
+        "mass": jet_mass(cands, puppi=puppi),
+        "msoftdrop": softdrop(cands, beta=beta_sd, z_cut=z_cut, R0=R0, puppi=puppi)["msoftdrop"],
+        "tau1": taus[:, 0], "tau2": taus[:, 1], "tau3": taus[:, 2],
+        "tau21": _ratio(taus[:, 1], taus[:, 0]), "tau32": _ratio(taus[:, 2], taus[:, 1]),
+        "width": jet_width(cands, puppi=puppi),
+        "n_track": n_track(cands, track_pt_min) if _has_charge(cands) else np.full(len(taus), -1, np.int64),
+        "c2": ecf["c2"], "d2": ecf["d2"],
+    }
+    return out
+
+
+def _has_charge(cands) -> bool:
+    try:
+        return "charge" in cands.fields
+    except Exception:
+        return False

@@ -1,0 +1,226 @@
+"""Training: a toy run separates, decorrelation terms act, checkpoints resume, files → artifact."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from coffea_jetimg.models import build_model
+from coffea_jetimg.train import (Adversary, History, TrainingError, adversary_loss, balanced_weights,
+                                 distance_correlation, evaluate_scores, fit, mass_bin_edges, predict,
+                                 split_indices)
+
+torch.set_num_threads(1)
+
+
+def _toy_images(n=1200, seed=0):
+    """16×16 'jets': a central blob, plus a second prong for signal (an overlapping separable toy)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    X = rng.exponential(0.01, (n, 1, 16, 16)).astype(np.float32)
+    X[:, 0, 7:9, 7:9] += rng.uniform(0.2, 0.4, (n, 1, 1)).astype(np.float32)
+    off = rng.integers(2, 5, n)
+    for i in np.flatnonzero(y == 1):
+        X[i, 0, 7 + off[i], 7] += rng.uniform(0.05, 0.2)
+    return X / X.sum(axis=(1, 2, 3), keepdims=True), y
+
+
+def test_toy_cnn_reaches_clear_auc():
+    X, y = _toy_images(900)
+    torch.manual_seed(0)
+    model = build_model("qg", (1, 16, 16), filters=8)
+    hist = fit(model, X[:700], y[:700], epochs=3, batch_size=64, lr=3e-3, progress=False, seed=1)
+    assert len(hist.train_loss) == 3 and hist.best_epoch >= 0
+    assert hist.train_loss[-1] < hist.train_loss[0]
+    m = evaluate_scores(predict(model, X[700:])[:, 1], y[700:])
+    assert m["auc"] > 0.9, m
+
+
+def test_untrainable_labels_stay_at_chance():
+    """The same run on shuffled labels must not look good (the test above can fail)."""
+    X, y = _toy_images(600)
+    y = np.random.default_rng(5).permutation(y)
+    model = build_model("fc", (1, 16, 16), hidden=(32,))
+    fit(model, X[:500], y[:500], epochs=2, batch_size=64, progress=False)
+    assert evaluate_scores(predict(model, X[500:])[:, 1], y[500:])["auc"] < 0.75
+
+
+def test_metrics_on_known_scores():
+    y = np.array([0] * 10 + [1] * 10)
+    s = np.concatenate([np.linspace(0, 0.5, 10), np.linspace(0.45, 1, 10)])
+    m = evaluate_scores(s, y)
+    assert 0.9 < m["auc"] < 1.0 and m["n_signal"] == 10
+    # ε_S = 0.3 is reached before any background: rejection unbounded, lower bound reported
+    assert m["inv_eff_bkg_at_0.3"] is None and m["inv_eff_bkg_at_0.3_lower_bound"] == 10
+    rnd = evaluate_scores(np.random.default_rng(0).random(20000), np.random.default_rng(1).integers(0, 2, 20000))
+    assert abs(rnd["auc"] - 0.5) < 0.02 and abs(rnd["inv_eff_bkg_at_0.5"] - 2) < 0.2
+
+
+def test_split_and_weights():
+    tr, va, te = split_indices(100, (0.7, 0.15, 0.15), seed=3)
+    assert (len(tr), len(va), len(te)) == (70, 15, 15)
+    assert len(np.unique(np.concatenate([tr, va, te]))) == 100
+    np.testing.assert_array_equal(split_indices(100, seed=3)[0], tr)
+    assert not np.array_equal(split_indices(100, seed=4)[0], tr)
+    y = np.array([0] * 90 + [1] * 10)
+    w = balanced_weights(y)
+    assert w[y == 0].sum() == pytest.approx(w[y == 1].sum())
+
+
+def test_distance_correlation():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1500, generator=g)
+    indep = torch.randn(1500, generator=g)
+    assert float(distance_correlation(x, indep)) < 0.01
+    assert float(distance_correlation(x, x**2)) > 0.2  # dependent though uncorrelated (Pearson ≈ 0)
+    assert float(distance_correlation(x, 3 * x + 1)) == pytest.approx(1.0, abs=1e-4)
+
+
+def _mass_sculpting_toy(n=3000, seed=0):
+    """Feature 0 separates signal but, for background, is the jet mass; feature 1 separates and is not."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    mass = np.where(y == 1, rng.normal(170, 15, n), rng.uniform(20, 300, n))
+    f0 = np.where(y == 1, rng.normal(1.0, 0.5, n), (mass - 160) / 60 + rng.normal(0, 0.2, n))
+    f1 = rng.normal(y * 1.5, 1.0)
+    return np.stack([f0, f1], 1).astype(np.float32), y, mass
+
+
+def test_adversary_gradient_enters_classifier():
+    torch.manual_seed(0)
+    X, y, mass = _mass_sculpting_toy(256)
+    model = build_model("fc", (2,), hidden=(16,), dropout=0.0, standardize=False)
+    adv = Adversary.build(5)
+    xb, yb = torch.as_tensor(X), torch.as_tensor(y)
+    mb = torch.as_tensor(np.searchsorted(mass_bin_edges(mass[y == 0], 5), mass))
+    wb = torch.ones(len(y))
+    logits = model(xb)
+    l_clf = torch.nn.functional.cross_entropy(logits, yb)
+    l_adv = adversary_loss(adv, logits, yb, mb, wb)
+    g_clf = torch.autograd.grad(l_clf, model.parameters(), retain_graph=True)
+    g_adv = torch.autograd.grad(l_adv, model.parameters(), retain_graph=True)
+    lam = 5.0
+    g_tot = torch.autograd.grad(l_clf - lam * l_adv, model.parameters())
+    assert any(float(g.abs().sum()) > 0 for g in g_adv)
+    for gt, gc, ga in zip(g_tot, g_clf, g_adv):
+        torch.testing.assert_close(gt, gc - lam * ga)
+    assert any(not torch.allclose(gt, gc) for gt, gc in zip(g_tot, g_clf))
+
+
+def _bkg_dcorr(model, X, y, mass):
+    s = predict(model, X)[:, 1]
+    b = y == 0
+    return float(distance_correlation(torch.as_tensor(s[b]), torch.as_tensor(mass[b])))
+
+
+@pytest.mark.parametrize("method,lam", [("adversary", 20.0), ("disco", 1.0)])
+def test_decorrelation_reduces_mass_dependence(method, lam):
+    X, y, mass = _mass_sculpting_toy()
+    res = {}
+    for lm in (0.0, lam):
+        torch.manual_seed(0)
+        model = build_model("fc", (2,), hidden=(32, 32), dropout=0.0)
+        adv = Adversary.build(8) if method == "adversary" else None
+        h = fit(model, X[:2400], y[:2400], mass=mass[:2400], epochs=6, batch_size=128, lr=3e-3, progress=False,
+                decorrelate=method, lam=lm, mass_bins=8, adversary=adv, patience=0, balance=True)
+        res[lm] = (h, _bkg_dcorr(model, X[2400:], y[2400:], mass[2400:]),
+                   evaluate_scores(predict(model, X[2400:])[:, 1], y[2400:])["auc"])
+    (h0, d0, auc0), (h1, d1, auc1) = res[0.0], res[lam]
+    assert d1 < 0.5 * d0, (d0, d1)  # the penalty decorrelates the background score from the mass
+    assert auc1 > 0.6  # ... while still separating with the mass-independent feature
+    if method == "adversary":
+        adv0 = [a for a in h0.adv_loss if a is not None]
+        adv1 = [a for a in h1.adv_loss if a is not None]
+        assert len(adv1) == 6 and len(set(np.round(adv1, 6))) > 1  # the adversary loss moves
+        assert adv1[-1] > adv0[-1]  # with λ > 0 the adversary learns less about the mass
+    else:
+        assert all(p is not None for p in h1.decor_penalty)
+
+
+def test_checkpoint_resume(tmp_path):
+    X, y = _toy_images(400)
+    ck = tmp_path / "ck.pt"
+    torch.manual_seed(0)
+    m1 = build_model("fc", (1, 16, 16), hidden=(16,))
+    fit(m1, X, y, epochs=2, patience=0, checkpoint=ck, progress=False)
+    state = torch.load(ck, weights_only=True)  # no pickle of arbitrary objects
+    assert state["epoch"] == 1 and set(state) >= {"model", "optimizer", "best_model", "history_json"}
+    torch.manual_seed(0)
+    m2 = build_model("fc", (1, 16, 16), hidden=(16,))
+    h = fit(m2, X, y, epochs=4, patience=0, checkpoint=ck, resume=True, progress=False)
+    assert len(h.train_loss) == 4
+    assert h.train_loss[:2] == History.from_dict(json.loads(state["history_json"])).train_loss
+    assert torch.load(ck, weights_only=True)["epoch"] == 3
+
+
+def test_jes_smearing_scales_inputs():
+    X, y = _toy_images(200)
+    with pytest.raises(TrainingError, match="mass"):
+        fit(build_model("fc", (1, 16, 16)), X, y, decorrelate="disco", lam=1.0, progress=False)
+    # with a huge smear the training inputs change every batch: loss history differs from no smear
+    h0 = fit(build_model("fc", (1, 16, 16), hidden=(8,)), X, y, epochs=1, seed=0, progress=False)
+    torch.manual_seed(0)
+    h1 = fit(build_model("fc", (1, 16, 16), hidden=(8,)), X, y, epochs=1, seed=0, progress=False, jes_smear=0.5)
+    assert h0.train_loss != h1.train_loss
+
+
+# ---- on generated files (Pythia8 + FastJet) --------------------------------------------------
+
+def test_train_model_on_generated_top_vs_qcd(generated_top, generated_qcd, tmp_path):
+    from coffea_jetimg.artifact import ArtifactError, load_artifact
+    from coffea_jetimg.train import load_jets, train_model
+
+    out = tmp_path / "lola"
+    res = train_model([generated_top], [generated_qcd], "lola", out, n_constituents=30, pt_range=(500, 700),
+                      epochs=5, batch_size=64, lr=3e-3, seed=0, progress=False, log=None)
+    m = res["metrics"]
+    assert m["auc"] > 0.75, m
+    for f in ("model.ts", "model.onnx", "spec.json", "loss.png", "auc.png", "checkpoint.pt"):
+        assert (out / f).is_file() and (out / f).stat().st_size > 0, f
+    art = load_artifact(out)
+    spec = art.spec
+    assert spec["input"]["kind"] == "lorentz" and spec["input"]["shape"] == [4, 30]
+    assert spec["class_names"] == ["qcd", "top"] and spec["signal_class"] == "top"
+    assert set(spec["metrics"]) >= {"auc", "accuracy", "inv_eff_bkg_at_0.3", "inv_eff_bkg_at_0.5"}
+    assert spec["training"]["selection"]["signal_truth"] == 1
+    # the saved model, fed through the spec's input path, reproduces itself on the files
+    X, info = load_jets([generated_top], spec["input"], pt_range=(500, 700), truth_label=1)
+    assert np.all(info["truthLabel"] == 1) and np.all((info["pt"] >= 500) & (info["pt"] < 700))
+    with torch.no_grad():
+        logits = art.module(torch.as_tensor(X)).numpy()
+    assert logits.shape == (len(X), 2) and np.isfinite(logits).all()
+    # a corrupt TorchScript file is refused with a message naming it
+    (out / "model.ts").write_bytes(b"PK\x03\x04garbage")
+    with pytest.raises(ArtifactError, match="model.ts"):
+        load_artifact(out)
+
+
+def test_cli_train_image_model(generated_top, generated_qcd, tmp_path, capsys):
+    from coffea_jetimg.cli import main
+
+    out = tmp_path / "dt"
+    argv = ["train", "--signal", generated_top, "--background", generated_qcd, "--model", "deeptop",
+            "--pt-min", "500", "--pt-max", "700", "--epochs", "1", "--batch-size", "64", "--no-progress"]
+    assert main(argv + ["-o", str(out)]) == 0
+    assert "test AUC" in capsys.readouterr().out
+    spec = json.loads((out / "spec.json").read_text())
+    assert spec["input"]["kind"] == "image" and spec["input"]["shape"] == [1, 40, 40]
+    assert spec["input"]["image_spec"]["npix"] in ([40, 40], 40)
+    assert spec["training"]["epochs"] == 1 and spec["training"]["selection"]["pt_range"] == [500.0, 700.0]
+    # a selection that leaves no signal jets is an error with a message, not a traceback
+    assert main(argv + ["--signal-truth", "7", "-o", str(tmp_path / "x")]) == 2
+    assert "no top jets" in capsys.readouterr().err
+
+
+def test_cli_help_lists_every_option():
+    r = subprocess.run([sys.executable, "-m", "coffea_jetimg.cli", "train", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0
+    for opt in ("--signal", "--background", "--model", "--image-preset", "--n-constituents", "--epochs",
+                "--batch-size", "--lr", "--seed", "--device", "--decorrelate", "--lambda", "--jes-smear",
+                "--resume", "--output"):
+        assert opt in r.stdout, opt
