@@ -1,0 +1,855 @@
+"""Numba kernels on flat numpy buffers: jet images, event images, constituent 4-vectors.
+
+Layer 1 of the design (see ``DESIGN.md``): every kernel takes plain numpy arrays
+``(offsets, content..., out, params)``, writes into a preallocated ``out`` and returns nothing
+(or small buffers). No awkward import here; the adapters in :mod:`coffea_jetimg.images`,
+:mod:`coffea_jetimg.event_images` and :mod:`coffea_jetimg.lorentz` unpack the jagged arrays once
+and rebuild the results.
+
+Conventions
+-----------
+* ``offsets`` : int64, shape ``(n_jets + 1,)``; jet ``i`` owns candidates ``offsets[i]:offsets[i+1]``.
+* pt, mass, energies in GeV; eta, rapidity dimensionless; phi in rad.
+* Azimuthal differences are always wrapped to (-π, π] by :func:`wrap_phi`.
+* Jet-image pixel convention: along an axis with ``n`` pixels of size ``d`` the image centre is
+  the *centre* of pixel ``n // 2`` (odd and even ``n``); a coordinate ``u`` (relative to the
+  centre) falls in pixel ``floor(u / d + 0.5) + n // 2``. For odd ``n`` the grid is symmetric;
+  for even ``n`` it reaches half a pixel further on the low side. (Same as EnergyFlow's
+  ``pixelate``.)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+__all__ = [
+    "wrap_phi",
+    "jet_images_kernel",
+    "transform_constituents_kernel",
+    "constituent_p4s_kernel",
+    "constituent_features_kernel",
+    "draw_rings_kernel",
+    "fill_floor_kernel",
+]
+
+PI = math.pi
+TWO_PI = 2.0 * math.pi
+
+# mode codes shared with the adapters
+COORD_ETA, COORD_RAPIDITY = 0, 1
+CENTRE_NONE, CENTRE_JET_AXIS, CENTRE_CENTROID, CENTRE_LEADING, CENTRE_HARDEST_PIXEL = 0, 1, 2, 3, 4
+ROT_NONE, ROT_PRINCIPAL, ROT_SECOND_MAX = 0, 1, 2
+FLIP_NONE, FLIP_THIRD_MAX, FLIP_HEAVIER_HALF = 0, 1, 2
+NORM_NONE, NORM_SUM, NORM_SUM_ALL, NORM_MAX = 0, 1, 2, 3
+
+# feature codes for constituent_features_kernel
+F_DETA, F_DPHI, F_LOG_PT, F_LOG_E, F_LOG_PT_REL, F_LOG_E_REL, F_DR, F_CHARGE, F_PT, F_E, F_ETA, F_PHI = range(12)
+
+
+@numba.njit(cache=True, inline="always")
+def wrap_phi(d):
+    """Wrap an azimuthal difference (rad) into (-π, π]."""
+    # fast path: differences of two wrapped angles lie in (-2π, 2π)
+    if d > PI:
+        d -= TWO_PI
+    elif d <= -PI:
+        d += TWO_PI
+    if d > PI or d <= -PI:
+        d = d - TWO_PI * math.floor((d + PI) / TWO_PI)  # [-π, π)
+        if d <= -PI:
+            d += TWO_PI
+    return d
+
+
+@numba.njit(cache=True, inline="always")
+def _rapidity(pt, eta, m):
+    """Rapidity of a (pt, eta, m) particle: asinh(pt sinh(eta) / mT), mT = sqrt(pt² + m²)."""
+    mt = math.sqrt(pt * pt + m * m)
+    if mt <= 0.0:
+        return eta
+    return math.asinh(pt * math.sinh(eta) / mt)
+
+
+@numba.njit(cache=True, inline="always")
+def _eta_after_boost(pt, eta, m, ch_dy, sh_dy, dy):
+    """Pseudorapidity after a longitudinal boost that shifts rapidities by ``-dy``.
+
+    pT and mass are unchanged; sinh(eta') = pz'/pT = (mT/pT) sinh(y - dy)
+    = sinh(eta) cosh(dy) - sqrt(m²/pT² + cosh²(eta)) sinh(dy). Massless: eta' = eta - dy.
+    ``ch_dy, sh_dy`` are cosh(dy), sinh(dy).
+    """
+    if m == 0.0 or pt <= 0.0:
+        return eta - dy
+    she = math.sinh(eta)
+    r = m / pt
+    return math.asinh(she * ch_dy - math.sqrt(r * r + 1.0 + she * she) * sh_dy)
+
+
+@numba.njit(cache=True, inline="always")
+def _coords_and_centre(s, n, pt, eta, phi, mass, coord, centre, axis_eta, axis_phi, i, su, sv):
+    """Fill su (eta or rapidity), sv (phi - phi_ref, wrapped); return (cx, cp, phi_ref).
+
+    (cx, cp) is the centre in (coordinate, phi - phi_ref) for the centring modes that do not need
+    pixel maxima (hardest_pixel starts from the jet axis).
+    """
+    lead = s
+    for k in range(s, s + n):
+        if pt[k] > pt[lead]:
+            lead = k
+    # any constituent is a good reference to unwrap the jet's phi (jets are narrower than π)
+    phi_ref = phi[s] if centre != CENTRE_NONE else 0.0
+    for k in range(n):
+        j = s + k
+        if coord == COORD_ETA:
+            su[k] = eta[j]
+        else:
+            su[k] = _rapidity(pt[j], eta[j], mass[j])
+        sv[k] = wrap_phi(phi[j] - phi_ref)
+    cx = 0.0
+    cp = 0.0
+    if centre == CENTRE_JET_AXIS or centre == CENTRE_HARDEST_PIXEL:
+        if axis_eta.shape[0] > 0:
+            cx = axis_eta[i]
+            cp = wrap_phi(axis_phi[i] - phi_ref)
+        else:
+            px = 0.0
+            py = 0.0
+            pz = 0.0
+            en = 0.0
+            for k in range(n):
+                j = s + k
+                ch = math.cosh(eta[j])
+                px += pt[j] * math.cos(phi[j])
+                py += pt[j] * math.sin(phi[j])
+                pz += pt[j] * math.sinh(eta[j])
+                en += math.sqrt(pt[j] * pt[j] * ch * ch + mass[j] * mass[j])
+            ptj = math.sqrt(px * px + py * py)
+            if ptj > 0.0:
+                cp = wrap_phi(math.atan2(py, px) - phi_ref)
+                if coord == COORD_ETA:
+                    cx = math.asinh(pz / ptj)
+                elif en > abs(pz):
+                    cx = 0.5 * math.log((en + pz) / (en - pz))
+                else:
+                    cx = su[lead - s]
+            else:
+                cx = su[lead - s]
+                cp = sv[lead - s]
+    elif centre == CENTRE_CENTROID:
+        sw = 0.0
+        for k in range(n):
+            w = pt[s + k]
+            sw += w
+            cx += w * su[k]
+            cp += w * sv[k]
+        if sw > 0.0:
+            cx /= sw
+            cp /= sw
+        else:
+            cx = su[lead - s]
+            cp = sv[lead - s]
+    elif centre == CENTRE_LEADING:
+        cx = su[lead - s]
+        cp = sv[lead - s]
+    return cx, cp, phi_ref
+
+
+@numba.njit(cache=True, inline="always")
+def _shift(s, n, pt, mass, coord, boost, su, sv, cx, cp):
+    """Move the centre (cx, cp) to (0, 0): a longitudinal boost or a plain translation."""
+    ch_dy = math.cosh(cx)
+    sh_dy = math.sinh(cx)
+    for k in range(n):
+        j = s + k
+        if coord == COORD_ETA and boost:
+            su[k] = _eta_after_boost(pt[j], su[k], mass[j], ch_dy, sh_dy, cx)
+        else:
+            su[k] = su[k] - cx
+        sv[k] = wrap_phi(sv[k] - cp)
+
+
+@numba.njit(cache=True, inline="always")
+def _maxima(i, s, n, pt, su, sv, n_eta, n_phi, d_eta, d_phi, min_dr, gacc, gtouched, res):
+    """Up to three maxima of the pT image on the computation grid.
+
+    Pixels are binned as in the image; the position of a maximum is the pT-weighted mean
+    position of the constituents in that pixel. Maximum 1 is the hardest pixel, maximum 2 the
+    hardest pixel farther than ``min_dr`` from maximum 1, maximum 3 the hardest farther than
+    ``min_dr`` from both. ``res`` (3, 3) receives (found, u, v); returns the number found.
+    """
+    nt = 0
+    be = 0.5 + n_eta // 2
+    bp = 0.5 + n_phi // 2
+    inv_de = 1.0 / d_eta
+    inv_dp = 1.0 / d_phi
+    for k in range(n):
+        ie = int(math.floor(su[k] * inv_de + be))
+        ip = int(math.floor(sv[k] * inv_dp + bp))
+        if ie < 0 or ie >= n_eta or ip < 0 or ip >= n_phi:
+            continue
+        p = ie * n_phi + ip
+        w = pt[s + k]
+        if gacc[p, 0] != i:
+            gacc[p, 0] = i
+            gacc[p, 1] = w
+            gacc[p, 2] = w * su[k]
+            gacc[p, 3] = w * sv[k]
+            gtouched[nt] = p
+            nt += 1
+        else:
+            gacc[p, 1] += w
+            gacc[p, 2] += w * su[k]
+            gacc[p, 3] += w * sv[k]
+    # positions once: the pT-weighted mean position of each touched pixel
+    best = -1
+    bw = 0.0
+    for t in range(nt):
+        p = gtouched[t]
+        w = gacc[p, 1]
+        gacc[p, 2] /= w
+        gacc[p, 3] /= w
+        if w > bw:
+            best = p
+            bw = w
+    for m in range(3):
+        res[m, 0] = 0.0
+    if best < 0:
+        return 0
+    res[0, 0] = 1.0
+    res[0, 1] = gacc[best, 2]
+    res[0, 2] = gacc[best, 3]
+    nfound = 1
+    dr2 = min_dr * min_dr
+    for m in range(1, 3):
+        best = -1
+        bw = 0.0
+        for t in range(nt):
+            p = gtouched[t]
+            w = gacc[p, 1]
+            if w <= bw:
+                continue
+            ok = True
+            for q in range(nfound):
+                du = gacc[p, 2] - res[q, 1]
+                dv = gacc[p, 3] - res[q, 2]
+                if du * du + dv * dv <= dr2:
+                    ok = False
+            if ok:
+                best = p
+                bw = w
+        if best < 0:
+            break
+        res[m, 0] = 1.0
+        res[m, 1] = gacc[best, 2]
+        res[m, 2] = gacc[best, 3]
+        nfound += 1
+    return nfound
+
+
+@numba.njit(cache=True, inline="always")
+def _prepare_jet(i, s, n, pt, eta, phi, mass, axis_eta, axis_phi, su, sv, coord, centre, boost, rotation,
+                 pixel_rotation, flip, flip_vertical, n_eta, n_phi, d_eta, d_phi, maxima_dr,
+                 gacc, gtouched, res):
+    """Centre, rotate (coordinates) and flip one jet in place in su, sv.
+
+    Returns the angle (rad) still to apply to the *image* when ``pixel_rotation`` (else 0).
+    """
+    hardest = centre == CENTRE_HARDEST_PIXEL
+    # hardest_pixel: search the maxima around the pT centroid (moved there by translation), then
+    # move maximum 1 to the centre with one boost (or translation) by the total shift
+    c0 = CENTRE_CENTROID if hardest else centre
+    cx, cp, _ = _coords_and_centre(s, n, pt, eta, phi, mass, coord, c0, axis_eta, axis_phi, i, su, sv)
+    if hardest:
+        _shift(s, n, pt, mass, coord, False, su, sv, cx, cp)
+    elif centre != CENTRE_NONE:
+        _shift(s, n, pt, mass, coord, boost, su, sv, cx, cp)
+    need_max = hardest or rotation == ROT_SECOND_MAX or flip == FLIP_THIRD_MAX
+    nmax = 0
+    if need_max:
+        nmax = _maxima(i, s, n, pt, su, sv, n_eta, n_phi, d_eta, d_phi, maxima_dr, gacc, gtouched, res)
+    if hardest:
+        mu = res[0, 1] if nmax > 0 else 0.0
+        mv = res[0, 2] if nmax > 0 else 0.0
+        if coord == COORD_ETA and boost:
+            dy = cx + mu
+            ch_dy = math.cosh(dy)
+            sh_dy = math.sinh(dy)
+            for k in range(n):
+                j = s + k
+                su[k] = _eta_after_boost(pt[j], eta[j], mass[j], ch_dy, sh_dy, dy)
+                sv[k] = wrap_phi(sv[k] - mv)
+        else:
+            _shift(s, n, pt, mass, coord, False, su, sv, mu, mv)
+        for m in range(nmax):
+            res[m, 1] -= mu
+            res[m, 2] = wrap_phi(res[m, 2] - mv)
+    theta = 0.0
+    if rotation == ROT_PRINCIPAL:
+        sw = 0.0
+        mu = 0.0
+        mv = 0.0
+        for k in range(n):
+            w = pt[s + k]
+            sw += w
+            mu += w * su[k]
+            mv += w * sv[k]
+        if sw > 0.0:
+            mu /= sw
+            mv /= sw
+            suu = 0.0
+            svv = 0.0
+            suv = 0.0
+            for k in range(n):
+                w = pt[s + k]
+                du = su[k] - mu
+                dv = sv[k] - mv
+                suu += w * du * du
+                svv += w * dv * dv
+                suv += w * du * dv
+            if suu + svv > 0.0:
+                alpha = 0.5 * math.atan2(2.0 * suv, suu - svv)  # major axis angle from +u
+                theta = 0.5 * PI - alpha
+    elif rotation == ROT_SECOND_MAX:
+        if nmax >= 2 and (res[1, 1] != 0.0 or res[1, 2] != 0.0):
+            theta = 0.5 * PI - math.atan2(res[1, 2], res[1, 1])
+    c = math.cos(theta)
+    sn = math.sin(theta)
+    # flip decisions are taken in the rotated frame
+    flip_u = False
+    flip_v = False
+    if flip == FLIP_THIRD_MAX:
+        if nmax >= 3:
+            u3 = c * res[2, 1] - sn * res[2, 2]
+            flip_u = u3 < 0.0
+    if flip == FLIP_HEAVIER_HALF or flip_vertical:
+        left = 0.0
+        right = 0.0
+        down = 0.0
+        up = 0.0
+        for k in range(n):
+            w = pt[s + k]
+            u = c * su[k] - sn * sv[k]
+            v = sn * su[k] + c * sv[k]
+            if u < 0.0:
+                left += w
+            elif u > 0.0:
+                right += w
+            if v < 0.0:
+                down += w
+            elif v > 0.0:
+                up += w
+        if flip == FLIP_HEAVIER_HALF:
+            flip_u = left > right
+        if flip_vertical:
+            flip_v = down > up
+    fu = -1.0 if flip_u else 1.0
+    fv = -1.0 if flip_v else 1.0
+    if not pixel_rotation:
+        if theta != 0.0 or flip_u or flip_v:
+            for k in range(n):
+                u = c * su[k] - sn * sv[k]
+                v = sn * su[k] + c * sv[k]
+                su[k] = fu * u
+                sv[k] = fv * v
+        return 0.0
+    # pixel mode: reflect the coordinates now, rotate the image later. F R(θ) = R(-θ) F for a
+    # single reflection, R(θ) F for none or both.
+    if flip_u or flip_v:
+        for k in range(n):
+            su[k] = fu * su[k]
+            sv[k] = fv * sv[k]
+    if flip_u != flip_v:
+        return -theta
+    return theta
+
+
+@numba.njit(cache=True)
+def _rotate_image(out, i, n_ch, n_e, n_p, d_eta, d_phi, theta, tmp):
+    """Rotate image ``out[i]`` by ``theta`` about the centre pixel with bilinear interpolation."""
+    npx = n_e * n_p
+    for ch in range(n_ch):
+        for p in range(npx):
+            tmp[ch, p] = out[i, ch, p]
+            out[i, ch, p] = 0.0
+    c = math.cos(theta)
+    sn = math.sin(theta)
+    h_e = n_e // 2
+    h_p = n_p // 2
+    for a in range(n_e):
+        du = (a - h_e) * d_eta
+        for b in range(n_p):
+            dv = (b - h_p) * d_phi
+            # source point = R(-theta) (du, dv)
+            su = c * du + sn * dv
+            sv = -sn * du + c * dv
+            fa = su / d_eta + h_e
+            fb = sv / d_phi + h_p
+            a0 = int(math.floor(fa))
+            b0 = int(math.floor(fb))
+            ta = fa - a0
+            tb = fb - b0
+            for da in range(2):
+                aa = a0 + da
+                if aa < 0 or aa >= n_e:
+                    continue
+                wa = ta if da == 1 else 1.0 - ta
+                for db in range(2):
+                    bb = b0 + db
+                    if bb < 0 or bb >= n_p:
+                        continue
+                    wb = tb if db == 1 else 1.0 - tb
+                    wgt = wa * wb
+                    if wgt == 0.0:
+                        continue
+                    for ch in range(n_ch):
+                        out[i, ch, a * n_p + b] += wgt * tmp[ch, aa * n_p + bb]
+
+
+@numba.njit(cache=True)
+def _images_centroid(offsets, pt, eta, phi, mass, weights, out, valid, coord, centre, norm,
+                     n_eta, n_phi, d_eta, d_phi, n_oe, n_op, su, pix):
+    """The common case of :func:`jet_images_kernel`: translate the pT centroid (or nothing) to
+    the centre, normalise each channel to unit sum (or not). Same results, fewer passes:
+    (1) centroid, (2) pixel index of each constituent and the in-window sums, (3) one scaled
+    write per constituent into the zero-filled image."""
+    n_jets = offsets.shape[0] - 1
+    n_ch = weights.shape[0]
+    h_e = n_eta // 2
+    h_p = n_phi // 2
+    off_e = h_e - n_oe // 2
+    off_p = h_p - n_op // 2
+    inv_de = 1.0 / d_eta
+    inv_dp = 1.0 / d_phi
+    sums = np.zeros(n_ch, np.float64)
+    scale = np.ones(n_ch, np.float64)
+    use_eta = coord == COORD_ETA
+    for i in range(n_jets):
+        s = offsets[i]
+        n = offsets[i + 1] - s
+        valid[i] = False
+        if n <= 0:
+            continue
+        ref = phi[s] if centre != CENTRE_NONE else 0.0
+        sw = 0.0
+        cx = 0.0
+        cp = 0.0
+        for k in range(n):
+            j = s + k
+            if use_eta:
+                x = eta[j]
+            else:
+                x = _rapidity(pt[j], eta[j], mass[j])
+                su[k] = x
+            w = pt[j]
+            sw += w
+            cx += w * x
+            cp += w * wrap_phi(phi[j] - ref)
+        if centre == CENTRE_CENTROID and sw > 0.0:
+            cx /= sw
+            cp /= sw
+        else:
+            cx = 0.0
+            cp = 0.0
+        # pixel index = floor((x - cx) / d + 0.5) + h - off: fold the constants
+        be = 0.5 - cx * inv_de + (h_e - off_e)
+        bp = 0.5 + (h_p - off_p)
+        pref = ref + cp
+        for ch in range(n_ch):
+            sums[ch] = 0.0
+        for k in range(n):
+            j = s + k
+            oe = int(math.floor((eta[j] if use_eta else su[k]) * inv_de + be))
+            op = int(math.floor(wrap_phi(phi[j] - pref) * inv_dp + bp))
+            if oe < 0 or oe >= n_oe or op < 0 or op >= n_op:
+                pix[k] = -1
+                continue
+            pix[k] = oe * n_op + op
+            for ch in range(n_ch):
+                sums[ch] += weights[ch, j]
+        tot = 0.0
+        for ch in range(n_ch):
+            tot += abs(sums[ch])
+            scale[ch] = 1.0 / sums[ch] if (norm == NORM_SUM and sums[ch] != 0.0) else 1.0
+        if tot <= 0.0:
+            continue
+        valid[i] = True
+        for k in range(n):
+            p = pix[k]
+            if p < 0:
+                continue
+            j = s + k
+            for ch in range(n_ch):
+                out[i, ch, p] += weights[ch, j] * scale[ch]
+
+
+@numba.njit(cache=True)
+def jet_images_kernel(offsets, pt, eta, phi, mass, weights, tower_mask, axis_eta, axis_phi, out, valid,
+                   coord, centre, boost, rotation, pixel_rotation, flip, flip_vertical, norm, threshold,
+                   n_eta, n_phi, d_eta, d_phi, n_oe, n_op, tower_k, maxima_dr):
+    """Jet images from flat constituents.
+
+    Parameters
+    ----------
+    offsets : int64 (n_jets + 1,)
+    pt, eta, phi, mass : float (n_cands,)
+        GeV, -, rad, GeV. ``pt`` weights centring, maxima and rotation.
+    weights : float (n_channels, n_cands)
+        What each candidate adds to each channel (intensity x channel selector).
+    tower_mask : bool (n_cands,) or (0,)
+        Candidates spread over their coarse tower (used when ``tower_k > 1``).
+    axis_eta, axis_phi : float (n_jets,) or (0,)
+        Given jet axes for ``jet_axis``/``hardest_pixel`` centring; empty: from the constituents.
+    out : float32 (n_jets, n_channels, n_oe * n_op), zero-filled
+        The images (pixel ``(a, b)`` at ``a * n_op + b``), written in place.
+    valid : bool (n_jets,)
+        Set True where the image is not all zero.
+    n_eta, n_phi, d_eta, d_phi
+        Computation grid (pixel counts, sizes in eta/rapidity and rad); maxima are searched on it.
+    n_oe, n_op
+        Output pixel counts: the central crop of the computation grid.
+    tower_k : int
+        Coarse tower edge in fine pixels (0 or 1: off). Towers are aligned to the computation
+        grid: tower ``T`` covers fine pixels ``T*k .. T*k+k-1``.
+
+    Notes
+    -----
+    pT-centroid (or no) centring by translation, without rotation, flips, towers or threshold
+    and with 'sum'/'none' normalisation, runs in :func:`_images_centroid` (three light passes
+    per jet); everything else in the general loop below.
+    """
+    n_jets = offsets.shape[0] - 1
+    n_ch = out.shape[1]
+    npx = n_oe * n_op
+    max_n = 0
+    for i in range(n_jets):
+        m = offsets[i + 1] - offsets[i]
+        if m > max_n:
+            max_n = m
+    su = np.empty(max_n, np.float64)
+    sv = np.empty(max_n, np.float64)
+    mark = np.full(npx, -1, np.int64)
+    touched = np.empty(npx, np.int64)
+    need_max = centre == CENTRE_HARDEST_PIXEL or rotation == ROT_SECOND_MAX or flip == FLIP_THIRD_MAX
+    ng = n_eta * n_phi if need_max else 1
+    gacc = np.full((ng, 4), -1.0, np.float64)  # per pixel: (jet index that touched it, w, w u, w v)
+    gtouched = np.empty(ng, np.int64)
+    res = np.zeros((3, 3), np.float64)
+    tmp = np.empty((n_ch, npx if pixel_rotation else 1), np.float64)
+    use_tower = tower_k > 1 and tower_mask.shape[0] > 0
+    tk_frac = 1.0 / (tower_k * tower_k) if tower_k > 1 else 1.0
+    h_e = n_eta // 2
+    h_p = n_phi // 2
+    off_e = h_e - n_oe // 2
+    off_p = h_p - n_op // 2
+    inv_de = 1.0 / d_eta
+    inv_dp = 1.0 / d_phi
+    sums = np.zeros(n_ch, np.float64)
+    # fast path: pT-centroid (or no) centring by translation, nothing else on the coordinates
+    if ((centre == CENTRE_CENTROID or centre == CENTRE_NONE) and not (coord == COORD_ETA and boost and
+            centre != CENTRE_NONE) and rotation == ROT_NONE and flip == FLIP_NONE and not flip_vertical
+            and not use_tower and threshold <= 0.0 and (norm == NORM_NONE or norm == NORM_SUM)):
+        _images_centroid(offsets, pt, eta, phi, mass, weights, out, valid, coord, centre, norm,
+                         n_eta, n_phi, d_eta, d_phi, n_oe, n_op, su, np.empty(max_n, np.int64))
+        return
+    for i in range(n_jets):
+        s = offsets[i]
+        n = offsets[i + 1] - s
+        valid[i] = False
+        if n <= 0:
+            continue
+        theta = _prepare_jet(i, s, n, pt, eta, phi, mass, axis_eta, axis_phi, su, sv, coord, centre, boost,
+                             rotation, pixel_rotation, flip, flip_vertical, n_eta, n_phi, d_eta, d_phi,
+                             maxima_dr, gacc, gtouched, res)
+        # scatter: one pass over the constituents into the zero-filled image
+        nt = 0
+        for k in range(n):
+            j = s + k
+            ice = int(math.floor(su[k] * inv_de + 0.5)) + h_e
+            icp = int(math.floor(sv[k] * inv_dp + 0.5)) + h_p
+            if use_tower and tower_mask[j]:
+                te = (ice // tower_k) * tower_k
+                tp = (icp // tower_k) * tower_k
+                for a in range(tower_k):
+                    oe = te + a - off_e
+                    if oe < 0 or oe >= n_oe:
+                        continue
+                    for b in range(tower_k):
+                        op = tp + b - off_p
+                        if op < 0 or op >= n_op:
+                            continue
+                        p = oe * n_op + op
+                        if mark[p] != i:
+                            mark[p] = i
+                            touched[nt] = p
+                            nt += 1
+                        for ch in range(n_ch):
+                            out[i, ch, p] += weights[ch, j] * tk_frac
+            else:
+                oe = ice - off_e
+                op = icp - off_p
+                if oe < 0 or oe >= n_oe or op < 0 or op >= n_op:
+                    continue
+                p = oe * n_op + op
+                if mark[p] != i:
+                    mark[p] = i
+                    touched[nt] = p
+                    nt += 1
+                for ch in range(n_ch):
+                    out[i, ch, p] += weights[ch, j]
+        full = False
+        if pixel_rotation and theta != 0.0:
+            _rotate_image(out, i, n_ch, n_oe, n_op, d_eta, d_phi, theta, tmp)
+            full = True
+        npass = npx if full else nt
+        # threshold, sums, maxima over the touched pixels (all pixels after a pixel rotation)
+        for ch in range(n_ch):
+            sums[ch] = 0.0
+        tot = 0.0
+        for t in range(npass):
+            p = t if full else touched[t]
+            for ch in range(n_ch):
+                x = out[i, ch, p]
+                if x < threshold:
+                    out[i, ch, p] = 0.0
+                    x = 0.0
+                if norm == NORM_MAX:
+                    if x > sums[ch]:
+                        sums[ch] = x
+                else:
+                    sums[ch] += x
+                tot += abs(x)
+        if tot <= 0.0:
+            continue
+        valid[i] = True
+        if norm == NORM_NONE:
+            continue
+        if norm == NORM_SUM_ALL:
+            st = 0.0
+            for ch in range(n_ch):
+                st += sums[ch]
+            for ch in range(n_ch):
+                sums[ch] = st
+        for ch in range(n_ch):
+            if sums[ch] != 0.0:
+                sc = 1.0 / sums[ch]
+                for t in range(npass):
+                    p = t if full else touched[t]
+                    out[i, ch, p] *= sc
+
+
+@numba.njit(cache=True)
+def transform_constituents_kernel(offsets, pt, eta, phi, mass, axis_eta, axis_phi, u_out, v_out, theta_out,
+                                  coord, centre, boost, rotation, pixel_rotation, flip, flip_vertical,
+                                  n_eta, n_phi, d_eta, d_phi, maxima_dr):
+    """The constituent coordinates the image kernel pixelises: centred, rotated and flipped.
+
+    ``u_out, v_out`` (n_cands,) get the (eta or rapidity, phi) coordinates relative to the image
+    centre; ``theta_out`` (n_jets,) the angle left for the pixel rotation (0 in coordinate mode).
+    """
+    n_jets = offsets.shape[0] - 1
+    max_n = 0
+    for i in range(n_jets):
+        m = offsets[i + 1] - offsets[i]
+        if m > max_n:
+            max_n = m
+    su = np.empty(max_n, np.float64)
+    sv = np.empty(max_n, np.float64)
+    ng = n_eta * n_phi
+    gacc = np.full((ng, 4), -1.0, np.float64)  # per pixel: (jet index that touched it, w, w u, w v)
+    gtouched = np.empty(ng, np.int64)
+    res = np.zeros((3, 3), np.float64)
+    for i in range(n_jets):
+        s = offsets[i]
+        n = offsets[i + 1] - s
+        theta_out[i] = 0.0
+        if n <= 0:
+            continue
+        theta_out[i] = _prepare_jet(i, s, n, pt, eta, phi, mass, axis_eta, axis_phi, su, sv, coord, centre, boost,
+                                    rotation, pixel_rotation, flip, flip_vertical, n_eta, n_phi, d_eta, d_phi,
+                                    maxima_dr, gacc, gtouched, res)
+        for k in range(n):
+            u_out[s + k] = su[k]
+            v_out[s + k] = sv[k]
+
+
+@numba.njit(cache=True)
+def fill_floor_kernel(out):
+    """Write every element of ``out`` (n_jets, n_pix) once: the memory floor for the benchmark."""
+    n, m = out.shape
+    for i in range(n):
+        for p in range(m):
+            out[i, p] = 0.0
+
+
+@numba.njit(cache=True, inline="always")
+def _jet_sums(s, n, pt, eta, phi, mass):
+    px = 0.0
+    py = 0.0
+    pz = 0.0
+    en = 0.0
+    for j in range(s, s + n):
+        ch = math.cosh(eta[j])
+        px += pt[j] * math.cos(phi[j])
+        py += pt[j] * math.sin(phi[j])
+        pz += pt[j] * math.sinh(eta[j])
+        en += math.sqrt(pt[j] * pt[j] * ch * ch + mass[j] * mass[j])
+    return px, py, pz, en
+
+
+@numba.njit(cache=True)
+def constituent_p4s_kernel(offsets, pt, eta, phi, mass, out, mask, sort):
+    """(E, px, py, pz) of the first N constituents (pT-descending if ``sort``), zero-padded.
+
+    out : float32 (n_jets, 4, N), zero-filled; mask : bool (n_jets, N), False-filled.
+    """
+    n_jets = offsets.shape[0] - 1
+    nmax = out.shape[2]
+    for i in range(n_jets):
+        s = offsets[i]
+        n = offsets[i + 1] - s
+        if n <= 0:
+            continue
+        if sort:
+            order = np.argsort(-pt[s:s + n], kind="mergesort")
+        else:
+            order = np.arange(n)
+        for k in range(min(n, nmax)):
+            j = s + order[k]
+            p = pt[j]
+            ch = math.cosh(eta[j])
+            out[i, 0, k] = math.sqrt(p * p * ch * ch + mass[j] * mass[j])
+            out[i, 1, k] = p * math.cos(phi[j])
+            out[i, 2, k] = p * math.sin(phi[j])
+            out[i, 3, k] = p * math.sinh(eta[j])
+            mask[i, k] = True
+
+
+@numba.njit(cache=True)
+def constituent_features_kernel(offsets, pt, eta, phi, mass, charge, axis_eta, axis_phi, codes, out, mask, sort):
+    """Per-constituent features relative to the jet axis, pT-sorted, zero-padded.
+
+    The jet axis (eta, phi), jet pT and E come from the 4-vector sum of all the jet's
+    constituents unless ``axis_eta/axis_phi`` (n_jets,) are given (then pT and E still come from
+    the constituent sum). ``codes`` (n_features,) selects the rows of ``out`` (n_jets, n_features, N).
+    """
+    n_jets = offsets.shape[0] - 1
+    nmax = out.shape[2]
+    nf = codes.shape[0]
+    for i in range(n_jets):
+        s = offsets[i]
+        n = offsets[i + 1] - s
+        if n <= 0:
+            continue
+        px, py, pz, ejet = _jet_sums(s, n, pt, eta, phi, mass)
+        ptjet = math.sqrt(px * px + py * py)
+        if axis_eta.shape[0] > 0:
+            jeta = axis_eta[i]
+            jphi = axis_phi[i]
+        else:
+            jphi = math.atan2(py, px)
+            jeta = math.asinh(pz / ptjet) if ptjet > 0.0 else 0.0
+        if sort:
+            order = np.argsort(-pt[s:s + n], kind="mergesort")
+        else:
+            order = np.arange(n)
+        for k in range(min(n, nmax)):
+            j = s + order[k]
+            p = pt[j]
+            ch = math.cosh(eta[j])
+            e = math.sqrt(p * p * ch * ch + mass[j] * mass[j])
+            de = eta[j] - jeta
+            dp = wrap_phi(phi[j] - jphi)
+            mask[i, k] = True
+            for f in range(nf):
+                c = codes[f]
+                if c == F_DETA:
+                    x = de
+                elif c == F_DPHI:
+                    x = dp
+                elif c == F_LOG_PT:
+                    x = math.log(p) if p > 0.0 else 0.0
+                elif c == F_LOG_E:
+                    x = math.log(e) if e > 0.0 else 0.0
+                elif c == F_LOG_PT_REL:
+                    x = math.log(p / ptjet) if p > 0.0 and ptjet > 0.0 else 0.0
+                elif c == F_LOG_E_REL:
+                    x = math.log(e / ejet) if e > 0.0 and ejet > 0.0 else 0.0
+                elif c == F_DR:
+                    x = math.sqrt(de * de + dp * dp)
+                elif c == F_CHARGE:
+                    x = charge[j]
+                elif c == F_PT:
+                    x = p
+                elif c == F_E:
+                    x = e
+                elif c == F_ETA:
+                    x = eta[j]
+                else:
+                    x = phi[j]
+                out[i, f, k] = x
+
+
+@numba.njit(cache=True)
+def draw_rings_kernel(out, offsets, eta, phi, energy, colour, c_radius, eta_min, eta_max, antialias):
+    """Draw one object type as rings on event canvases.
+
+    Parameters
+    ----------
+    out : float32 (n_events, 3, n_phi_pix, n_eta_pix)
+        RGB canvases in [0, 1], painted over in place (row = phi from -π, column = eta from eta_min).
+    offsets : int64 (n_events + 1,)
+    eta, phi, energy : float (n_objects,)
+        Centre (rad for phi) and energy (GeV) of each object.
+    colour : float (3,)
+        RGB of this object type.
+    c_radius : float
+        Ring radius R = c_radius * ln(E / GeV) in pixels (0 for E <= 1 GeV: a dot).
+    antialias : bool
+        Coverage ``max(0, 1 - |d - R|)`` (rings ~2 px, soft) instead of ``|d - R| <= 0.5`` (1 px),
+        d the distance of a pixel centre to the object's centre (phi wrapped). Rings with R < 1
+        also paint the pixel that holds the centre.
+    """
+    n_ev = out.shape[0]
+    h = out.shape[2]
+    w = out.shape[3]
+    deta = (eta_max - eta_min) / w
+    dphi = TWO_PI / h
+    for ev in range(n_ev):
+        for o in range(offsets[ev], offsets[ev + 1]):
+            e = energy[o]
+            r = c_radius * math.log(e) if e > 1.0 else 0.0
+            cx = (eta[o] - eta_min) / deta
+            cy = (wrap_phi(phi[o]) + PI) / dphi
+            reach = r + 1.5
+            x0 = max(0, int(math.floor(cx - reach)))
+            x1 = min(w - 1, int(math.ceil(cx + reach)))
+            y0 = int(math.floor(cy - reach))
+            y1 = int(math.ceil(cy + reach))
+            if y1 - y0 + 1 > h:  # the ring is taller than the canvas: each row once, nearest image
+                y0 = int(math.floor(cy - 0.5 * h))
+                y1 = y0 + h - 1
+            for yy in range(y0, y1 + 1):
+                dy = yy + 0.5 - cy
+                row = yy % h
+                for xx in range(x0, x1 + 1):
+                    dx = xx + 0.5 - cx
+                    dist = abs(math.sqrt(dx * dx + dy * dy) - r)
+                    if antialias:
+                        a = 1.0 - dist
+                        if a <= 0.0:
+                            continue
+                    else:
+                        if dist > 0.5:
+                            continue
+                        a = 1.0
+                    for ch in range(3):
+                        out[ev, ch, row, xx] = (1.0 - a) * out[ev, ch, row, xx] + a * colour[ch]
+            if r < 1.0:  # a dot: make sure the pixel holding the centre is painted
+                xx = int(math.floor(cx))
+                if 0 <= xx < w:
+                    row = int(math.floor(cy)) % h
+                    for ch in range(3):
+                        out[ev, ch, row, xx] = colour[ch]
