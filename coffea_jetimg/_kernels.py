@@ -65,12 +65,29 @@ def wrap_phi(d):
 
 
 @numba.njit(cache=True, inline="always")
+def _sinh(x):
+    """sinh with one exp (absolute error ~1e-16 near 0, which is all pixel coordinates need)."""
+    ex = math.exp(x)
+    return 0.5 * (ex - 1.0 / ex)
+
+
+@numba.njit(cache=True, inline="always")
+def _asinh(x):
+    """asinh with one log and one sqrt, odd by construction (absolute error ~1e-16)."""
+    a = abs(x)
+    r = math.log(a + math.sqrt(a * a + 1.0))
+    return r if x >= 0.0 else -r
+
+
+@numba.njit(cache=True, inline="always")
 def _rapidity(pt, eta, m):
     """Rapidity of a (pt, eta, m) particle: asinh(pt sinh(eta) / mT), mT = sqrt(pt² + m²)."""
+    if m == 0.0:
+        return np.float64(eta)
     mt = math.sqrt(pt * pt + m * m)
     if mt <= 0.0:
-        return eta
-    return math.asinh(pt * math.sinh(eta) / mt)
+        return np.float64(eta)
+    return _asinh(pt * _sinh(eta) / mt)
 
 
 @numba.njit(cache=True, inline="always")
@@ -79,13 +96,14 @@ def _eta_after_boost(pt, eta, m, ch_dy, sh_dy, dy):
 
     pT and mass are unchanged; sinh(eta') = pz'/pT = (mT/pT) sinh(y - dy)
     = sinh(eta) cosh(dy) - sqrt(m²/pT² + cosh²(eta)) sinh(dy). Massless: eta' = eta - dy.
-    ``ch_dy, sh_dy`` are cosh(dy), sinh(dy).
+    ``ch_dy, sh_dy`` are cosh(dy), sinh(dy) (per jet). One exp, one log, two sqrt per massive
+    constituent.
     """
     if m == 0.0 or pt <= 0.0:
         return eta - dy
-    she = math.sinh(eta)
+    she = _sinh(eta)
     r = m / pt
-    return math.asinh(she * ch_dy - math.sqrt(r * r + 1.0 + she * she) * sh_dy)
+    return _asinh(she * ch_dy - math.sqrt(r * r + 1.0 + she * she) * sh_dy)
 
 
 @numba.njit(cache=True, inline="always")
@@ -408,13 +426,91 @@ def _rotate_image(out, i, n_ch, n_e, n_p, d_eta, d_phi, theta, tmp):
                         out[i, ch, a * n_p + b] += wgt * tmp[ch, aa * n_p + bb]
 
 
+@numba.njit(cache=True, fastmath={"reassoc", "nsz"})
+def _centroid_sums(xs, xbase, pt, phi, s, n, ref):
+    """pT sums of one jet: (sum w, sum w x, sum w dphi, n_bad); dphi = phi - ref wrapped by one
+    step (exact for wrapped inputs); n_bad counts constituents that one step does not wrap
+    (the caller then redoes the jet with :func:`wrap_phi`). Branch-free: vectorises."""
+    sw = 0.0
+    sx = 0.0
+    sp = 0.0
+    nbad = 0
+    for k in range(n):
+        j = s + k
+        w = np.float64(pt[j])
+        d = np.float64(phi[j]) - ref
+        d = d - TWO_PI if d > PI else d
+        d = d + TWO_PI if d <= -PI else d
+        nbad += 1 if (d > PI or d <= -PI) else 0
+        sw += w
+        sx += w * xs[xbase + k]
+        sp += w * d
+    return sw, sx, sp, nbad
+
+
 @numba.njit(cache=True)
-def _images_centroid(offsets, pt, eta, phi, mass, weights, out, valid, coord, centre, norm,
+def _pixels_fast(xs, xbase, phi, s, n, ref, cx, cp, inv_de, inv_dp, be, bp, n_oe, n_op, pix):
+    """Output pixel of each constituent (-1: outside the window), branch-free; returns the number inside.
+
+    u = x - cx, v = (phi - ref wrapped) - cp wrapped (one step each: exact for wrapped inputs,
+    the caller checked), pixel = floor(u / d + be), floor(v / d + bp) on the output grid."""
+    fne = np.float64(n_oe)
+    fnp = np.float64(n_op)
+    nin = 0
+    for k in range(n):
+        j = s + k
+        u = xs[xbase + k] - cx
+        d = np.float64(phi[j]) - ref
+        d = d - TWO_PI if d > PI else d
+        d = d + TWO_PI if d <= -PI else d
+        v = d - cp
+        v = v - TWO_PI if v > PI else v
+        v = v + TWO_PI if v <= -PI else v
+        fe = math.floor(u * inv_de + be)
+        fp = math.floor(v * inv_dp + bp)
+        inside = (fe >= 0.0) & (fe < fne) & (fp >= 0.0) & (fp < fnp)
+        q = fe * fnp + fp if inside else -1.0
+        pix[k] = np.int32(q)
+        nin += 1 if inside else 0
+    return nin
+
+
+@numba.njit(cache=True)
+def _pixels_slow(xs, xbase, phi, s, n, ref, cx, cp, inv_de, inv_dp, be, bp, n_oe, n_op, pix):
+    """As :func:`_pixels_fast` with a full phi wrap (inputs not wrapped to (-π, π])."""
+    nin = 0
+    for k in range(n):
+        j = s + k
+        u = xs[xbase + k] - cx
+        v = wrap_phi(wrap_phi(phi[j] - ref) - cp)
+        fe = math.floor(u * inv_de + be)
+        fp = math.floor(v * inv_dp + bp)
+        if fe >= 0.0 and fe < n_oe and fp >= 0.0 and fp < n_op:
+            pix[k] = np.int32(fe * n_op + fp)
+            nin += 1
+        else:
+            pix[k] = -1
+    return nin
+
+
+@numba.njit(cache=True, fastmath={"reassoc", "nsz"})
+def _channel_sum(weights, ch, s, n, pix):
+    t = 0.0
+    for k in range(n):
+        w = np.float64(weights[ch, s + k])
+        t += w if pix[k] >= 0 else 0.0
+    return t
+
+
+@numba.njit(cache=True)
+def _images_centroid(offsets, pt, eta, phi, mass, weights, out, valid, coord, centre, boost, norm,
                      n_eta, n_phi, d_eta, d_phi, n_oe, n_op, su, pix):
-    """The common case of :func:`jet_images_kernel`: translate the pT centroid (or nothing) to
-    the centre, normalise each channel to unit sum (or not). Same results, fewer passes:
-    (1) centroid, (2) pixel index of each constituent and the in-window sums, (3) one scaled
-    write per constituent into the zero-filled image."""
+    """The common case of :func:`jet_images_kernel`: move the pT centroid (or nothing) to the
+    centre by a translation (or, with ``boost``, a longitudinal boost), normalise each channel
+    to unit sum (or not). Same results, fewer and lighter passes: (1) centroid (branch-free,
+    vectorised), (2) output pixel of each constituent (branch-free), (3) one scaled write per
+    constituent into the zero-filled image. ``su`` (float64) and ``pix`` (int32) are scratch of
+    the largest jet's size."""
     n_jets = offsets.shape[0] - 1
     n_ch = weights.shape[0]
     h_e = n_eta // 2
@@ -423,66 +519,86 @@ def _images_centroid(offsets, pt, eta, phi, mass, weights, out, valid, coord, ce
     off_p = h_p - n_op // 2
     inv_de = 1.0 / d_eta
     inv_dp = 1.0 / d_phi
+    # pixel = floor(u / d + 0.5) + h - off
+    be = 0.5 + (h_e - off_e)
+    bp = 0.5 + (h_p - off_p)
     sums = np.zeros(n_ch, np.float64)
     scale = np.ones(n_ch, np.float64)
     use_eta = coord == COORD_ETA
+    do_boost = use_eta and boost and centre != CENTRE_NONE
     for i in range(n_jets):
         s = offsets[i]
         n = offsets[i + 1] - s
         valid[i] = False
         if n <= 0:
             continue
-        ref = phi[s] if centre != CENTRE_NONE else 0.0
-        sw = 0.0
-        cx = 0.0
-        cp = 0.0
-        for k in range(n):
-            j = s + k
-            if use_eta:
-                x = eta[j]
-            else:
-                x = _rapidity(pt[j], eta[j], mass[j])
-                su[k] = x
-            w = pt[j]
-            sw += w
-            cx += w * x
-            cp += w * wrap_phi(phi[j] - ref)
+        ref = np.float64(phi[s]) if centre != CENTRE_NONE else 0.0
+        if not use_eta:
+            for k in range(n):
+                j = s + k
+                su[k] = _rapidity(pt[j], eta[j], mass[j])
+            sw, sx, sp, nbad = _centroid_sums(su, 0, pt, phi, s, n, ref)
+        else:
+            sw, sx, sp, nbad = _centroid_sums(eta, s, pt, phi, s, n, ref)
+        if nbad > 0:  # phi not wrapped to (-π, π]: full wrap
+            sp = 0.0
+            for k in range(n):
+                j = s + k
+                sp += pt[j] * wrap_phi(phi[j] - ref)
         if centre == CENTRE_CENTROID and sw > 0.0:
-            cx /= sw
-            cp /= sw
+            cx = sx / sw
+            cp = sp / sw
+        elif centre == CENTRE_CENTROID:  # no pT: the leading (first) constituent, as the general path
+            cx = su[0] if not use_eta else np.float64(eta[s])
+            cp = 0.0
         else:
             cx = 0.0
             cp = 0.0
-        # pixel index = floor((x - cx) / d + 0.5) + h - off: fold the constants
-        be = 0.5 - cx * inv_de + (h_e - off_e)
-        bp = 0.5 + (h_p - off_p)
-        pref = ref + cp
-        for ch in range(n_ch):
-            sums[ch] = 0.0
-        for k in range(n):
-            j = s + k
-            oe = int(math.floor((eta[j] if use_eta else su[k]) * inv_de + be))
-            op = int(math.floor(wrap_phi(phi[j] - pref) * inv_dp + bp))
-            if oe < 0 or oe >= n_oe or op < 0 or op >= n_op:
-                pix[k] = -1
-                continue
-            pix[k] = oe * n_op + op
-            for ch in range(n_ch):
-                sums[ch] += weights[ch, j]
+        if do_boost:
+            # boost by cx: the new eta of each constituent; then u = su (no further shift)
+            ch_dy = math.cosh(cx)
+            sh_dy = math.sinh(cx)
+            for k in range(n):
+                j = s + k
+                su[k] = _eta_after_boost(pt[j], eta[j], mass[j], ch_dy, sh_dy, cx)
+            if nbad > 0:
+                nin = _pixels_slow(su, 0, phi, s, n, ref, 0.0, cp, inv_de, inv_dp, be, bp, n_oe, n_op, pix)
+            else:
+                nin = _pixels_fast(su, 0, phi, s, n, ref, 0.0, cp, inv_de, inv_dp, be, bp, n_oe, n_op, pix)
+        elif not use_eta:
+            if nbad > 0:
+                nin = _pixels_slow(su, 0, phi, s, n, ref, cx, cp, inv_de, inv_dp, be, bp, n_oe, n_op, pix)
+            else:
+                nin = _pixels_fast(su, 0, phi, s, n, ref, cx, cp, inv_de, inv_dp, be, bp, n_oe, n_op, pix)
+        else:
+            if nbad > 0:
+                nin = _pixels_slow(eta, s, phi, s, n, ref, cx, cp, inv_de, inv_dp, be, bp, n_oe, n_op, pix)
+            else:
+                nin = _pixels_fast(eta, s, phi, s, n, ref, cx, cp, inv_de, inv_dp, be, bp, n_oe, n_op, pix)
+        if nin == 0:
+            continue
         tot = 0.0
         for ch in range(n_ch):
+            sums[ch] = _channel_sum(weights, ch, s, n, pix)
             tot += abs(sums[ch])
             scale[ch] = 1.0 / sums[ch] if (norm == NORM_SUM and sums[ch] != 0.0) else 1.0
         if tot <= 0.0:
             continue
         valid[i] = True
-        for k in range(n):
-            p = pix[k]
-            if p < 0:
-                continue
-            j = s + k
-            for ch in range(n_ch):
-                out[i, ch, p] += weights[ch, j] * scale[ch]
+        if n_ch == 1:
+            sc = scale[0]
+            for k in range(n):
+                p = pix[k]
+                if p >= 0:
+                    out[i, 0, p] += weights[0, s + k] * sc
+        else:
+            for k in range(n):
+                p = pix[k]
+                if p < 0:
+                    continue
+                j = s + k
+                for ch in range(n_ch):
+                    out[i, ch, p] += weights[ch, j] * scale[ch]
 
 
 @numba.njit(cache=True)
@@ -548,11 +664,10 @@ def jet_images_kernel(offsets, pt, eta, phi, mass, weights, tower_mask, axis_eta
     inv_dp = 1.0 / d_phi
     sums = np.zeros(n_ch, np.float64)
     # fast path: pT-centroid (or no) centring by translation, nothing else on the coordinates
-    if ((centre == CENTRE_CENTROID or centre == CENTRE_NONE) and not (coord == COORD_ETA and boost and
-            centre != CENTRE_NONE) and rotation == ROT_NONE and flip == FLIP_NONE and not flip_vertical
-            and not use_tower and threshold <= 0.0 and (norm == NORM_NONE or norm == NORM_SUM)):
-        _images_centroid(offsets, pt, eta, phi, mass, weights, out, valid, coord, centre, norm,
-                         n_eta, n_phi, d_eta, d_phi, n_oe, n_op, su, np.empty(max_n, np.int64))
+    if ((centre == CENTRE_CENTROID or centre == CENTRE_NONE) and rotation == ROT_NONE and flip == FLIP_NONE
+            and not flip_vertical and not use_tower and threshold <= 0.0 and (norm == NORM_NONE or norm == NORM_SUM)):
+        _images_centroid(offsets, pt, eta, phi, mass, weights, out, valid, coord, centre, boost, norm,
+                         n_eta, n_phi, d_eta, d_phi, n_oe, n_op, su, np.empty(max_n, np.int32))
         return
     for i in range(n_jets):
         s = offsets[i]

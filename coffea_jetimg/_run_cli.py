@@ -28,7 +28,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--chunksize", type=int, default=50_000)
     parser.add_argument("--maxchunks", type=int, default=None)
     parser.add_argument("--skip-bad-files", action="store_true", help="skip unreadable files, naming them")
-    parser.add_argument("--jets", default="FatJet")
+    parser.add_argument("--jets", default="FatJet", help="jet collection to tag")
+    parser.add_argument("--pt-min", type=float, default=200.0, help="jet selection: pt >= this (GeV)")
+    parser.add_argument("--pt-max", type=float, default=None, help="jet selection: pt < this (GeV)")
+    parser.add_argument("--abs-eta-max", type=float, default=2.4, help="jet selection: |eta| < this")
+    parser.add_argument("--msd-min", type=float, default=None, help="jet selection: soft-drop mass >= this (GeV)")
+    parser.add_argument("--msd-max", type=float, default=None, help="jet selection: soft-drop mass < this (GeV)")
     parser.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch")
     parser.add_argument("--batch-size", type=int, default=512)
@@ -93,7 +98,22 @@ def make_executor(args):
         cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                                dashboard_address=None)
         client = Client(cluster)
+    client.register_plugin(_quiet_schema_warnings(), name="coffea-jetimg-quiet-schema")
     return processor.DaskExecutor(client=client, status=True), client
+
+
+def _quiet_schema_warnings():
+    """A Dask worker plugin that silences NanoAODSchema's per-chunk "Missing cross-reference
+    index" warnings (one per absent optional collection, dozens per chunk) on every worker,
+    including workers restarted after a crash; the parent process filters them already."""
+    from distributed import WorkerPlugin
+
+    class QuietSchemaWarnings(WorkerPlugin):
+        def setup(self, worker):
+            warnings.filterwarnings("ignore", message="Missing cross-reference index", category=RuntimeWarning)
+            warnings.filterwarnings("ignore", message=".*PFNanoAODSchema.*")
+
+    return QuietSchemaWarnings()
 
 
 def build_processor(args):
@@ -119,8 +139,11 @@ def build_processor(args):
         raise SystemExit("coffea-jetimg run: event-image models and jet models cannot run together")
     from .processors.jet_tagging import JetTaggingProcessor
 
+    selection = {"pt": (args.pt_min, args.pt_max), "abs_eta": args.abs_eta_max}
+    if args.msd_min is not None or args.msd_max is not None:
+        selection["msd"] = (args.msd_min, args.msd_max)
     return JetTaggingProcessor({n: a.path for n, a in arts.items()}, jets=args.jets, device=args.device,
-                               backend=args.backend, batch_size=args.batch_size)
+                               backend=args.backend, batch_size=args.batch_size, selection=selection)
 
 
 def run(args) -> dict:

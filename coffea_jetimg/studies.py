@@ -435,12 +435,10 @@ def _plt():
 
 
 def _label(ax, text="Simulation"):
-    try:
-        import mplhep as hep
-
-        hep.cms.label(text, data=False, ax=ax, rlabel="")
-    except Exception:  # pragma: no cover
-        pass
+    # not hep.cms.label: these are not CMS results (generated samples, or our taggers on CMS files)
+    ax.text(0.0, 1.01, "coffea-jetimg", transform=ax.transAxes, ha="left", va="bottom",
+            fontsize=18, fontweight="bold")
+    ax.text(0.42, 1.01, text, transform=ax.transAxes, ha="left", va="bottom", fontsize=15, style="italic")
 
 
 def plot_roc(h_score, name, sig, bkg, path):
@@ -471,14 +469,17 @@ def plot_sliced_mass(h_score, name, path, low=0.2, high=0.8):
     sm = sliced_mass(h_score, low, high)
     edges = sm.pop("edges")
     fig, ax = plt.subplots(figsize=(8, 7))
-    for c, d in sm.items():
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (c, d) in enumerate(sm.items()):
         if d["all"].sum() <= 0:
             continue
+        colour = colours[i % len(colours)]  # one colour per truth class, one line style per slice
         for key, ls in (("all", "-"), ("fail", ":"), ("pass", "--")):
             tot = d[key].sum()
             if tot > 0:
-                lab = {"all": "truth", "fail": f"score<{low}", "pass": f"score>{high}"}[key]
-                ax.stairs(d[key] / tot, edges, ls=ls, label=f"{c}, {lab}")
+                lab = {"all": "all", "fail": f"score<{low}", "pass": f"score>{high}"}[key]
+                ax.stairs(d[key] / tot, edges, ls=ls, color=colour, lw=2 if key == "all" else 1.5,
+                          label=f"{c}, {lab} ({tot:.0f} jets)")
     ax.set_xlabel("Soft-drop mass [GeV]")
     ax.set_ylabel("Fraction of jets")
     ax.legend(fontsize=11, title=name, title_fontsize=12)
@@ -487,12 +488,16 @@ def plot_sliced_mass(h_score, name, path, low=0.2, high=0.8):
     plt.close(fig)
 
 
-def plot_image(img, title, path, cmap="viridis", log=False, vmin=None, vmax=None):
+def plot_image(img, title, path, cmap="viridis", log=False, vmin=None, vmax=None, jet_axes=True):
+    """Draw one image channel. ``jet_axes``: ``img`` is (η, φ) as made by ``jet_images``; it is
+    drawn with η across and φ up, so that "12 o'clock" of the rotation is up on the page."""
     plt = _plt()
     from matplotlib.colors import LogNorm
 
     fig, ax = plt.subplots(figsize=(7, 6))
     data = np.asarray(img, dtype=np.float64)
+    if jet_axes:
+        data = data.T
     norm = None
     if log:
         pos = data[data > 0]
@@ -500,8 +505,8 @@ def plot_image(img, title, path, cmap="viridis", log=False, vmin=None, vmax=None
     im = ax.imshow(data, origin="lower", cmap=cmap, norm=norm, vmin=None if log else vmin, vmax=None if log else vmax)
     fig.colorbar(im, ax=ax)
     ax.set_title(title, fontsize=13)
-    ax.set_xlabel("pixel column")
-    ax.set_ylabel("pixel row")
+    ax.set_xlabel(r"$\eta'$ pixel" if jet_axes else "pixel column")
+    ax.set_ylabel(r"$\phi'$ pixel" if jet_axes else "pixel row")
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
@@ -709,7 +714,7 @@ def save_event_outputs(output: dict, outdir, extra_summary: dict | None = None) 
                 if n > 0:
                     p = plots / f"average_event_image_{c}.png"
                     avg = np.clip(1.0 - vals[i] / n, 0, 1).transpose(1, 2, 0)
-                    plot_image(avg, f"average event image, {c} (n={n:.0f})", p)
+                    plot_image(avg, f"average event image, {c} (n={n:.0f})", p, jet_axes=False)
                     files.append(p)
         if merged.get("predicted") is not None:
             t, pr, m = confusion_matrix(merged["predicted"])
