@@ -530,17 +530,33 @@ def plot_confusion(truth, pred, m, title, path):
 
 
 def plot_decorrelation(summary, path):
+    """1/JSD against 1/ε_B at ε_S = 0.5, one point per model (as in the decorrelation papers:
+    up and right is better). Log axes with plain tick labels, padded around the points."""
     plt = _plt()
+    from matplotlib.ticker import FuncFormatter
+
     fig, ax = plt.subplots(figsize=(8, 7))
+    xs, ys = [], []
     for name, res in summary["models"].items():
         d = res.get("decorrelation") or {}
         r, ij = d.get("rejection"), d.get("inv_jsd")
-        if isinstance(r, (int, float)) and isinstance(ij, (int, float)):
+        if isinstance(r, (int, float)) and isinstance(ij, (int, float)) and r > 0 and ij > 0 and np.isfinite(r * ij):
             ax.scatter([r], [ij], s=80, label=name)
+            ax.annotate(name, (r, ij), textcoords="offset points", xytext=(6, 6), fontsize=12)
+            xs.append(r)
+            ys.append(ij)
     ax.set_xlabel(r"Background rejection $1/\varepsilon_B$ at $\varepsilon_S$ = 0.5")
     ax.set_ylabel("1 / JSD (background mass, pass vs fail)")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    if xs:
+        ax.set_xlim(min(xs) / 2, max(xs) * 2)
+        ax.set_ylim(min(ys) / 2, max(ys) * 2)
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(plain)
+        # label the 2x and 5x minor ticks too: a decade rarely fits on these axes
+        axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
     ax.legend(fontsize=11)
     _label(ax)
     fig.savefig(path, dpi=100, bbox_inches="tight")
