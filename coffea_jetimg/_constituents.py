@@ -19,6 +19,7 @@ import awkward as ak
 import numpy as np
 
 from ._io import InputFileError
+from ._util import fields_of as _fields
 
 __all__ = ["constituents", "ConstituentsError", "flat_jet_constituents", "CANDIDATE_FIELDS"]
 
@@ -35,13 +36,6 @@ class ConstituentsError(KeyError):
 
     def __str__(self):  # KeyError would quote the message
         return str(self.args[0])
-
-
-def _fields(arr) -> list[str]:
-    try:
-        return list(arr.fields)
-    except Exception:
-        return []
 
 
 def _has(events, name: str) -> bool:

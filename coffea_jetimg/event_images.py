@@ -40,6 +40,7 @@ import awkward as ak
 import numpy as np
 
 from . import _kernels as K
+from ._util import fields_of as _fields
 
 __all__ = ["EventImageSpec", "event_images", "COLOURS", "DRAW_ORDER"]
 
@@ -130,13 +131,6 @@ class EventImageSpec:
     @classmethod
     def from_json(cls, text: str) -> EventImageSpec:
         return cls.from_dict(json.loads(text))
-
-
-def _fields(a) -> list[str]:
-    try:
-        return list(a.fields)
-    except Exception:
-        return []
 
 
 def _n_objects(coll) -> int:

@@ -21,6 +21,7 @@ import awkward as ak
 import numpy as np
 
 from ._constituents import ConstituentsError, constituents, detect_layout
+from ._util import fields_of as _fields
 
 __all__ = [
     "build_inputs",
@@ -60,13 +61,6 @@ def needs_constituents(input_spec: dict, jet_fields=None) -> bool:
         have = set(jet_fields)
         return any(not all(g in have for g in FEATURE_ALIASES.get(f, (f,))) for f in input_spec["features"])
     return False
-
-
-def _fields(arr) -> list[str]:
-    try:
-        return list(arr.fields)
-    except Exception:
-        return []
 
 
 def _is_events(x, jets: str) -> bool:

@@ -29,23 +29,9 @@ from coffea import processor
 
 from coffea_jetimg.event_images import EventImageSpec, event_images
 from coffea_jetimg.inference import Tagger
+from coffea_jetimg._util import fields_of as _fields, is_dask as _is_dask
 
 __all__ = ["EventImageProcessor", "select_events", "event_table"]
-
-
-def _fields(arr) -> list[str]:
-    try:
-        return list(arr.fields)
-    except Exception:
-        return []
-
-
-def _is_dask(x) -> bool:
-    try:
-        import dask_awkward as dak
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(x, dak.Array)
 
 
 def _iso_leptons(events, pt_min=20.0, abs_eta_max=2.4, iso_max=0.15):
