@@ -15,7 +15,7 @@ HELP = "collect plots and summary of a run into report.md and report.html"
 
 def add_arguments(parser) -> None:
     parser.add_argument("outdir", help="output directory of `coffea-jetimg run`")
-    parser.add_argument("--title", default="coffea-jetimg report")
+    parser.add_argument("--title", default="coffea-jetimg report", help="title of the page")
 
 
 def _fmt(x):

@@ -22,11 +22,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--fileset", required=True, help="fileset JSON (coffea format)")
     parser.add_argument("--model", action="append", required=True, metavar="ARTIFACT",
                         help="artifact directory (repeat for several models)")
-    parser.add_argument("--executor", choices=("dask", "futures", "iterative"), default="dask")
+    parser.add_argument("--executor", choices=("dask", "futures", "iterative"), default="dask",
+                        help="dask: a Dask LocalCluster (or --scheduler); futures: a process pool; iterative: this process")
     parser.add_argument("--workers", type=int, default=2, help="local workers (dask LocalCluster or futures pool)")
     parser.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (tcp://...)")
-    parser.add_argument("--chunksize", type=int, default=50_000)
-    parser.add_argument("--maxchunks", type=int, default=None)
+    parser.add_argument("--chunksize", type=int, default=50_000, help="events per chunk (one task)")
+    parser.add_argument("--maxchunks", type=int, default=None, help="at most this many chunks per file (quick tests)")
     parser.add_argument("--skip-bad-files", action="store_true", help="skip unreadable files, naming them")
     parser.add_argument("--jets", default="FatJet", help="jet collection to tag")
     parser.add_argument("--pt-min", type=float, default=200.0, help="jet selection: pt >= this (GeV)")
@@ -35,11 +36,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--msd-min", type=float, default=None, help="jet selection: soft-drop mass >= this (GeV)")
     parser.add_argument("--msd-max", type=float, default=None, help="jet selection: soft-drop mass < this (GeV)")
     parser.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
-    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch")
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--schema", choices=("auto", "pfnano", "nanoaod", "delphes"), default="auto")
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                        help="run the TorchScript model with torch, or model.onnx with ONNX Runtime")
+    parser.add_argument("--batch-size", type=int, default=512,
+                        help="micro-batch of jets per forward pass (halved automatically on CUDA out-of-memory)")
+    parser.add_argument("--schema", choices=("auto", "pfnano", "nanoaod", "delphes"), default="auto",
+                        help="coffea NanoEvents schema; auto picks it from the first file's branches")
     parser.add_argument("--signal", default=None, help="signal class for the studies (default: the model's)")
-    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--no-plots", action="store_true", help="write histograms and summary only, no PNGs")
     parser.add_argument("-o", "--output", required=True, help="output directory")
 
 
@@ -184,7 +188,8 @@ def run(args) -> dict:
     if hasattr(proc, "model_info"):
         from .studies import run_studies
 
-        summary = run_studies(output, outdir, signal=args.signal, model_info=proc.model_info(), extra_summary=extra)
+        summary = run_studies(output, outdir, signal=args.signal, model_info=proc.model_info(), extra_summary=extra,
+                              make_plots=not args.no_plots)
     else:
         from .studies import save_event_outputs
 

@@ -637,7 +637,7 @@ def load_hists(path):
 
 
 def run_studies(output: dict, outdir, signal: str | None = None, background=None, model_info: dict | None = None,
-                extra_summary: dict | None = None) -> dict:
+                extra_summary: dict | None = None, make_plots: bool = True) -> dict:
     """Write every study of a :class:`JetTaggingProcessor` output to ``outdir``.
 
     Writes ``hists.coffea``, ``hists.root``, ``summary.json`` and PNGs under ``plots/``.
@@ -655,47 +655,48 @@ def run_studies(output: dict, outdir, signal: str | None = None, background=None
     if extra_summary:
         summary.update(extra_summary)
     files = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name, h in (merged.get("score") or {}).items():
-            res = summary["models"].get(name, {})
-            if "signal" in res and res["n_signal"] > 0 and res["n_background"] > 0:
-                p = plots / f"roc_{name}.png"
-                plot_roc(h, name, res["signal"], res["background"], p)
-                files.append(p)
-            p = plots / f"sliced_mass_{name}.png"
-            plot_sliced_mass(h, name, p)
-            files.append(p)
-            if name in (merged.get("predicted") or {}):
-                t, pr, m = confusion_matrix(merged["predicted"][name])
-                p = plots / f"confusion_{name}.png"
-                plot_confusion(t, pr, m, f"{name}: predicted vs truth", p)
-                files.append(p)
-        if summary["models"]:
-            p = plots / "decorrelation.png"
-            plot_decorrelation(summary, p)
-            files.append(p)
-        njets = merged.get("njets")
-        for key, h in (merged.get("image") or {}).items():
-            if njets is None:
-                break
-            for c, img in average_images(h, njets).items():
-                if np.all(~np.isfinite(img)):
-                    continue
-                for ch in range(img.shape[0]):
-                    p = plots / f"average_{key}_{c}_ch{ch}.png"
-                    plot_image(img[ch], f"average image {key}, {c}, channel {ch}", p, log=True)
+    if make_plots:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for name, h in (merged.get("score") or {}).items():
+                res = summary["models"].get(name, {})
+                if "signal" in res and res["n_signal"] > 0 and res["n_background"] > 0:
+                    p = plots / f"roc_{name}.png"
+                    plot_roc(h, name, res["signal"], res["background"], p)
                     files.append(p)
-        for model, hxy in (merged.get("pixel_xy") or {}).items():
-            info = (model_info or {}).get(model, {})
-            key = info.get("image") or next(iter(merged.get("image") or {}), None)
-            if key is None or key not in merged["image"]:
-                continue
-            r = pearson_maps(merged["image"][key], hxy, merged["score_moments"][model], njets)
-            for ch in range(r.shape[0]):
-                p = plots / f"pearson_{model}_ch{ch}.png"
-                plot_image(r[ch], f"Pearson r(pixel, score), {model}", p, cmap="RdBu_r", vmin=-1, vmax=1)
+                p = plots / f"sliced_mass_{name}.png"
+                plot_sliced_mass(h, name, p)
                 files.append(p)
+                if name in (merged.get("predicted") or {}):
+                    t, pr, m = confusion_matrix(merged["predicted"][name])
+                    p = plots / f"confusion_{name}.png"
+                    plot_confusion(t, pr, m, f"{name}: predicted vs truth", p)
+                    files.append(p)
+            if summary["models"]:
+                p = plots / "decorrelation.png"
+                plot_decorrelation(summary, p)
+                files.append(p)
+            njets = merged.get("njets")
+            for key, h in (merged.get("image") or {}).items():
+                if njets is None:
+                    break
+                for c, img in average_images(h, njets).items():
+                    if np.all(~np.isfinite(img)):
+                        continue
+                    for ch in range(img.shape[0]):
+                        p = plots / f"average_{key}_{c}_ch{ch}.png"
+                        plot_image(img[ch], f"average image {key}, {c}, channel {ch}", p, log=True)
+                        files.append(p)
+            for model, hxy in (merged.get("pixel_xy") or {}).items():
+                info = (model_info or {}).get(model, {})
+                key = info.get("image") or next(iter(merged.get("image") or {}), None)
+                if key is None or key not in merged["image"]:
+                    continue
+                r = pearson_maps(merged["image"][key], hxy, merged["score_moments"][model], njets)
+                for ch in range(r.shape[0]):
+                    p = plots / f"pearson_{model}_ch{ch}.png"
+                    plot_image(r[ch], f"Pearson r(pixel, score), {model}", p, cmap="RdBu_r", vmin=-1, vmax=1)
+                    files.append(p)
     summary["root_objects"] = write_root(merged, outdir / "hists.root")
     summary["plots"] = [str(p.relative_to(outdir)) for p in files]
     (outdir / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
