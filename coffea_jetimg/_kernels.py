@@ -601,6 +601,295 @@ def _images_centroid(offsets, pt, eta, phi, mass, weights, out, valid, coord, ce
                     out[i, ch, p] += weights[ch, j] * scale[ch]
 
 
+@numba.njit(cache=True, inline="always")
+def _out_pixel(u, v, inv_de, inv_dp, ce, cp, foe, fop):
+    """Output pixel of (u, v) as the general scatter, floor(u / d + 0.5) + h - off (the integer
+    shift done in float: exact), as a float; -1 outside the window. Branch-free."""
+    fe = math.floor(u * inv_de + 0.5) + ce
+    fp = math.floor(v * inv_dp + 0.5) + cp
+    inside = (fe >= 0.0) & (fe < foe) & (fp >= 0.0) & (fp < fop)
+    return fe * fop + fp if inside else -1.0
+
+
+@numba.njit(cache=True)
+def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, centre, boost, rotation, flip, norm,
+                   n_eta, n_phi, d_eta, d_phi, n_oe, n_op, maxima_dr, su, sv, pix):
+    """The maxima-based recipes of :func:`jet_images_kernel` (e.g. the ``deeptop`` preset): centre
+    on the pT centroid or on maximum 1 (``hardest_pixel``), maximum 2 to 12 o'clock, maximum 3 to
+    the right, 'sum'/'none' normalisation; coordinate rotation, no towers, threshold or vertical
+    flip. The same arithmetic as :func:`_prepare_jet` + :func:`_maxima` + the general scatter
+    (so the same pixels; the normalisation differs by float rounding: channel sums are taken
+    over constituents, as in :func:`_images_centroid`), in light passes per jet: (1) coordinates
+    and centroid, (2) shift, grid pixel (branch-free), branch-free binning into one slot per
+    touched pixel, then the maxima search over the touched pixels only (positions divided out
+    only for candidates), (3) final shift, then rotation and flip fused with the output pixel,
+    channel sums, (4) one scaled write per constituent. ``su, sv`` (float64) and ``pix`` (int32) are scratch
+    of the largest jet's size."""
+    n_jets = offsets.shape[0] - 1
+    n_ch = weights.shape[0]
+    ng = n_eta * n_phi
+    # per grid pixel: the jet that last touched it and its slot; per slot (touched pixel, in
+    # first-touch order): w, w u, w v. Grid pixel ng is the sink for constituents outside the grid.
+    gmark = np.full(ng + 1, -1, np.int64)
+    gslot = np.full(ng + 1, ng, np.int64)
+    tw = np.zeros(ng + 1, np.float64)
+    tu = np.zeros(ng + 1, np.float64)
+    tv = np.zeros(ng + 1, np.float64)
+    fne = np.float64(n_eta)
+    fnp = np.float64(n_phi)
+    fng = np.float64(ng)
+    res = np.zeros((3, 2), np.float64)
+    h_e = n_eta // 2
+    h_p = n_phi // 2
+    off_e = h_e - n_oe // 2
+    off_p = h_p - n_op // 2
+    inv_de = 1.0 / d_eta
+    inv_dp = 1.0 / d_phi
+    gbe = 0.5 + n_eta // 2  # as _maxima
+    gbp = 0.5 + n_phi // 2
+    dr2 = maxima_dr * maxima_dr
+    ce = np.float64(h_e - off_e)
+    cp_ = np.float64(h_p - off_p)
+    foe = np.float64(n_oe)
+    fop = np.float64(n_op)
+    hardest = centre == CENTRE_HARDEST_PIXEL
+    use_eta = coord == COORD_ETA
+    do_boost = use_eta and boost
+    sums = np.zeros(n_ch, np.float64)
+    scale = np.ones(n_ch, np.float64)
+    for i in range(n_jets):
+        s = offsets[i]
+        n = offsets[i + 1] - s
+        valid[i] = False
+        if n <= 0:
+            continue
+        # (1) coordinates relative to phi_ref and the pT centroid (as _coords_and_centre)
+        phi_ref = np.float64(phi[s])
+        sw = 0.0
+        cx = 0.0
+        cp = 0.0
+        nbad = 0
+        for k in range(n):
+            j = s + k
+            if use_eta:
+                x = np.float64(eta[j])
+            else:
+                x = _rapidity(pt[j], eta[j], mass[j])
+            # one branch-free wrap step: the same value as wrap_phi unless one step is not enough
+            y = phi[j] - phi_ref
+            y = y - TWO_PI if y > PI else y
+            y = y + TWO_PI if y <= -PI else y
+            nbad += 1 if (y > PI or y <= -PI) else 0
+            su[k] = x
+            sv[k] = y
+            w = pt[j]
+            sw += w
+            cx += w * x
+            cp += w * y
+        if nbad > 0:  # phi not wrapped to (-π, π]: full wrap
+            cp = 0.0
+            for k in range(n):
+                j = s + k
+                y = wrap_phi(phi[j] - phi_ref)
+                sv[k] = y
+                cp += pt[j] * y
+        if sw > 0.0:
+            cx /= sw
+            cp /= sw
+        else:
+            lead = s
+            for k in range(s, s + n):
+                if pt[k] > pt[lead]:
+                    lead = k
+            cx = su[lead - s]
+            cp = sv[lead - s]
+        # (2) shift to the centroid (translation; boost for centroid centring with boost) and bin
+        # the pT image on the computation grid (as _shift + _maxima)
+        boost_now = do_boost and not hardest
+        if boost_now:
+            ch_dy = math.cosh(cx)
+            sh_dy = math.sinh(cx)
+        else:
+            ch_dy = 1.0
+            sh_dy = 0.0
+        nt = 0
+        gmark[ng] = i  # the sink for constituents outside the grid: never 'fresh', slot ng
+        if boost_now:
+            for k in range(n):
+                j = s + k
+                su[k] = _eta_after_boost(pt[j], su[k], mass[j], ch_dy, sh_dy, cx)
+        else:
+            for k in range(n):
+                su[k] = su[k] - cx
+        nbad = 0
+        for k in range(n):
+            u = su[k]
+            v = sv[k] - cp
+            v = v - TWO_PI if v > PI else v
+            v = v + TWO_PI if v <= -PI else v
+            nbad += 1 if (v > PI or v <= -PI) else 0
+            sv[k] = v
+            fe = math.floor(u * inv_de + gbe)
+            fp = math.floor(v * inv_dp + gbp)
+            inside = (fe >= 0.0) & (fe < fne) & (fp >= 0.0) & (fp < fnp)
+            q = fe * fnp + fp if inside else fng
+            pix[k] = np.int32(q)
+        if nbad > 0:  # one step was not enough somewhere: the full wrap, from phi, as _shift
+            for k in range(n):
+                v = wrap_phi(wrap_phi(phi[s + k] - phi_ref) - cp)
+                sv[k] = v
+                fe = math.floor(su[k] * inv_de + gbe)
+                fp = math.floor(v * inv_dp + gbp)
+                inside = (fe >= 0.0) & (fe < fne) & (fp >= 0.0) & (fp < fnp)
+                q = fe * fnp + fp if inside else fng
+                pix[k] = np.int32(q)
+        for k in range(n):
+            # branch-free accumulation into one slot per touched pixel, in first-touch order (the
+            # same values as _maxima: first touch stores, then adds); the sink gets slot ng
+            p = pix[k]
+            w = np.float64(pt[s + k])
+            fresh = gmark[p] != i
+            gmark[p] = i
+            t = nt if fresh else gslot[p]
+            gslot[p] = t
+            nt += 1 if fresh else 0
+            wu = w * su[k]
+            wv = w * sv[k]
+            a0 = tw[t]
+            a1 = tu[t]
+            a2 = tv[t]
+            tw[t] = w if fresh else a0 + w
+            tu[t] = wu if fresh else a1 + wu
+            tv[t] = wv if fresh else a2 + wv
+        # maxima over the touched pixels, first-touched first on ties (as _maxima): gather the
+        # touched pixels' sums, divide (position = pT-weighted mean) only where needed
+        nmax = 0
+        best = -1
+        bw = 0.0
+        for t in range(nt):
+            w = tw[t]
+            if w > bw:
+                best = t
+                bw = w
+        if best >= 0:
+            res[0, 0] = tu[best] / tw[best]
+            res[0, 1] = tv[best] / tw[best]
+            nmax = 1
+            for m in range(1, 3):
+                best = -1
+                bw = 0.0
+                bu = 0.0
+                bv = 0.0
+                for t in range(nt):
+                    w = tw[t]
+                    if w <= bw:
+                        continue
+                    pu = tu[t] / w
+                    pv = tv[t] / w
+                    ok = True
+                    for q in range(nmax):
+                        du = pu - res[q, 0]
+                        dv = pv - res[q, 1]
+                        if du * du + dv * dv <= dr2:
+                            ok = False
+                    if ok:
+                        best = t
+                        bw = w
+                        bu = pu
+                        bv = pv
+                if best < 0:
+                    break
+                res[m, 0] = bu
+                res[m, 1] = bv
+                nmax += 1
+        mu = 0.0
+        mv = 0.0
+        if hardest:
+            mu = res[0, 0] if nmax > 0 else 0.0
+            mv = res[0, 1] if nmax > 0 else 0.0
+            for m in range(nmax):
+                res[m, 0] -= mu
+                res[m, 1] = wrap_phi(res[m, 1] - mv)
+        theta = 0.0
+        if rotation == ROT_SECOND_MAX:
+            if nmax >= 2 and (res[1, 0] != 0.0 or res[1, 1] != 0.0):
+                theta = 0.5 * PI - math.atan2(res[1, 1], res[1, 0])
+        c = math.cos(theta)
+        sn = math.sin(theta)
+        flip_u = False
+        if flip == FLIP_THIRD_MAX and nmax >= 3:
+            u3 = c * res[2, 0] - sn * res[2, 1]
+            flip_u = u3 < 0.0
+        fu = -1.0 if flip_u else 1.0
+        transform = theta != 0.0 or flip_u
+        hboost = hardest and do_boost
+        if hboost:
+            dy = cx + mu
+            ch_dy = math.cosh(dy)
+            sh_dy = math.sinh(dy)
+        else:
+            dy = 0.0
+        # (3) final coordinates → output pixel (as the general scatter), channel sums
+        if hardest:
+            if hboost:
+                for k in range(n):
+                    j = s + k
+                    su[k] = _eta_after_boost(pt[j], eta[j], mass[j], ch_dy, sh_dy, dy)
+            else:
+                for k in range(n):
+                    su[k] = su[k] - mu
+            nbad = 0
+            for k in range(n):
+                v = sv[k] - mv
+                v = v - TWO_PI if v > PI else v
+                v = v + TWO_PI if v <= -PI else v
+                nbad += 1 if (v > PI or v <= -PI) else 0
+                sv[k] = v
+            if nbad > 0:  # the full wraps, from phi, as the general path
+                for k in range(n):
+                    sv[k] = wrap_phi(wrap_phi(wrap_phi(phi[s + k] - phi_ref) - cp) - mv)
+        nin = 0
+        if transform:
+            for k in range(n):
+                u = su[k]
+                v = sv[k]
+                ru = c * u - sn * v
+                rv = sn * u + c * v
+                q = _out_pixel(fu * ru, rv, inv_de, inv_dp, ce, cp_, foe, fop)
+                pix[k] = np.int32(q)
+                nin += 1 if q >= 0.0 else 0
+        else:
+            for k in range(n):
+                q = _out_pixel(su[k], sv[k], inv_de, inv_dp, ce, cp_, foe, fop)
+                pix[k] = np.int32(q)
+                nin += 1 if q >= 0.0 else 0
+        if nin == 0:
+            continue
+        tot = 0.0
+        for ch in range(n_ch):
+            sums[ch] = _channel_sum(weights, ch, s, n, pix)
+            tot += abs(sums[ch])
+            scale[ch] = 1.0 / sums[ch] if (norm == NORM_SUM and sums[ch] != 0.0) else 1.0
+        if tot <= 0.0:
+            continue
+        valid[i] = True
+        # (4) one scaled write per constituent
+        if n_ch == 1:
+            sc = scale[0]
+            for k in range(n):
+                p = pix[k]
+                if p >= 0:
+                    out[i, 0, p] += weights[0, s + k] * sc
+        else:
+            for k in range(n):
+                p = pix[k]
+                if p < 0:
+                    continue
+                j = s + k
+                for ch in range(n_ch):
+                    out[i, ch, p] += weights[ch, j] * scale[ch]
+
+
 @numba.njit(cache=True)
 def jet_images_kernel(offsets, pt, eta, phi, mass, weights, tower_mask, axis_eta, axis_phi, out, valid,
                    coord, centre, boost, rotation, pixel_rotation, flip, flip_vertical, norm, threshold,
@@ -634,7 +923,10 @@ def jet_images_kernel(offsets, pt, eta, phi, mass, weights, tower_mask, axis_eta
     -----
     pT-centroid (or no) centring by translation, without rotation, flips, towers or threshold
     and with 'sum'/'none' normalisation, runs in :func:`_images_centroid` (three light passes
-    per jet); everything else in the general loop below.
+    per jet); centroid or hardest-pixel centring with maximum 2 to 12 o'clock and/or maximum 3 to
+    the right (the ``deeptop`` recipe), coordinate rotation, no towers, threshold or vertical
+    flip, 'sum'/'none' normalisation, in :func:`_images_maxima` (same pixels as the general
+    loop); everything else in the general loop below.
     """
     n_jets = offsets.shape[0] - 1
     n_ch = out.shape[1]
@@ -668,6 +960,15 @@ def jet_images_kernel(offsets, pt, eta, phi, mass, weights, tower_mask, axis_eta
             and not flip_vertical and not use_tower and threshold <= 0.0 and (norm == NORM_NONE or norm == NORM_SUM)):
         _images_centroid(offsets, pt, eta, phi, mass, weights, out, valid, coord, centre, boost, norm,
                          n_eta, n_phi, d_eta, d_phi, n_oe, n_op, su, np.empty(max_n, np.int32))
+        return
+    # fast path: maxima-based recipes (deeptop): centroid or hardest-pixel centring, maximum 2 up,
+    # maximum 3 right, coordinate rotation
+    if ((centre == CENTRE_CENTROID or centre == CENTRE_HARDEST_PIXEL) and need_max
+            and (rotation == ROT_NONE or rotation == ROT_SECOND_MAX) and (flip == FLIP_NONE or flip == FLIP_THIRD_MAX)
+            and not pixel_rotation and not flip_vertical and not use_tower and threshold <= 0.0
+            and (norm == NORM_NONE or norm == NORM_SUM)):
+        _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, centre, boost, rotation, flip, norm,
+                       n_eta, n_phi, d_eta, d_phi, n_oe, n_op, maxima_dr, su, sv, np.empty(max_n, np.int32))
         return
     for i in range(n_jets):
         s = offsets[i]

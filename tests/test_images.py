@@ -365,3 +365,55 @@ def test_fast_path_equals_general_path(coordinate, normalize):
     general, vg = jet_images(x, spec.replace(threshold=1e-30), return_mask=True)
     np.testing.assert_array_equal(vf, vg)
     np.testing.assert_allclose(fast, general, rtol=1e-5, atol=1e-6)
+
+
+def _prong_jets(n=400, seed=7):
+    """Seeded top-like jets: three prongs of Gaussian sprays around a random axis (some across
+    φ = ±π), with a fifth of the jets on integer pT (ties between pixels) and a few with one or
+    two constituents (fewer than three maxima)."""
+    rng = np.random.default_rng(seed)
+    jets = []
+    for i in range(n):
+        eta0 = rng.uniform(-2.0, 2.0)
+        phi0 = rng.choice([rng.uniform(-np.pi, np.pi), np.pi - 0.05])
+        nc = int(rng.integers(1, 3)) if i % 25 == 0 else int(rng.integers(10, 80))
+        prong = rng.integers(0, 3, nc)
+        pdeta = rng.normal(0, 0.4, 3)
+        pdphi = rng.normal(0, 0.4, 3)
+        pt = rng.exponential(15.0, nc) * np.array([1.0, 0.6, 0.3])[prong] + 0.2
+        if i % 5 == 1:
+            pt = np.round(pt) + 1.0
+        eta = eta0 + pdeta[prong] + rng.normal(0, 0.07, nc)
+        phi = phi0 + pdphi[prong] + rng.normal(0, 0.07, nc)
+        phi = np.pi - np.mod(np.pi - phi, 2 * np.pi)
+        mass = np.where(rng.random(nc) < 0.6, 0.13957, 0.0)
+        jets.append([(pt[k], eta[k], phi[k], mass[k], int(rng.integers(-1, 2))) for k in range(nc)])
+    return _jets(jets)
+
+
+@pytest.mark.parametrize("changes", [
+    {}, {"boost": False}, {"coordinate": "rapidity"}, {"normalize": "none"}, {"centre": "centroid"},
+    {"centre": "centroid", "boost": False, "normalize": "none"}, {"flip": "none"}, {"rotation": "none"},
+    {"grid": (50, 46), "npix": (33, 32), "channels": ("charged", "neutral"), "normalize": "none", "boost": False},
+])
+def test_maxima_fast_path_equals_general_path(changes, pfnano_file):
+    # the maxima-based recipes (deeptop) have a dedicated kernel; a tiny threshold sends the
+    # same spec through the general loop. Same pixels: exactly equal unnormalised images.
+    from coffea_jetimg._io import open_events
+    from coffea_jetimg import constituents
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        real = ak.flatten(constituents(open_events(pfnano_file)), axis=1)
+    real = ak.zip({f: real[f] for f in ("pt", "eta", "phi", "mass", "charge")})
+    x = ak.concatenate([_prong_jets(), real, _random_jets(n=100, phi0=3.1, spread=0.3)])
+    spec = JetImageSpec.preset("deeptop", **changes)
+    fast, vf = jet_images(x, spec, return_mask=True)
+    general, vg = jet_images(x, spec.replace(threshold=1e-30), return_mask=True)
+    np.testing.assert_array_equal(vf, vg)
+    assert vf.sum() > 400
+    if spec.normalize == "none":
+        np.testing.assert_array_equal(fast, general)
+    else:
+        np.testing.assert_array_equal(fast != 0, general != 0)
+        np.testing.assert_allclose(fast, general, rtol=1e-5, atol=1e-6)
