@@ -22,7 +22,6 @@ import os
 import tempfile
 import time
 
-import numpy as np
 
 
 def _clock():

@@ -18,7 +18,6 @@ import warnings
 import awkward as ak
 import numpy as np
 
-from ._io import InputFileError
 from ._util import fields_of as _fields
 
 __all__ = ["constituents", "ConstituentsError", "flat_jet_constituents", "CANDIDATE_FIELDS"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["fields_of", "is_dask"]
+__all__ = ["fields_of", "is_dask", "JsonSpec"]
 
 
 def fields_of(arr) -> list[str]:
@@ -20,3 +20,46 @@ def is_dask(x) -> bool:
     except ImportError:  # pragma: no cover
         return False
     return isinstance(x, dak.Array)
+
+
+class JsonSpec:
+    """Mixin for frozen dataclasses that travel inside model artifacts as JSON.
+
+    Tuples become lists in :meth:`to_dict` and lists become tuples again in :meth:`from_dict`;
+    unknown keys raise ValueError naming them (so a spec written by a newer version, or a typo
+    in a hand-written spec, fails loudly instead of being ignored).
+    """
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (tuples as lists)."""
+        import dataclasses
+
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """Inverse of :meth:`to_dict`."""
+        import dataclasses
+
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} parameter(s): {', '.join(unknown)}")
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+
+    def to_json(self, **kw) -> str:
+        import json
+
+        return json.dumps(self.to_dict(), **kw)
+
+    @classmethod
+    def from_json(cls, text: str):
+        import json
+
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes):
+        """A copy with ``changes`` applied (validated again)."""
+        import dataclasses
+
+        return dataclasses.replace(self, **changes)

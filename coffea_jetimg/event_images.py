@@ -30,17 +30,14 @@ order      object             RGB
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import awkward as ak
 import numpy as np
 
 from . import _kernels as K
-from ._util import fields_of as _fields
+from ._util import JsonSpec, fields_of as _fields
 
 __all__ = ["EventImageSpec", "event_images", "COLOURS", "DRAW_ORDER"]
 
@@ -57,7 +54,7 @@ DRAW_ORDER = ("met", "jet", "bjet", "muon", "electron")
 
 
 @dataclass(frozen=True)
-class EventImageSpec:
+class EventImageSpec(JsonSpec):
     """Selection and canvas of whole-event images.
 
     Parameters
@@ -114,23 +111,6 @@ class EventImageSpec:
         if not (0.0 <= float(self.background) <= 1.0):
             raise ValueError(f"background must be in [0, 1], got {self.background!r}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EventImageSpec:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown EventImageSpec parameter(s): {', '.join(unknown)}")
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
-
-    def to_json(self, **kw) -> str:
-        return json.dumps(self.to_dict(), **kw)
-
-    @classmethod
-    def from_json(cls, text: str) -> EventImageSpec:
-        return cls.from_dict(json.loads(text))
 
 
 def _n_objects(coll) -> int:

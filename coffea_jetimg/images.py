@@ -21,18 +21,16 @@ Conventions (all documented on :class:`JetImageSpec`)
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any
 
 import awkward as ak
 import numpy as np
 
 from . import _kernels as K
 from ._constituents import flat_jet_constituents
+from ._util import JsonSpec
 
 __all__ = ["JetImageSpec", "PRESETS", "jet_images", "transform_constituents", "CHANNELS"]
 
@@ -68,7 +66,7 @@ def _pair(value, name, kind):
 
 
 @dataclass(frozen=True)
-class JetImageSpec:
+class JetImageSpec(JsonSpec):
     """How to make a jet image: grid, centring, rotation, flip, intensity, channels, normalisation.
 
     Parameters
@@ -214,31 +212,7 @@ class JetImageSpec:
         (ne, nphi), (de, dp) = self.npix, self.pixel_size
         return (-(ne // 2 + 0.5) * de, (ne - ne // 2 - 0.5) * de, -(nphi // 2 + 0.5) * dp, (nphi - nphi // 2 - 0.5) * dp)
 
-    # -- serialisation ------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (tuples as lists)."""
-        d = dataclasses.asdict(self)
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> JetImageSpec:
-        """Inverse of :meth:`to_dict`; unknown keys raise ValueError naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown JetImageSpec parameter(s): {', '.join(unknown)}")
-        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
-        return cls(**kw)
-
-    def to_json(self, **kw) -> str:
-        return json.dumps(self.to_dict(), **kw)
-
-    @classmethod
-    def from_json(cls, text: str) -> JetImageSpec:
-        return cls.from_dict(json.loads(text))
-
-    def replace(self, **changes) -> JetImageSpec:
-        return dataclasses.replace(self, **changes)
 
     @classmethod
     def preset(cls, name: str, **changes) -> JetImageSpec:
