@@ -54,27 +54,42 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--events", type=int, default=None, help="events per sample (top and qcd)")
     ap.add_argument("--files", nargs="*", help="use these PFNano files instead of generating")
-    ap.add_argument("--chunksize", type=int, default=2000)
+    ap.add_argument("--chunksize", type=int, default=1000,
+                    help="events per chunk, the same for every measurement (enough chunks for 2 workers)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed repeats (medians reported)")
+    ap.add_argument("--worker-mmap-threshold", type=int, default=None, metavar="BYTES",
+                    help="diagnostic: MALLOC_MMAP_THRESHOLD_ for the Dask workers. Dask's nanny sets "
+                         "MALLOC_TRIM_THRESHOLD_=65536, which turns off glibc's dynamic mmap threshold, so every "
+                         "conv activation is a fresh mmap + page faults (CNN forward ~1.4x slower in a worker)")
     args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
     from coffea import processor
     from coffea.nanoevents import PFNanoAODSchema
+    from coffea_jetimg.processors.jet_tagging import JetTaggingProcessor
 
     from coffea_jetimg.inference import Tagger
-    from coffea_jetimg.processors.jet_tagging import JetTaggingProcessor
 
     work = Path(tempfile.mkdtemp(prefix="bench_proc_"))
     n_ev = args.events or (300 if args.quick else 12000)
     files = args.files
-    if not files:
+    if not files:  # generated once into analysis/data/bench (git-ignored) and reused
         from coffea_jetimg.generate import generate
 
-        t = time.perf_counter()
-        files = [generate(p, n_ev, 100 + i, str(work / f"{p}.root"), pt_min=500.0, pt_max=700.0,
-                          workers=min(2, os.cpu_count() or 1), progress=False) for i, p in enumerate(("top", "qcd"))]
-        print(f"generated {2 * n_ev} events in {time.perf_counter() - t:.1f} s")
+        data = Path(__file__).resolve().parent / "data" / "bench"
+        data.mkdir(parents=True, exist_ok=True)
+        files = []
+        for i, p in enumerate(("top", "qcd")):
+            f = data / f"{p}_{n_ev}_s{100 + i}.root"
+            if not f.exists():
+                t = time.perf_counter()
+                tmp = data / f"{f.stem}.part.root"
+                generate(p, n_ev, 100 + i, str(tmp), pt_min=500.0, pt_max=700.0,
+                         workers=min(2, os.cpu_count() or 1), progress=False)
+                tmp.rename(f)
+                print(f"generated {n_ev} {p} events in {time.perf_counter() - t:.1f} s -> {f}")
+            files.append(str(f))
     art = _tiny_cnn_artifact(work / "cnn")
     fileset = {Path(f).stem: {"files": {str(f): "Events"}, "metadata": {"label": Path(f).stem}} for f in files}
     proc = JetTaggingProcessor({"cnn": str(art)}, selection={"pt": (200.0, None)})
@@ -107,33 +122,136 @@ def main(argv=None):
 
     it = processor.IterativeExecutor(status=False)
     run(proc, it)  # warm-up: numba compilation, model load
-    out, t_full = run(proc, it)
-    n_jets = sum(v["cutflow"]["jets_scored"] for v in out.values())
-    _, t_read = run(ReadOnly(proc), it)
-    # bare forward on ready tensors of the same number of jets
+    run(ReadOnly(proc), it)
+    # ready tensors of the same jets (built outside any timing), for the bare forward
     tagger = Tagger(art, device="cpu")
-    x = np.random.default_rng(0).random((n_jets, *tagger.input_spec["shape"]), dtype=np.float32)
+    x = _ready_tensors(files, proc, tagger)
+    n_jets = len(x)
     tagger.predict(x[:16])
-    t = time.perf_counter()
-    tagger.predict(x)
-    t_fwd = time.perf_counter() - t
-    print(f"jets={n_jets}  full={t_full:.2f}s ({n_jets / t_full:.0f} jets/s/core)  read-only={t_read:.2f}s  "
-          f"forward={t_fwd:.2f}s ({n_jets / t_fwd:.0f} jets/s)")
+
+    # interleaved repeats, medians: the machine is shared, so each quantity sees the same conditions
+    t_full, t_read, t_fwd = [], [], []
+    for _ in range(args.repeats):
+        out, t = run(proc, it)
+        t_full.append(t)
+        t_read.append(run(ReadOnly(proc), it)[1])
+        t = time.perf_counter()
+        tagger.predict(x)
+        t_fwd.append(time.perf_counter() - t)
+    assert sum(v["cutflow"]["jets_scored"] for v in out.values()) == n_jets
+    t_full, t_read, t_fwd = (float(np.median(v)) for v in (t_full, t_read, t_fwd))
+    print(f"jets={n_jets}  chunksize={args.chunksize}  repeats={args.repeats} (medians)")
+    print(f"full={t_full:.2f}s ({n_jets / t_full:.0f} jets/s/core)  read-only={t_read:.2f}s  "
+          f"forward={t_fwd:.2f}s ({n_jets / t_fwd:.0f} jets/s)  beyond read+forward={t_full - t_read - t_fwd:.2f}s")
+    _breakdown(files[0], proc, args.chunksize)
 
     rates = {}
+    import dask
     from distributed import Client, LocalCluster
 
+    env = {} if args.worker_mmap_threshold is None else {
+        "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": str(args.worker_mmap_threshold)}
     for nw in (1, 2):
-        with LocalCluster(n_workers=nw, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
-                Client(cl) as client:
-            ex = processor.DaskExecutor(client=client, status=False)
-            run(proc, ex, args.chunksize // 3 + 1)  # warm-up (different chunks, so no cached dask results are reused)
-            _, t = run(proc, ex)
-            rates[nw] = n_jets / t
-            print(f"dask {nw} worker(s): {t:.2f}s, {rates[nw]:.0f} jets/s")
+        ts = []
+        for _ in range(max(1, args.repeats - 1)):
+            # a fresh cluster per timed run: a repeated run on the same cluster can come back without
+            # recomputing (seen: 0.04 s), even with a slightly different chunksize (coffea splits evenly)
+            with dask.config.set(env), LocalCluster(n_workers=nw, threads_per_worker=1, processes=True,
+                                                    dashboard_address=None) as cl, Client(cl) as client:
+                client.wait_for_workers(nw)
+                # warm every worker (imports, numba, model load), as the iterative warm-up does here
+                client.run(_warm_worker, proc, files[0])
+                o, t = run(proc, processor.DaskExecutor(client=client, status=False))
+                assert sum(v["cutflow"]["jets_scored"] for v in o.values()) == n_jets
+                ts.append(t)
+        t = float(np.median(ts))
+        rates[nw] = n_jets / t
+        print(f"dask {nw} worker(s): {t:.2f}s (runs {', '.join(f'{v:.2f}' for v in ts)}), "
+              f"{rates[nw]:.0f} jets/s, {rates[nw] / nw:.0f} jets/s/worker")
     overhead = t_full / (t_read + t_fwd)
     print(f"RESULT overhead_vs_model={overhead:.2f} dask_scaling={rates[2] / rates[1]:.2f}")
 
+
+def _events(f, start=0, stop=None, dataset="bench"):
+    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return NanoEventsFactory.from_root({f: "Events"}, schemaclass=PFNanoAODSchema, mode="eager", entry_start=start,
+                                           entry_stop=stop, metadata={"dataset": dataset, "label": "top"}).events()
+
+
+def _warm_worker(proc, f):
+    import torch
+
+    torch.set_num_threads(1)
+    proc.process(_events(f, 0, 200))
+    return os.getpid()
+
+
+def _ready_tensors(files, proc, tagger):
+    from coffea_jetimg.processors.jet_tagging import select_jets
+
+    from coffea_jetimg.inputs import build_inputs
+
+    xs = []
+    for f in files:
+        ev = _events(f)
+        xs.append(build_inputs(tagger.input_spec, ev, proc.jets, jet_mask=select_jets(ev[proc.jets], **proc.selection)))
+    return np.ascontiguousarray(np.concatenate(xs))
+
+
+def _breakdown(f, proc, chunksize, repeats=3):
+    """Per-stage times of one chunk (medians), the stages the processor runs in order."""
+    import awkward as ak
+    from coffea_jetimg.processors import jet_tagging as jt
+
+    from coffea_jetimg._constituents import constituents
+    from coffea_jetimg.inputs import build_inputs
+
+    if not hasattr(jt, "_jet_parts"):  # an older processor without the staged eager path
+        print("breakdown: not available for this processor version")
+        return
+    (name, tagger), = proc.taggers.items()
+    st: dict[str, list] = {}
+
+    def tick(key, t0):
+        st.setdefault(key, []).append(time.perf_counter() - t0)
+        return time.perf_counter()
+
+    for _ in range(repeats):
+        ev = _events(f, 0, chunksize)
+        t = time.perf_counter()
+        for coll, fld in proc._needed_columns(ev):
+            ak.materialize(ev[coll][fld])
+        t = tick("read", t)
+        classes = proc.classes_for(ev)
+        fj = ev[proc.jets]
+        mask, steps = jt.select_jets(fj, **proc.selection, return_steps=True)
+        t = tick("select", t)
+        cols, _, _ = jt._jet_parts(ev, taggers={}, jets=proc.jets, selection=proc.selection, class_names=classes,
+                                   truth_names=proc.truth_names, dataset_class="top", mask=mask)
+        t = tick("jet columns", t)
+        cands = constituents(ev, proc.jets)
+        t = tick("constituents", t)
+        x = build_inputs(tagger.input_spec, ev, proc.jets, jet_mask=mask, cands=cands)
+        t = tick("images", t)
+        probs = tagger.predict(x)
+        t = tick("forward", t)
+        cols[f"s_{name}"] = np.minimum(probs[:, tagger.signal_index], jt._SCORE_MAX).astype(np.float64)
+        cols[f"pred_{name}"] = np.argmax(probs, axis=1).astype(np.int32)
+        h = proc._hists(classes, False)
+        h.pop("_info")
+        t = tick("hist booking", t)
+        proc._fill_eager(h, cols, {jt.input_key(tagger.input_spec): x}, {name: probs[:, tagger.signal_index]}, classes)
+        t = tick("hist fill + pixel moments", t)
+        proc._cutflow_eager(fj, steps, len(x))
+        t = tick("cutflow", t)
+    med = {k: float(np.median(v)) for k, v in st.items()}
+    tot = sum(med.values())
+    print(f"breakdown of one chunk ({chunksize} events, {len(x)} jets), medians of {repeats}:")
+    for k, v in med.items():
+        print(f"  {k:28s} {1e3 * v:8.1f} ms  {100 * v / tot:5.1f}%")
 
 if __name__ == "__main__":
     main()

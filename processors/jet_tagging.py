@@ -172,15 +172,32 @@ def jet_table(events, *, taggers, jets="FatJet", selection=None, class_names=(),
         ``n_selected_jets * {cls, pt, msd, abs_eta, npv, s_<model>, pred_<model>, px_<k>}``;
         ``px_<k>`` are the non-zero pixels of image input ``k`` (see :func:`_pixel_records`).
     """
+    cols, built, scores = _jet_parts(events, taggers=taggers, jets=jets, selection=selection,
+                                     class_names=class_names, truth_names=truth_names, dataset_class=dataset_class,
+                                     image_refs=image_refs)
+    for k, (key, models) in enumerate((image_refs or {}).items()):
+        cols[f"px_{k}"] = _pixel_records(built[key], cols["cls"], {m: scores[m] for m in models})
+    return ak.zip(cols, depth_limit=1)
+
+
+def _jet_parts(events, *, taggers, jets="FatJet", selection=None, class_names=(), truth_names=None,
+               dataset_class=None, image_refs=None, mask=None):
+    """The numpy work of :func:`jet_table`: per-jet columns, the built inputs and the signal scores.
+
+    Returns ``(cols, built, scores)``: ``cols`` maps the table's scalar fields to numpy arrays,
+    ``built`` input key → network input ``(n, ...)`` float32, ``scores`` model → raw signal
+    probability ``(n,)``. ``mask`` is the jet selection if already computed.
+    """
     selection = DEFAULT_SELECTION if selection is None else selection
     truth_names = TRUTH_NAMES if truth_names is None else truth_names
-    image_refs = image_refs or {}
     fj = events[jets]
-    mask = select_jets(fj, **selection)
+    if mask is None:
+        mask = select_jets(fj, **selection)
     flat = ak.flatten(fj[mask], axis=1)
     n = len(flat)
     class_index = {c: i for i, c in enumerate(class_names)}
-    if "truthLabel" in _fields(flat):
+    flat_fields = _fields(flat)
+    if "truthLabel" in flat_fields:
         codes = _np(flat.truthLabel, np.int64)
         lut = np.array([class_index.get(truth_names.get(k, OTHER), class_index.get(OTHER, -1))
                         for k in range(max(int(codes.max()) + 1 if n else 1, max(truth_names) + 1))], dtype=np.int32)
@@ -190,7 +207,7 @@ def jet_table(events, *, taggers, jets="FatJet", selection=None, class_names=(),
     cols = {
         "cls": cls,
         "pt": _np(flat.pt, np.float64),
-        "msd": _np(flat.msoftdrop, np.float64) if "msoftdrop" in _fields(flat) else _np(flat.mass, np.float64),
+        "msd": _np(flat.msoftdrop, np.float64) if "msoftdrop" in flat_fields else _np(flat.mass, np.float64),
         "abs_eta": np.abs(_np(flat.eta, np.float64)),
     }
     if "PV" in _fields(events) and "npvs" in _fields(events.PV):
@@ -202,20 +219,21 @@ def jet_table(events, *, taggers, jets="FatJet", selection=None, class_names=(),
     cands = None
     built: dict[str, np.ndarray] = {}
     scores: dict[str, np.ndarray] = {}
+    fj_fields = None
     for name, tagger in taggers.items():
         spec = tagger.input_spec
         key = input_key(spec)
         if key not in built:  # one build per distinct input spec
-            if cands is None and needs_constituents(spec, _fields(fj)):
+            if fj_fields is None:
+                fj_fields = _fields(fj)
+            if cands is None and needs_constituents(spec, fj_fields):
                 cands = constituents(events, jets)
             built[key] = build_inputs(spec, events, jets, jet_mask=mask, cands=cands)
         probs = tagger.predict(built[key])
         scores[name] = probs[:, tagger.signal_index]
         cols[f"s_{name}"] = np.minimum(scores[name], _SCORE_MAX).astype(np.float64)
         cols[f"pred_{name}"] = (np.argmax(probs, axis=1) if len(probs) else np.zeros(0)).astype(np.int32)
-    for k, (key, models) in enumerate(image_refs.items()):
-        cols[f"px_{k}"] = _pixel_records(built[key], cls, {m: scores[m] for m in models})
-    return ak.zip(cols, depth_limit=1)
+    return cols, built, scores
 
 
 def _empty_table(taggers, image_refs):
@@ -382,12 +400,71 @@ class JetTaggingProcessor(processor.ProcessorABC):
         self.check(events)  # before reading anything
         dask = _is_dask(events)
         classes = self.classes_for(events)
-        table = self._table(events, classes, dask)
         hists = self._hists(classes, dask)
         hists.pop("_info")
-        self._fill(hists, table, classes, dask)
-        hists["cutflow"] = self._cutflow(events, table, dask)
+        if dask:
+            table = self._table(events, classes, dask)
+            self._fill(hists, table, classes, dask)
+            hists["cutflow"] = self._cutflow(events, table, dask)
+        else:  # eager chunk: numpy columns straight into the histograms, the selection computed once
+            fj = events[self.jets]
+            mask, steps = select_jets(fj, **self.selection, return_steps=True)
+            cols, built, scores = _jet_parts(events, mask=mask,
+                                             **self._table_kwargs(classes, self._dataset_class(events)))
+            self._fill_eager(hists, cols, built, scores, classes)
+            hists["cutflow"] = self._cutflow_eager(fj, steps, len(cols["cls"]))
         return {dataset: hists}
+
+    def _fill_eager(self, h, cols, built, scores, classes):
+        """Same contents as :meth:`_fill` on the table, from numpy; pixel moments by numpy sums."""
+        cls = cols["cls"]
+        for i, c in enumerate(classes):
+            sel = np.flatnonzero(cls == i)
+            if not len(sel):
+                continue
+            pt = cols["pt"][sel]
+            h["njets"].fill(c, pt)
+            for name in self.taggers:
+                s = cols[f"s_{name}"][sel]
+                h["score"][name].fill(c, s, pt, cols["msd"][sel], cols["abs_eta"][sel], cols["npv"][sel])
+                h["predicted"][name].fill(c, cols[f"pred_{name}"][sel])
+                h["score_moments"][name].fill(c, pt, weight=s)
+        # pixel moments: the non-zero pixels (as the table's px records), summed with bincount per
+        # (class, pixel) in jet order, straight into the histogram views
+        ncls = len(classes)
+        for k, (key, models) in enumerate(self.image_refs.items()):
+            x = built[key]
+            if not len(x):
+                continue
+            xf = x.reshape(len(x), -1)
+            j, p = np.nonzero(xf)
+            cj = cls[j]
+            ok = (cj >= 0) & (cj < ncls)
+            if not ok.all():
+                j, p, cj = j[ok], p[ok], cj[ok]
+            v = xf[j, p].astype(np.float64)
+            npix = xf.shape[1]
+            bins = cj.astype(np.int64) * npix + p
+            img = h["image"][f"img{k}"].view(flow=False)
+            shape = img.shape
+            img.value += np.bincount(bins, weights=v, minlength=ncls * npix).reshape(shape)
+            img.variance += np.bincount(bins, weights=v * v, minlength=ncls * npix).reshape(shape)
+            for m in models:
+                y = scores[m].astype(np.float64)[j]
+                h["pixel_xy"][m].view(flow=False)[...] += np.bincount(bins, weights=v * y,
+                                                                      minlength=ncls * npix).reshape(shape)
+        return h
+
+    def _cutflow_eager(self, fj, steps, n_scored):
+        out = {"events": len(fj), "jets": int(ak.sum(ak.num(fj.pt, axis=1)))}
+        last = None
+        for name, m in steps:
+            out[f"jets_{name}"] = int(ak.sum(m))
+            last = m
+        if last is not None:
+            out["events_with_selected_jet"] = int(ak.sum(ak.any(last, axis=1)))
+        out["jets_scored"] = int(n_scored)
+        return out
 
     def _table_kwargs(self, classes, dataset_class):
         return dict(taggers=self.taggers, jets=self.jets, selection=self.selection, class_names=classes,
