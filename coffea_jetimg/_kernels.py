@@ -502,6 +502,36 @@ def _channel_sum(weights, ch, s, n, pix):
     return t
 
 
+@numba.njit(cache=True, inline="always")
+def _scaled_scatter(out, i, weights, s, n, pix, n_ch, norm, sums, scale):
+    """Per-channel sums over the constituents that landed (``pix >= 0``), then one scaled
+    write per constituent into ``out[i]``. False (nothing written) for a jet of zero sum.
+    Shared by the fast kernels; inlined, so it costs no call."""
+    tot = 0.0
+    for ch in range(n_ch):
+        sums[ch] = _channel_sum(weights, ch, s, n, pix)
+        tot += abs(sums[ch])
+        scale[ch] = 1.0 / sums[ch] if (norm == NORM_SUM and sums[ch] != 0.0) else 1.0
+    if tot <= 0.0:
+        return False
+    if n_ch == 1:
+        sc = scale[0]
+        for k in range(n):
+            p = pix[k]
+            if p >= 0:
+                out[i, 0, p] += weights[0, s + k] * sc
+    else:
+        for k in range(n):
+            p = pix[k]
+            if p < 0:
+                continue
+            j = s + k
+            for ch in range(n_ch):
+                out[i, ch, p] += weights[ch, j] * scale[ch]
+    return True
+
+
+
 @numba.njit(cache=True)
 def _images_centroid(offsets, pt, eta, phi, mass, weights, out, valid, coord, centre, boost, norm,
                      n_eta, n_phi, d_eta, d_phi, n_oe, n_op, su, pix):
@@ -577,28 +607,9 @@ def _images_centroid(offsets, pt, eta, phi, mass, weights, out, valid, coord, ce
                 nin = _pixels_fast(eta, s, phi, s, n, ref, cx, cp, inv_de, inv_dp, be, bp, n_oe, n_op, pix)
         if nin == 0:
             continue
-        tot = 0.0
-        for ch in range(n_ch):
-            sums[ch] = _channel_sum(weights, ch, s, n, pix)
-            tot += abs(sums[ch])
-            scale[ch] = 1.0 / sums[ch] if (norm == NORM_SUM and sums[ch] != 0.0) else 1.0
-        if tot <= 0.0:
+        if not _scaled_scatter(out, i, weights, s, n, pix, n_ch, norm, sums, scale):
             continue
         valid[i] = True
-        if n_ch == 1:
-            sc = scale[0]
-            for k in range(n):
-                p = pix[k]
-                if p >= 0:
-                    out[i, 0, p] += weights[0, s + k] * sc
-        else:
-            for k in range(n):
-                p = pix[k]
-                if p < 0:
-                    continue
-                j = s + k
-                for ch in range(n_ch):
-                    out[i, ch, p] += weights[ch, j] * scale[ch]
 
 
 @numba.njit(cache=True, inline="always")
@@ -865,29 +876,9 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
                 nin += 1 if q >= 0.0 else 0
         if nin == 0:
             continue
-        tot = 0.0
-        for ch in range(n_ch):
-            sums[ch] = _channel_sum(weights, ch, s, n, pix)
-            tot += abs(sums[ch])
-            scale[ch] = 1.0 / sums[ch] if (norm == NORM_SUM and sums[ch] != 0.0) else 1.0
-        if tot <= 0.0:
+        if not _scaled_scatter(out, i, weights, s, n, pix, n_ch, norm, sums, scale):
             continue
         valid[i] = True
-        # (4) one scaled write per constituent
-        if n_ch == 1:
-            sc = scale[0]
-            for k in range(n):
-                p = pix[k]
-                if p >= 0:
-                    out[i, 0, p] += weights[0, s + k] * sc
-        else:
-            for k in range(n):
-                p = pix[k]
-                if p < 0:
-                    continue
-                j = s + k
-                for ch in range(n_ch):
-                    out[i, ch, p] += weights[ch, j] * scale[ch]
 
 
 @numba.njit(cache=True)

@@ -31,6 +31,8 @@ import numpy as np
 from . import _kernels as K
 from ._constituents import flat_jet_constituents
 from ._util import JsonSpec
+from ._util import fields_of as _record_fields
+from ._util import is_dask as _is_dask
 
 __all__ = ["JetImageSpec", "PRESETS", "jet_images", "transform_constituents", "CHANNELS"]
 
@@ -273,13 +275,6 @@ def _needed_fields(spec: JetImageSpec, available) -> tuple[str, ...]:
     return tuple(dict.fromkeys(need))
 
 
-def _record_fields(x) -> list[str]:
-    try:
-        return list(x.fields)
-    except Exception:
-        return []
-
-
 # ---------------------------------------------------------------------------------------
 # eager adapter
 # ---------------------------------------------------------------------------------------
@@ -414,14 +409,6 @@ def _jet_images_eager(x, spec, jet_eta, jet_phi):
 # ---------------------------------------------------------------------------------------
 # dask adapter (shared with lorentz)
 # ---------------------------------------------------------------------------------------
-def _is_dask(x) -> bool:
-    try:
-        import dask_awkward as dak
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(x, dak.Array)
-
-
 def _regroup(x, per_jet: dict[str, np.ndarray]):
     """Per-jet numpy results → awkward, in the jagged structure of ``x`` (record of fields)."""
     arrays = {k: ak.Array(v) for k, v in per_jet.items()}

@@ -35,6 +35,8 @@ from coffea import processor
 
 from coffea_jetimg._constituents import ConstituentsError, _needed_leaves, constituents, detect_layout
 from coffea_jetimg.inference import Tagger
+from coffea_jetimg._util import fields_of as _fields
+from coffea_jetimg._util import is_dask as _is_dask
 from coffea_jetimg.inputs import FEATURE_ALIASES, build_inputs, check_compatible, input_key, needs_constituents
 
 __all__ = [
@@ -62,21 +64,6 @@ DEFAULT_AXES = {
 }
 
 _SCORE_MAX = np.nextafter(np.float32(1.0), np.float32(0.0))
-
-
-def _is_dask(x) -> bool:
-    try:
-        import dask_awkward as dak
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(x, dak.Array)
-
-
-def _fields(arr) -> list[str]:
-    try:
-        return list(arr.fields)
-    except Exception:
-        return []
 
 
 def select_jets(jets, pt=(200.0, None), abs_eta=2.4, msd=None, return_steps: bool = False):
