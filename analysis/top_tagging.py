@@ -77,9 +77,13 @@ def generate_samples(n_jets: int, data_dir: Path, workers: int, seed: int, reuse
                          pt_min=PT_RANGE[0], pt_max=PT_RANGE[1], workers=workers, progress=False)
             got = _count_selected(str(path), truth)
             paths.append(str(path))
-            per_event = max(got, 1) / n_next
+            import uproot
+
+            with uproot.open(str(path)) as fobj:  # a reused file holds what it holds, not n_next
+                n_events = max(fobj["Events"].num_entries, 1)
+            per_event = max(got, 1) / n_events
             have += got
-            log(f"  {process}: round {rnd}: {n_next} events -> {got} selected jets ({have}/{n_jets})")
+            log(f"  {process}: round {rnd}: {n_events} events -> {got} selected jets ({have}/{n_jets})")
             n_next = int(min(max((n_jets - have) / per_event * 1.1, 50), 50000))
             rnd += 1
         files[process] = paths

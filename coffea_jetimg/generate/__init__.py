@@ -143,8 +143,11 @@ def generate(
 
         bar = tqdm(total=int(n_events), unit="ev", desc=f"generate {process}", dynamic_ncols=True)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    # write beside the target and rename at the end: an interrupted run never leaves a
+    # truncated file under the requested name (which a later --reuse would take for a sample)
+    partial = output + ".part"
     try:
-        with RootWriter(output) as writer:
+        with RootWriter(partial) as writer:
             if workers == 1:
                 for itask, (n, first, ss) in enumerate(zip(sizes, firsts, seeds)):
                     gen = EventGenerator(process, ss, pileup=pileup, ecm=ecm, pt_min=pt_min, pt_max=pt_max,
@@ -158,9 +161,12 @@ def generate(
             else:
                 _run_parallel(writer, process, sizes, firsts, seeds, pileup, ecm, pt_min, pt_max, jet_kw,
                               detector, workers, bar)
+        os.replace(partial, output)
     finally:
         if bar is not None:
             bar.close()
+        if os.path.exists(partial):
+            os.remove(partial)
     return output
 
 
