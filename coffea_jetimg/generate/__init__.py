@@ -170,10 +170,22 @@ def generate(
     return output
 
 
+def _drain(q, bar) -> None:
+    """Move the workers' progress counts from the queue to the progress bar (no-op without one)."""
+    if q is None:
+        return
+    import queue
+
+    try:
+        while True:
+            bar.update(q.get_nowait())
+    except queue.Empty:
+        pass
+
+
 def _run_parallel(writer, process, sizes, firsts, seeds, pileup, ecm, pt_min, pt_max, jet_kw, detector, workers,
                   bar):
     import multiprocessing as mp
-    import queue as _queue
 
     ctx = mp.get_context("spawn")  # Pythia / FastJet state must not be forked
     with ctx.Manager() as manager:
@@ -184,21 +196,11 @@ def _run_parallel(writer, process, sizes, firsts, seeds, pileup, ecm, pt_min, pt
             futures = [pool.submit(_run_task, t) for t in tasks]
             for fut in futures:  # written in task order: reproducible
                 while True:
-                    if q is not None:
-                        try:
-                            while True:
-                                bar.update(q.get_nowait())
-                        except _queue.Empty:
-                            pass
+                    _drain(q, bar)
                     try:
                         chunk = fut.result(timeout=0.5)
                         break
                     except _FutureTimeout:
                         continue
                 writer.write(chunk)
-            if q is not None:
-                try:
-                    while True:
-                        bar.update(q.get_nowait())
-                except _queue.Empty:
-                    pass
+            _drain(q, bar)
