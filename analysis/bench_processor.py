@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from coffea_jetimg._run_cli import WORKER_MMAP_THRESHOLD, worker_malloc_config
+
 
 def _tiny_cnn_artifact(path, npix=33):
     import torch
@@ -57,8 +59,9 @@ def main(argv=None):
     ap.add_argument("--chunksize", type=int, default=1000,
                     help="events per chunk, the same for every measurement (enough chunks for 2 workers)")
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats (medians reported)")
-    ap.add_argument("--worker-mmap-threshold", type=int, default=None, metavar="BYTES",
-                    help="diagnostic: MALLOC_MMAP_THRESHOLD_ for the Dask workers. Dask's nanny sets "
+    ap.add_argument("--worker-mmap-threshold", type=int, default=WORKER_MMAP_THRESHOLD, metavar="BYTES",
+                    help="MALLOC_MMAP_THRESHOLD_ for the Dask workers, as `coffea-jetimg run` sets it (0: leave "
+                         "Dask's default). Dask's nanny sets "
                          "MALLOC_TRIM_THRESHOLD_=65536, which turns off glibc's dynamic mmap threshold, so every "
                          "conv activation is a fresh mmap + page faults (CNN forward ~1.4x slower in a worker)")
     args = ap.parse_args(argv)
@@ -149,8 +152,7 @@ def main(argv=None):
     import dask
     from distributed import Client, LocalCluster
 
-    env = {} if args.worker_mmap_threshold is None else {
-        "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": str(args.worker_mmap_threshold)}
+    env = worker_malloc_config(args.worker_mmap_threshold) if args.worker_mmap_threshold else {}
     for nw in (1, 2):
         ts = []
         for _ in range(max(1, args.repeats - 1)):
