@@ -90,23 +90,24 @@ def select_jets(jets, pt=(200.0, None), abs_eta=2.4, msd=None, return_steps: boo
     mask = ak.ones_like(jets.pt, dtype=bool)
     steps = []
     if pt is not None:
-        lo, hi = pt
-        if lo is not None:
-            mask = mask & (jets.pt >= lo)
-        if hi is not None:
-            mask = mask & (jets.pt < hi)
+        mask = _window(mask, jets.pt, *pt)
         steps.append(("pt", mask))
     if abs_eta is not None:
         mask = mask & (abs(jets.eta) < abs_eta)
         steps.append(("abs_eta", mask))
     if msd is not None:
-        lo, hi = msd
-        if lo is not None:
-            mask = mask & (jets.msoftdrop >= lo)
-        if hi is not None:
-            mask = mask & (jets.msoftdrop < hi)
+        mask = _window(mask, jets.msoftdrop, *msd)
         steps.append(("msd", mask))
     return (mask, steps) if return_steps else mask
+
+
+def _window(mask, values, lo, hi):
+    """``mask`` and ``lo <= values < hi``; ``None`` leaves that side open."""
+    if lo is not None:
+        mask = mask & (values >= lo)
+    if hi is not None:
+        mask = mask & (values < hi)
+    return mask
 
 
 def _np(a, dtype) -> np.ndarray:

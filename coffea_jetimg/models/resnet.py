@@ -17,6 +17,13 @@ def _conv3(cin, cout, stride=1):
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
 
 
+def _shortcut(cin: int, out: int, stride: int) -> nn.Module:
+    """The residual branch: identity, or a strided 1x1 projection when the shape changes."""
+    if stride != 1 or cin != out:
+        return nn.Sequential(nn.Conv2d(cin, out, 1, stride=stride, bias=False), nn.BatchNorm2d(out))
+    return nn.Identity()
+
+
 class BasicBlock(nn.Module):
     expansion = 1
 
@@ -28,10 +35,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         out = planes * self.expansion
-        if stride != 1 or cin != out:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, out, 1, stride=stride, bias=False), nn.BatchNorm2d(out))
-        else:
-            self.shortcut = nn.Identity()
+        self.shortcut = _shortcut(cin, out, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.relu(self.bn1(self.conv1(x)))
@@ -52,10 +56,7 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out)
         self.relu = nn.ReLU(inplace=True)
-        if stride != 1 or cin != out:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, out, 1, stride=stride, bias=False), nn.BatchNorm2d(out))
-        else:
-            self.shortcut = nn.Identity()
+        self.shortcut = _shortcut(cin, out, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.relu(self.bn1(self.conv1(x)))
