@@ -27,15 +27,7 @@ class FCNet(nn.Module):
     def __init__(self, input_shape, n_classes: int = 2, hidden=(500,) * 5, dropout: float = 0.5,
                  standardize: bool = True):
         super().__init__()
-        n_in = _n_in(input_shape)
-        layers: list[nn.Module] = [nn.Flatten()]
-        if standardize:  # inputs in GeV or pixel fractions: learn the scale
-            layers.append(nn.BatchNorm1d(n_in))
-        for h in hidden:
-            layers += [nn.Linear(n_in, h), nn.ReLU(), nn.Dropout(dropout)]
-            n_in = h
-        layers.append(nn.Linear(n_in, n_classes))
-        self.net = nn.Sequential(*layers)
+        self.net = _stack(input_shape, n_classes, (), 1, hidden, dropout, standardize)
         self.input_shape = tuple(int(v) for v in input_shape)
         self.n_classes = n_classes
 
@@ -57,22 +49,27 @@ class MaxOut(nn.Module):
         return y.amax(dim=2)
 
 
+def _stack(input_shape, n_classes, maxout, pieces, dense, dropout, standardize) -> nn.Sequential:
+    """Flatten → [BatchNorm] → MaxOut layers → ReLU dense layers (each with dropout) → logits."""
+    n_in = _n_in(input_shape)
+    layers: list[nn.Module] = [nn.Flatten()]
+    if standardize:  # inputs in GeV or pixel fractions: learn the scale
+        layers.append(nn.BatchNorm1d(n_in))
+    for h in maxout:
+        layers += [MaxOut(n_in, h, pieces), nn.Dropout(dropout)]
+        n_in = h
+    for h in dense:
+        layers += [nn.Linear(n_in, h), nn.ReLU(), nn.Dropout(dropout)]
+        n_in = h
+    layers.append(nn.Linear(n_in, n_classes))
+    return nn.Sequential(*layers)
+
+
 class MaxOutNet(nn.Module):
     def __init__(self, input_shape, n_classes: int = 2, maxout=(256, 128), pieces: int = 5, dense=(64, 25),
                  dropout: float = 0.2, standardize: bool = True):
         super().__init__()
-        n_in = _n_in(input_shape)
-        layers: list[nn.Module] = [nn.Flatten()]
-        if standardize:
-            layers.append(nn.BatchNorm1d(n_in))
-        for h in maxout:
-            layers += [MaxOut(n_in, h, pieces), nn.Dropout(dropout)]
-            n_in = h
-        for h in dense:
-            layers += [nn.Linear(n_in, h), nn.ReLU(), nn.Dropout(dropout)]
-            n_in = h
-        layers.append(nn.Linear(n_in, n_classes))
-        self.net = nn.Sequential(*layers)
+        self.net = _stack(input_shape, n_classes, maxout, pieces, dense, dropout, standardize)
         self.input_shape = tuple(int(v) for v in input_shape)
         self.n_classes = n_classes
 
