@@ -37,7 +37,7 @@ import awkward as ak
 import numpy as np
 
 from . import _kernels as K
-from ._util import JsonSpec, fields_of as _fields
+from ._util import JsonSpec, fields_of as _fields, is_dask as _is_dask
 
 __all__ = ["EventImageSpec", "event_images", "COLOURS", "DRAW_ORDER"]
 
@@ -137,23 +137,62 @@ def _flat_objects(coll, sel, energy):
     return offsets, col(coll.eta), col(coll.phi), col(energy)
 
 
-def event_images(events, spec: EventImageSpec | None = None) -> np.ndarray:
+def needed_columns(events, spec: EventImageSpec | None = None) -> list[tuple[str, str]]:
+    """The (collection, field) pairs :func:`event_images` reads from ``events`` (eager or dask)."""
+    spec = spec or EventImageSpec()
+    have = _fields(events)
+    want = [("MET", "pt"), ("MET", "phi")] if spec.draw_met else []
+    for coll, extra in (("Jet", (spec.btag_field,)), ("Muon", ()), ("Electron", ())):
+        if coll in have:
+            fields = _fields(events[coll])
+            want += [(coll, f) for f in ("pt", "eta", "phi", "mass") + extra if f in fields]
+    return want
+
+
+def _event_images_dask(events, spec: EventImageSpec):
+    """dask-awkward path: the eager function on every partition (length-zero run for the meta;
+    the optimisation pass touches only :func:`needed_columns`)."""
+    import dask_awkward as dak
+
+    cols = needed_columns(events._meta, spec)
+    w, h = spec.npix
+    meta = ak.Array(ak.from_numpy(np.zeros((0, 3, h, w), np.float32)).layout.to_typetracer(forget_length=True))
+
+    def _part(ev):
+        if ak.backend(ev) == "typetracer":
+            for coll, f in cols:
+                ak.typetracer.touch_data(ev[coll][f])
+            return meta
+        return ak.from_numpy(event_images(ev, spec))
+
+    return dak.map_partitions(_part, events, label="event-images", meta=meta)
+
+
+def event_images(events, spec: EventImageSpec | None = None):
     """Madrazo-style RGB event images.
 
     Parameters
     ----------
-    events : ak.Array
-        NanoAOD-like events (coffea NanoEvents, eager) with ``Electron``, ``Muon``, ``Jet``
-        (pt, eta, phi, mass (GeV, rad) and the spec's b-tag field) and ``MET`` (pt, phi). A
-        missing lepton collection is skipped; a missing b-tag field raises.
+    events : ak.Array or dask_awkward.Array
+        NanoAOD-like events (coffea NanoEvents) with ``Electron``, ``Muon``, ``Jet`` (pt, eta,
+        phi, mass (GeV, rad) and the spec's b-tag field) and ``MET`` (pt, phi). A missing
+        lepton collection is skipped; a missing b-tag field raises.
     spec : EventImageSpec, optional
 
     Returns
     -------
     ndarray float32 (n_events, 3, n_phi_pix, n_eta_pix)
         RGB in [0, 1]; see the module docstring for the axes, colours and drawing order.
+        Dask input: a dask-awkward array ``n_events * 3 * n_phi_pix * n_eta_pix * float32``
+        (``ak.to_numpy(result.compute())`` gives the eager array).
     """
     spec = spec or EventImageSpec()
+    if _is_dask(events):
+        if spec.draw_met and "MET" not in _fields(events):
+            raise KeyError("events have no MET collection (set draw_met=False to skip it)")
+        if "Jet" in _fields(events) and spec.btag_field not in _fields(events.Jet):
+            raise KeyError(f"Jet has no b-tag field '{spec.btag_field}' (EventImageSpec.btag_field)")
+        return _event_images_dask(events, spec)
     n_ev = len(events)
     w, h = spec.npix
     out = np.full((n_ev, 3, h, w), spec.background, dtype=np.float32)

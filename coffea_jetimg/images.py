@@ -419,29 +419,51 @@ def _regroup(x, per_jet: dict[str, np.ndarray]):
     return rec
 
 
-def _dask_per_jet(x, eager_fn, fields, label):
-    """Run ``eager_fn(partition) -> dict of per-jet numpy arrays`` on every partition of ``x``.
+def _dask_per_jet(x, eager_fn, fields, label, extra=()):
+    """Run ``eager_fn(partition, *extra_partitions) -> dict of per-jet numpy arrays`` on every
+    partition of ``x``.
 
     The result is a dask-awkward record array ``[events →] jets → {fields of the dict}``, with
     a meta taken from a length-zero run of the eager function; the optimisation pass touches
-    only ``fields`` of the constituents.
+    only ``fields`` of the constituents (and the whole of each ``extra`` array: dask-awkward
+    arrays partitioned as ``x``, e.g. the jet axes ``events.FatJet.eta``).
     """
     import dask_awkward as dak
 
-    empty = ak.Array(x._meta.layout.form.length_zero_array(), behavior=x._meta.behavior)
+    def _empty(a):
+        return ak.Array(a._meta.layout.form.length_zero_array(), behavior=a._meta.behavior)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        meta_eager = _regroup(empty, eager_fn(empty))
+        meta_eager = _regroup(_empty(x), eager_fn(_empty(x), *[_empty(e) for e in extra]))
     meta = ak.Array(meta_eager.layout.to_typetracer(forget_length=True))
 
-    def _part(arr):
+    def _part(arr, *more):
         if ak.backend(arr) == "typetracer":
             for f in fields:
                 ak.typetracer.touch_data(arr[f])
+            for m in more:
+                ak.typetracer.touch_data(m)
             return meta
-        return _regroup(arr, eager_fn(arr))
+        return _regroup(arr, eager_fn(arr, *more))
 
-    return dak.map_partitions(_part, x, label=label, meta=meta)
+    return dak.map_partitions(_part, x, *extra, label=label, meta=meta)
+
+
+def _dask_axes(x, jet_eta, jet_phi):
+    """The jet axes for a dask input: () for none, else both as dask-awkward arrays aligned with
+    ``x`` (same partitions: e.g. ``events.FatJet.eta`` beside ``constituents(events)``)."""
+    if jet_eta is None and jet_phi is None:
+        return ()
+    if jet_eta is None or jet_phi is None:
+        raise ValueError("give both jet_eta and jet_phi, or neither")
+    if not (_is_dask(jet_eta) and _is_dask(jet_phi)):
+        raise TypeError("with dask input, jet_eta and jet_phi must be dask-awkward arrays partitioned as the "
+                        f"constituents (got {type(jet_eta).__name__}, {type(jet_phi).__name__})")
+    if jet_eta.npartitions != x.npartitions or jet_phi.npartitions != x.npartitions:
+        raise ValueError(f"jet_eta/jet_phi have {jet_eta.npartitions}/{jet_phi.npartitions} partitions, "
+                         f"the constituents {x.npartitions}")
+    return (jet_eta, jet_phi)
 
 
 def jet_images(x, spec: JetImageSpec | str | dict = "komiske", *, jet_eta=None, jet_phi=None, return_mask: bool = False):
@@ -456,8 +478,9 @@ def jet_images(x, spec: JetImageSpec | str | dict = "komiske", *, jet_eta=None, 
         empty jets, None constituents are dropped.
     spec : JetImageSpec, preset name or dict
     jet_eta, jet_phi : array-like (n_jets,) or events → jets, optional
-        Jet axes for ``centre='jet_axis'``/``'hardest_pixel'`` (eager only); otherwise the axis
-        is the direction of the constituents' 4-vector sum.
+        Jet axes for ``centre='jet_axis'``/``'hardest_pixel'``; otherwise the axis is the
+        direction of the constituents' 4-vector sum. With dask input, dask-awkward arrays
+        partitioned as ``x`` (e.g. ``events.FatJet.eta`` beside ``constituents(events)``).
     return_mask : bool
         Also return ``valid``: True where the image is not all zero (False for empty jets).
 
@@ -471,15 +494,14 @@ def jet_images(x, spec: JetImageSpec | str | dict = "komiske", *, jet_eta=None, 
     """
     spec = _as_spec(spec)
     if _is_dask(x):
-        if jet_eta is not None or jet_phi is not None:
-            raise NotImplementedError("jet_eta/jet_phi with dask input: use the constituents' axis")
+        axes = _dask_axes(x, jet_eta, jet_phi)
         fields = _needed_fields(spec, _record_fields(x._meta))
 
-        def fn(arr):
-            img, valid = _jet_images_eager(arr, spec, None, None)
+        def fn(arr, *ax):
+            img, valid = _jet_images_eager(arr, spec, *(ax or (None, None)))
             return {"image": img, "valid": valid}
 
-        res = _dask_per_jet(x, fn, fields, "jet-images")
+        res = _dask_per_jet(x, fn, fields, "jet-images", axes)
         return (res["image"], res["valid"]) if return_mask else res["image"]
     img, valid = _jet_images_eager(x, spec, jet_eta, jet_phi)
     return (img, valid) if return_mask else img

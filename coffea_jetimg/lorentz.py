@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _kernels as K
-from .images import _axis_arrays, _dask_per_jet, _flat, _is_dask, _record_fields
+from .images import _axis_arrays, _dask_axes, _dask_per_jet, _flat, _is_dask, _record_fields
 
 __all__ = ["constituent_p4s", "constituent_features", "FEATURES", "DEFAULT_FEATURES"]
 
@@ -103,7 +103,8 @@ def constituent_features(x, n_constituents: int = 40, features=DEFAULT_FEATURES,
     features : sequence of str
         Names from :data:`FEATURES`.
     jet_eta, jet_phi : array-like (n_jets,), optional
-        Jet axis (eager only); default: direction of the constituents' 4-vector sum.
+        Jet axis; default: direction of the constituents' 4-vector sum. With dask input,
+        dask-awkward arrays partitioned as ``x`` (e.g. ``events.FatJet.eta``).
     return_mask : bool
         Also return the mask (default True).
 
@@ -135,10 +136,8 @@ def constituent_features(x, n_constituents: int = 40, features=DEFAULT_FEATURES,
         return {"features": out, "mask": mask}
 
     if _is_dask(x):
-        if jet_eta is not None or jet_phi is not None:
-            raise NotImplementedError("jet_eta/jet_phi with dask input: use the constituents' axis")
         fields = ("pt", "eta", "phi", "mass") + (("charge",) if "charge" in _record_fields(x._meta) else ())
-        res = _dask_per_jet(x, fn, fields, "constituent-features")
+        res = _dask_per_jet(x, fn, fields, "constituent-features", _dask_axes(x, jet_eta, jet_phi))
         return (res["features"], res["mask"]) if return_mask else res["features"]
     res = fn(x, jet_eta, jet_phi)
     return (res["features"], res["mask"]) if return_mask else res["features"]

@@ -27,7 +27,7 @@ import hist
 import numpy as np
 from coffea import processor
 
-from coffea_jetimg.event_images import EventImageSpec, event_images
+from coffea_jetimg.event_images import EventImageSpec, event_images, needed_columns
 from coffea_jetimg.inference import Tagger
 from coffea_jetimg._util import fields_of as _fields, is_dask as _is_dask
 
@@ -161,12 +161,13 @@ class EventImageProcessor(processor.ProcessorABC):
             raise KeyError(f"Jet has no b-tag field '{self.spec.btag_field}'")
 
     def _needed_columns(self, events):
-        want = [("Jet", f) for f in ("pt", "eta", "phi", "mass", self.spec.btag_field)]
-        want += [("MET", "pt"), ("MET", "phi")]
+        """The images' columns plus what the selection reads (jets for the selection; lepton isolation and ID)."""
+        want = needed_columns(events, self.spec)
+        want += [("Jet", f) for f in ("pt", "eta", "phi", "mass", self.spec.btag_field) if ("Jet", f) not in want]
         for name, extra in (("Muon", ("pfRelIso04_all", "tightId")), ("Electron", ("pfRelIso03_all", "cutBased"))):
             if name in _fields(events):
                 have = _fields(events[name])
-                want += [(name, f) for f in ("pt", "eta", "phi", "mass") + extra if f in have]
+                want += [(name, f) for f in extra if f in have]
         return want
 
     def _hists(self, cls_name, dask):

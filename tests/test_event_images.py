@@ -146,3 +146,27 @@ def test_real_nanoaod(cms_dir, name, btag):
     has_dark = dark.reshape(len(events), -1).any(axis=1)
     assert np.all(has_dark <= (n_b > 0))  # never a b-jet ring without a b-tagged jet
     assert has_dark.sum() >= 0.8 * (n_b > 0).sum()  # (a later ring may cover one entirely, rarely)
+
+
+def test_eager_equals_dask(cms_dir):
+    import dask_awkward as dak
+
+    from coffea_jetimg._io import open_events
+    from coffea_jetimg.event_images import needed_columns
+
+    path = str(cms_dir / "nano_tt_v12.root")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        events = open_events(path)
+        lazy = open_events(path, mode="dask")
+    spec = EventImageSpec(npix=(64, 48))
+    img = event_images(events, spec)
+    dimg = event_images(lazy, spec)
+    assert isinstance(dimg, dak.Array)
+    # the optimisation pass reads only what the images need
+    cols = {c for c in dak.necessary_columns(dimg).popitem()[1]}
+    assert {"MET_pt", "Jet_btagDeepFlavB", "Electron_eta", "Muon_phi"} <= cols
+    assert not any(c.startswith(("FatJet", "Tau", "Photon")) for c in cols)
+    np.testing.assert_array_equal(ak.to_numpy(dimg.compute()), img)
+    with pytest.raises(KeyError, match="btagXYZ"):
+        event_images(lazy, EventImageSpec(btag_field="btagXYZ"))

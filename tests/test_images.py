@@ -417,3 +417,27 @@ def test_maxima_fast_path_equals_general_path(changes, pfnano_file):
     else:
         np.testing.assert_array_equal(fast != 0, general != 0)
         np.testing.assert_allclose(fast, general, rtol=1e-5, atol=1e-6)
+
+
+def test_dask_with_given_jet_axes(pfnano_file):
+    """jet_eta/jet_phi as dask arrays beside dask constituents: the eager numbers."""
+    from coffea_jetimg._io import open_events
+    from coffea_jetimg import constituents
+    from coffea_jetimg.lorentz import constituent_features
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ev = open_events(pfnano_file)
+        evd = open_events(pfnano_file, mode="dask")
+        x, xd = constituents(ev), constituents(evd)
+    spec = JetImageSpec(centre="jet_axis", npix=25, pixel_size=0.05)
+    want = jet_images(x, spec, jet_eta=ev.FatJet.eta, jet_phi=ev.FatJet.phi)
+    got = jet_images(xd, spec, jet_eta=evd.FatJet.eta, jet_phi=evd.FatJet.phi).compute()
+    np.testing.assert_allclose(ak.to_numpy(ak.flatten(got, axis=1)), want, rtol=1e-6, atol=0)
+    # the given axis is used: it differs from the constituents' own axis
+    assert not np.allclose(want, jet_images(x, spec))
+    f = constituent_features(x, 20, jet_eta=ev.FatJet.eta, jet_phi=ev.FatJet.phi, return_mask=False)
+    fd = constituent_features(xd, 20, jet_eta=evd.FatJet.eta, jet_phi=evd.FatJet.phi, return_mask=False).compute()
+    np.testing.assert_allclose(ak.to_numpy(ak.flatten(fd, axis=1)), f, rtol=1e-6, atol=0)
+    with pytest.raises(TypeError, match="dask-awkward"):
+        jet_images(xd, spec, jet_eta=ev.FatJet.eta, jet_phi=ev.FatJet.phi)
