@@ -120,6 +120,9 @@ def main(argv=None) -> int:
     ap.add_argument("--jets-per-class", type=int, default=50000, help="selected jets per class")
     ap.add_argument("--epochs", type=int, default=30, help="maximum epochs for DeepTop and LoLa")
     ap.add_argument("--patience", type=int, default=5, help="early-stopping patience (epochs)")
+    ap.add_argument("--lr-decay", type=float, default=1.0,
+                    help="learning-rate factor after --lr-patience epochs without a lower validation loss (1: constant)")
+    ap.add_argument("--lr-patience", type=int, default=2, help="epochs without improvement before --lr-decay")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--n-constituents", type=int, default=40, help="LoLa constituents")
@@ -186,6 +189,7 @@ def main(argv=None) -> int:
             model = build_model(name, X.shape[1:], 2)
             hist = fit(model, X[tr], y[tr], X_val=X[va], y_val=y[va], epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, seed=args.seed, device=device, patience=args.patience, progress=False,
+                       lr_decay=args.lr_decay, lr_patience=args.lr_patience,
                        log=lambda m, n=name: log(f"  {n} {m}"))
             train_time = time.perf_counter() - t0
             scores = predict(model, X[te], device=device)[:, 1]

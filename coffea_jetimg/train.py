@@ -172,6 +172,7 @@ class History:
     adv_loss: list = field(default_factory=list)
     decor_penalty: list = field(default_factory=list)
     epoch_time_s: list = field(default_factory=list)
+    lr: list = field(default_factory=list)
     best_epoch: int = -1
     best_val_loss: float = float("inf")
     stopped_early: bool = False
@@ -244,6 +245,7 @@ def _state_to_cpu(state: dict) -> dict:
 def fit(model, X, y, *, X_val=None, y_val=None, mass=None, mass_val=None, sample_weight=None,
         val_fraction: float = 0.15, epochs: int = 20, batch_size: int = 128, lr: float = 1e-3,
         weight_decay: float = 0.0, seed: int = 0, device: str = "auto", patience: int = 5,
+        lr_decay: float = 1.0, lr_patience: int = 2,
         balance: bool = True, signal_index: int = 1, decorrelate: str | None = None, lam: float = 0.0,
         mass_bins: int = 10, adversary=None, adv_lr: float | None = None, adv_steps: int = 1,
         pretrain_adversary_epochs: int = 1,
@@ -267,6 +269,9 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, mass_val=None, sample
     epochs, batch_size, lr, weight_decay : training settings (Adam).
     patience : int
         Stop after this many epochs without a lower validation loss (0: never stop early).
+    lr_decay, lr_patience : float, int
+        Multiply the learning rate by ``lr_decay`` after ``lr_patience`` epochs without a lower
+        validation loss (``torch.optim.lr_scheduler.ReduceLROnPlateau``); 1.0: constant rate.
     balance : bool
         Weight classes to equal total weight (train and validation loss).
     signal_index : int
@@ -331,6 +336,10 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, mass_val=None, sample
 
     model = model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if not 0.0 < lr_decay <= 1.0:
+        raise TrainingError(f"lr_decay must be in (0, 1], got {lr_decay!r}")
+    sched = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=lr_decay, patience=max(int(lr_patience), 0))
+             if lr_decay < 1.0 else None)
     ce = nn.CrossEntropyLoss(reduction="none")
 
     adv_opt = None
@@ -357,6 +366,8 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, mass_val=None, sample
         state = torch.load(ckpt, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        if sched is not None and "scheduler" in state:
+            sched.load_state_dict(state["scheduler"])
         best_state = state["best_model"]
         if adversary is not None and "adversary" in state:
             adversary.load_state_dict(state["adversary"])
@@ -472,6 +483,9 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, mass_val=None, sample
         hist.adv_loss.append(tot_adv / n_adv if (adversary is not None and n_adv) else None)
         hist.decor_penalty.append(tot_pen / n_adv if (decorrelate == "disco" and n_adv) else None)
         hist.epoch_time_s.append(time.perf_counter() - t0)
+        hist.lr.append(float(opt.param_groups[0]["lr"]))  # the rate this epoch trained with
+        if sched is not None:
+            sched.step(val_loss)
         if val_loss < hist.best_val_loss - 1e-6:
             hist.best_val_loss = val_loss
             hist.best_epoch = epoch
@@ -491,6 +505,8 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, mass_val=None, sample
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "best_model": best_state,
                      "epoch": epoch, "bad_epochs": bad_epochs, "history_json": json.dumps(hist.to_dict())}
+            if sched is not None:
+                state["scheduler"] = sched.state_dict()
             if adversary is not None:
                 state["adversary"] = adversary.state_dict()
                 state["adversary_optimizer"] = adv_opt.state_dict()
@@ -710,6 +726,7 @@ def train_model(signal_files, background_files, architecture: str, output_dir, *
                 background_truth: int | None = 0, max_jets_per_class: int | None = None,
                 class_names=("qcd", "top"), split=(0.7, 0.15, 0.15), epochs: int = 20, batch_size: int = 128,
                 lr: float = 1e-3, seed: int = 0, device: str = "auto", patience: int = 5,
+                lr_decay: float = 1.0, lr_patience: int = 2,
                 decorrelate: str | None = None, lam: float = 0.0, mass_bins: int = 10, jes_smear: float = 0.0,
                 resume: bool = False, model_kwargs: dict | None = None, name: str | None = None,
                 progress: bool = True, log=print) -> dict:
@@ -733,7 +750,7 @@ def train_model(signal_files, background_files, architecture: str, output_dir, *
     max_jets_per_class : int, optional
     class_names : (background name, signal name)
     split : train/val/test fractions (seeded by ``seed``).
-    epochs, batch_size, lr, seed, device, patience : see :func:`fit`.
+    epochs, batch_size, lr, seed, device, patience, lr_decay, lr_patience : see :func:`fit`.
     decorrelate, lam, mass_bins : mass decorrelation against the jet soft-drop mass (see module doc).
     jes_smear : float
         "Hardened" training: the training jets' constituents are JES-scaled per jet by
@@ -810,7 +827,8 @@ def train_model(signal_files, background_files, architecture: str, output_dir, *
     X_train = Xsm[tr] if Xsm is not None else X[tr]
     t0 = time.perf_counter()
     hist = fit(model, X_train, y[tr], X_val=X[va], y_val=y[va], mass=mass[tr], epochs=epochs, batch_size=batch_size,
-               lr=lr, seed=seed, device=device, patience=patience, signal_index=1, decorrelate=decorrelate, lam=lam,
+               lr=lr, seed=seed, device=device, patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
+               signal_index=1, decorrelate=decorrelate, lam=lam,
                mass_bins=mass_bins, jes_smear=jes_smear if kind == "lorentz" else 0.0,
                checkpoint=out / "checkpoint.pt", resume=resume, progress=progress)
     train_time = time.perf_counter() - t0
@@ -836,6 +854,7 @@ def train_model(signal_files, background_files, architecture: str, output_dir, *
             "n_jets": {"train": int(len(tr)), "val": int(len(va)), "test": int(len(te))},
             "split": list(split), "seed": seed, "epochs": epochs, "epochs_run": len(hist.train_loss),
             "batch_size": batch_size, "lr": lr, "optimizer": "Adam", "patience": patience,
+            "lr_decay": lr_decay, "lr_patience": lr_patience,
             "class_balancing": "per-class weights n/(k n_c)", "device": device,
             "decorrelate": decorrelate, "lambda": lam, "mass_bins": mass_bins, "decorrelation_mass": "msoftdrop",
             "jes_smear": jes_smear, "model_kwargs": model_kwargs or {}, "history": hist.to_dict(),

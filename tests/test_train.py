@@ -50,6 +50,22 @@ def test_untrainable_labels_stay_at_chance():
     assert evaluate_scores(predict(model, X[500:])[:, 1], y[500:])["auc"] < 0.75
 
 
+def test_learning_rate_decays_on_plateau():
+    """Shuffled labels: the validation loss stalls, so ReduceLROnPlateau must cut the rate."""
+    X, y = _toy_images(400)
+    y = np.random.default_rng(3).permutation(y)
+    model = build_model("fc", (1, 16, 16), hidden=(16,))
+    hist = fit(model, X[:300], y[:300], epochs=6, batch_size=64, lr=1e-2, lr_decay=0.5, lr_patience=0,
+               patience=0, progress=False)
+    assert hist.lr[0] == 1e-2 and len(hist.lr) == 6
+    assert min(hist.lr) < 1e-2 and all(b <= a for a, b in zip(hist.lr, hist.lr[1:]))
+    const = fit(build_model("fc", (1, 16, 16), hidden=(16,)), X[:300], y[:300], epochs=3, lr=1e-2,
+                patience=0, progress=False)
+    assert const.lr == [1e-2] * 3
+    with pytest.raises(TrainingError, match="lr_decay"):
+        fit(model, X[:300], y[:300], epochs=1, lr_decay=0.0, progress=False)
+
+
 def test_metrics_on_known_scores():
     y = np.array([0] * 10 + [1] * 10)
     s = np.concatenate([np.linspace(0, 0.5, 10), np.linspace(0.45, 1, 10)])
