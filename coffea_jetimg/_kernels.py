@@ -623,6 +623,24 @@ def _images_centroid(offsets, pt, eta, phi, mass, weights, out, valid, coord, ce
         valid[i] = True
 
 
+@numba.njit(cache=True, fastmath={"nnan", "ninf", "nsz"})
+def _first_max(key, n):
+    """Index of the first maximum of ``key[:n]`` if that maximum is > 0, else -1: the same pick
+    as a running ``if key[t] > best`` scan (first one wins ties), without its loop-carried
+    compare-and-select chain: the max reduction vectorises (max is exact in any order; the keys
+    are finite), then one early-exit search."""
+    mx = 0.0
+    for t in range(n):
+        k = key[t]
+        mx = k if k > mx else mx
+    if not mx > 0.0:
+        return -1
+    for t in range(n):
+        if key[t] == mx:
+            return t
+    return -1
+
+
 @numba.njit(cache=True, inline="always")
 def _out_pixel(u, v, inv_de, inv_dp, ce, cp, n_oe, n_op):
     """Output pixel (int32) of (u, v) as the general scatter, floor(u / d + 0.5 + h - off);
@@ -658,6 +676,7 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
     tu = np.zeros(ng + 1, np.float64)
     tv = np.zeros(ng + 1, np.float64)
     tfar = np.zeros(ng + 1, np.bool_)
+    tkey = np.zeros(ng + 1, np.float64)
     ng_i = np.int32(ng)
     res = np.zeros((3, 2), np.float64)
     h_e = n_eta // 2
@@ -801,32 +820,29 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
             res[0, 0] = tu[best]
             res[0, 1] = tv[best]
             nmax = 1
-            # maximum 2: the hardest farther than min_dr from maximum 1 (remembered per pixel)
-            best = -1
-            bw = 0.0
+            # maximum 2: the hardest farther than min_dr from maximum 1 (remembered per pixel);
+            # maximum 3: farther than min_dr from maxima 1 and 2. Each: a vectorisable pass
+            # writing the candidates' pT (0 for the others), then _first_max
+            r0u = res[0, 0]
+            r0v = res[0, 1]
             for t in range(nt):
-                w = tw[t]
-                du = tu[t] - res[0, 0]
-                dv = tv[t] - res[0, 1]
+                du = tu[t] - r0u
+                dv = tv[t] - r0v
                 far = not (du * du + dv * dv <= dr2)
                 tfar[t] = far
-                ok = far & (w > bw)
-                best = t if ok else best
-                bw = w if ok else bw
+                tkey[t] = tw[t] if far else 0.0
+            best = _first_max(tkey, nt)
             if best >= 0:
                 res[1, 0] = tu[best]
                 res[1, 1] = tv[best]
                 nmax = 2
-                # maximum 3: farther than min_dr from maxima 1 and 2
-                best = -1
-                bw = 0.0
+                r1u = res[1, 0]
+                r1v = res[1, 1]
                 for t in range(nt):
-                    w = tw[t]
-                    du = tu[t] - res[1, 0]
-                    dv = tv[t] - res[1, 1]
-                    ok = tfar[t] & (not (du * du + dv * dv <= dr2)) & (w > bw)
-                    best = t if ok else best
-                    bw = w if ok else bw
+                    du = tu[t] - r1u
+                    dv = tv[t] - r1v
+                    tkey[t] = tw[t] if (tfar[t] and not (du * du + dv * dv <= dr2)) else 0.0
+                best = _first_max(tkey, nt)
                 if best >= 0:
                     res[2, 0] = tu[best]
                     res[2, 1] = tv[best]
