@@ -25,6 +25,7 @@ import numba
 import numpy as np
 
 from ._constituents import flat_jet_constituents
+from ._util import is_dask
 
 __all__ = [
     "jet_mass", "jet_width", "n_track", "softdrop", "nsubjettiness", "energy_correlation_ratios",
@@ -311,7 +312,19 @@ def substructure(cands, *, puppi: bool = False, beta_sd: float = 0.0, z_cut: flo
 
     ``tau21 = τ2/τ1`` and ``tau32 = τ3/τ2`` (0 where the denominator is 0); ``n_track`` counts
     charged constituents above ``track_pt_min`` GeV (never PUPPI-weighted).
+
+    With dask-awkward input the result is a dask-awkward record array ``[events →] jets →
+    {name: value}`` in the jet structure of ``cands`` (the same numbers, partition by partition;
+    the optimisation pass reads only the candidate fields used).
     """
+    kw = dict(puppi=puppi, beta_sd=beta_sd, z_cut=z_cut, R0=R0, tau_axes=tau_axes, ecf_beta=ecf_beta,
+              track_pt_min=track_pt_min)
+    if is_dask(cands):
+        from .images import _dask_per_jet
+
+        fields = ("pt", "eta", "phi", "mass") + (("charge",) if _has_charge(cands._meta) else ()) + \
+            (("puppiWeight",) if puppi else ())
+        return _dask_per_jet(cands, lambda arr: substructure(arr, **kw), fields, "substructure")
     taus = nsubjettiness(cands, (1, 2, 3), beta=1.0, R0=R0, axes=tau_axes, puppi=puppi)
     ecf = energy_correlation_ratios(cands, ecf_beta, puppi=puppi)
     out = {

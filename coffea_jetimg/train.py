@@ -242,7 +242,7 @@ def _state_to_cpu(state: dict) -> dict:
     return {k: v.detach().to("cpu").clone() for k, v in state.items()}
 
 
-def fit(model, X, y, *, X_val=None, y_val=None, mass=None, mass_val=None, sample_weight=None,
+def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
         val_fraction: float = 0.15, epochs: int = 20, batch_size: int = 128, lr: float = 1e-3,
         weight_decay: float = 0.0, seed: int = 0, device: str = "auto", patience: int = 5,
         lr_decay: float = 1.0, lr_patience: int = 2,
@@ -262,8 +262,8 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, mass_val=None, sample
         Class indices.
     X_val, y_val : ndarray, optional
         Validation set; default: a seeded ``val_fraction`` of ``X``.
-    mass, mass_val : ndarray (n,), optional
-        Jet (soft-drop) mass in GeV, needed for ``decorrelate``.
+    mass : ndarray (n,), optional
+        Jet (soft-drop) mass in GeV of the training jets, needed for ``decorrelate``.
     sample_weight : ndarray (n,), optional
         Multiplies the class-balancing weights.
     epochs, batch_size, lr, weight_decay : training settings (Adam).
@@ -318,7 +318,6 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, mass_val=None, sample
     if X_val is None:
         idx_tr, idx_va, _ = split_indices(len(y), (1 - val_fraction, val_fraction, 0.0), seed)
         X_val, y_val = X[idx_va], y[idx_va]
-        mass_val = mass[idx_va] if mass is not None else None
         w_val = w[idx_va]
         X, y, w = X[idx_tr], y[idx_tr], w[idx_tr]
         mass = mass[idx_tr] if mass is not None else None

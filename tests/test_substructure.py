@@ -147,3 +147,23 @@ def test_energy_correlation_ratios_vs_fastjet(cms):
     ours2 = S.energy_correlation_ratios(cands, beta=2.0, puppi=True)
     c2b2 = ak.to_numpy(cs.exclusive_jets_energy_correlator(func="doubleratio", npoint=2, beta=2))
     np.testing.assert_allclose(ours2["c2"], c2b2, rtol=1e-8)
+
+
+def test_eager_equals_dask(cms, pfnano_file):
+    import dask_awkward as dak
+
+    from coffea_jetimg import constituents, open_events
+
+    cands, _ = cms
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lazy = constituents(open_events(pfnano_file, mode="dask"), "FatJet")
+    want = S.substructure(cands, puppi=True, tau_axes="onepass_kt")
+    res = S.substructure(lazy, puppi=True, tau_axes="onepass_kt")
+    assert isinstance(res, dak.Array)
+    cols = dak.necessary_columns(res).popitem()[1]
+    assert any("puppiWeight" in c for c in cols) and not any(c.startswith("FatJet_tau") for c in cols)
+    got = res.compute()
+    assert ak.to_list(ak.num(got, axis=1)) == ak.to_list(ak.num(cands, axis=1))  # events → jets kept
+    for name in S.SUBSTRUCTURE_FEATURES:
+        np.testing.assert_allclose(ak.to_numpy(ak.flatten(got[name])), want[name], rtol=1e-12, atol=0, err_msg=name)
