@@ -822,33 +822,25 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
             res[0, 0] = tu[best]
             res[0, 1] = tv[best]
             nmax = 1
-            # maximum 2: the hardest farther than min_dr from maximum 1 (remembered per pixel);
-            # maximum 3: farther than min_dr from maxima 1 and 2. Each: a vectorisable pass
-            # writing the candidates' pT (0 for the others), then _first_max
-            r0u = res[0, 0]
-            r0v = res[0, 1]
-            for t in range(nt):
-                du = tu[t] - r0u
-                dv = tv[t] - r0v
-                far = not (du * du + dv * dv <= dr2)
-                tfar[t] = far
-                tkey[t] = tw[t] if far else 0.0
-            best = _first_max(tkey, nt)
-            if best >= 0:
-                res[1, 0] = tu[best]
-                res[1, 1] = tv[best]
-                nmax = 2
-                r1u = res[1, 0]
-                r1v = res[1, 1]
+            # maximum m (2, 3): the hardest pixel farther than min_dr from every maximum before it
+            # (``tfar`` remembers "far from all so far"): a vectorisable pass writing the
+            # candidates' pT (0 for the others), then _first_max
+            tfar[:nt] = True
+            for m in range(1, 3):
+                ru = res[m - 1, 0]
+                rv = res[m - 1, 1]
                 for t in range(nt):
-                    du = tu[t] - r1u
-                    dv = tv[t] - r1v
-                    tkey[t] = tw[t] if (tfar[t] and not (du * du + dv * dv <= dr2)) else 0.0
+                    du = tu[t] - ru
+                    dv = tv[t] - rv
+                    far = tfar[t] & (not (du * du + dv * dv <= dr2))
+                    tfar[t] = far
+                    tkey[t] = tw[t] if far else 0.0
                 best = _first_max(tkey, nt)
-                if best >= 0:
-                    res[2, 0] = tu[best]
-                    res[2, 1] = tv[best]
-                    nmax = 3
+                if best < 0:
+                    break
+                res[m, 0] = tu[best]
+                res[m, 1] = tv[best]
+                nmax = m + 1
         mu = 0.0
         mv = 0.0
         if hardest:
