@@ -149,6 +149,20 @@ def needed_columns(events, spec: EventImageSpec | None = None) -> list[tuple[str
     return want
 
 
+def _check_fields(events, spec: EventImageSpec) -> None:
+    """KeyError naming what :func:`event_images` needs and ``events`` lacks (eager or dask)."""
+    have = _fields(events)
+    if spec.draw_met and "MET" not in have:
+        raise KeyError("events have no MET collection (set draw_met=False to skip it)")
+    if "Jet" not in have:
+        raise KeyError("events have no Jet collection")
+    jf = _fields(events.Jet)
+    # a field-less Jet with no jet in any event has an unknown type: nothing to check
+    if spec.btag_field not in jf and (jf or _is_dask(events) or _n_objects(events.Jet) > 0):
+        raise KeyError(f"Jet has no b-tag field '{spec.btag_field}' (EventImageSpec.btag_field); "
+                       f"candidates: {[f for f in jf if 'btag' in f.lower()]}")
+
+
 def _event_images_dask(events, spec: EventImageSpec):
     """dask-awkward path: the eager function on every partition (length-zero run for the meta;
     the optimisation pass touches only :func:`needed_columns`)."""
@@ -188,34 +202,25 @@ def event_images(events, spec: EventImageSpec | None = None):
     """
     spec = spec or EventImageSpec()
     if _is_dask(events):
-        if spec.draw_met and "MET" not in _fields(events):
-            raise KeyError("events have no MET collection (set draw_met=False to skip it)")
-        if "Jet" in _fields(events) and spec.btag_field not in _fields(events.Jet):
-            raise KeyError(f"Jet has no b-tag field '{spec.btag_field}' (EventImageSpec.btag_field)")
+        _check_fields(events, spec)
         return _event_images_dask(events, spec)
     n_ev = len(events)
     w, h = spec.npix
     out = np.full((n_ev, 3, h, w), spec.background, dtype=np.float32)
     if n_ev == 0:
         return out
+    _check_fields(events, spec)
     have = _fields(events)
     eta_lo, eta_hi = spec.eta_range
     layers = []
     if spec.draw_met:
-        if "MET" not in have:
-            raise KeyError("events have no MET collection (set draw_met=False to skip it)")
         met = events.MET
         offsets = np.arange(n_ev + 1, dtype=np.int64)
         layers.append(("met", offsets, np.zeros(n_ev), ak.to_numpy(met.phi).astype(np.float64),
                        ak.to_numpy(met.pt).astype(np.float64)))
-    if "Jet" not in have:
-        raise KeyError("events have no Jet collection")
     jets = events.Jet
     if not _fields(jets) and _n_objects(jets) == 0:  # no jet in any event, type unknown
         jets = None
-    if jets is not None and spec.btag_field not in _fields(jets):
-        raise KeyError(f"Jet has no b-tag field '{spec.btag_field}' (EventImageSpec.btag_field); "
-                       f"candidates: {[f for f in _fields(jets) if 'btag' in f.lower()]}")
     if jets is not None:
         jsel = (jets.pt > spec.jet_pt_min) & (abs(jets.eta) < spec.jet_abs_eta_max)
         is_b = jets[spec.btag_field] >= spec.btag_min

@@ -337,8 +337,10 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     if not 0.0 < lr_decay <= 1.0:
         raise TrainingError(f"lr_decay must be in (0, 1], got {lr_decay!r}")
-    sched = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=lr_decay, patience=max(int(lr_patience), 0))
-             if lr_decay < 1.0 else None)
+    sched = None
+    if lr_decay < 1.0:
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=lr_decay,
+                                                           patience=max(int(lr_patience), 0))
     ce = nn.CrossEntropyLoss(reduction="none")
 
     adv_opt = None

@@ -161,9 +161,8 @@ class EventImageProcessor(processor.ProcessorABC):
             raise KeyError(f"Jet has no b-tag field '{self.spec.btag_field}'")
 
     def _needed_columns(self, events):
-        """The images' columns plus what the selection reads (jets for the selection; lepton isolation and ID)."""
+        """The images' columns plus the lepton isolation and ID the selection reads."""
         want = needed_columns(events, self.spec)
-        want += [("Jet", f) for f in ("pt", "eta", "phi", "mass", self.spec.btag_field) if ("Jet", f) not in want]
         for name, extra in (("Muon", ("pfRelIso04_all", "tightId")), ("Electron", ("pfRelIso03_all", "cutBased"))):
             if name in _fields(events):
                 have = _fields(events[name])

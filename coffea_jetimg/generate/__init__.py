@@ -20,6 +20,7 @@ the same ``seed``, ``n_events`` and ``workers`` give the same file.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -176,11 +177,9 @@ def _drain(q, bar) -> None:
         return
     import queue
 
-    try:
+    with contextlib.suppress(queue.Empty):
         while True:
             bar.update(q.get_nowait())
-    except queue.Empty:
-        pass
 
 
 def _run_parallel(writer, process, sizes, firsts, seeds, pileup, ecm, pt_min, pt_max, jet_kw, detector, workers,
