@@ -1,0 +1,335 @@
+"""Evaluate the trained top taggers on an independent, larger holdout sample.
+
+``top_tagging.py`` tests on 15% of its sample: at 50k jets per class that is about 7,500 QCD
+jets, and at ε_S = 0.3 a rejection near 1000 then rests on fewer than ten QCD jets (±30% or
+worse). This script generates a fresh sample with other seeds (same processes, generator,
+detector and selection: 550 ≤ pT < 650 GeV, |η| < 2, truth-labelled FatJets), builds each
+model's inputs from its artifact's own input spec (the processor's code path:
+``open_events`` → ``constituents`` → ``inputs.build_inputs``), scores the saved models
+(TorchScript for DeepTop and LoLa, the stored trees for the BDT) and writes
+
+- ``top_tagging_holdout.json``/``.md``: AUC, 1/ε_B at ε_S = 0.3 and 0.5 with the number of QCD
+  jets passing, 68% bootstrap intervals, and each model's rejection relative to the BDT's with
+  its bootstrap interval (the models share the QCD jets, so the ratio's error is smaller than
+  the errors of its parts added);
+- ``top_tagging_holdout_scores.npz``: labels and per-model scores, from which
+  ``--scores-from`` recomputes every number without the generator or the models.
+
+Generation stops at ``--top-jets``/``--qcd-jets`` or at the ``--*-budget-s`` time limits,
+whichever comes first (whole rounds; a round is one file).
+
+    python analysis/top_tagging_holdout.py --top-jets 20000 --qcd-jets 100000 --workers 16
+    python analysis/top_tagging_holdout.py --scores-from analysis/results/top_tagging_holdout_scores.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from top_tagging import ABS_ETA_MAX, BDT_FEATURES, PT_RANGE, _count_selected, build_dataset  # noqa: E402
+
+EFFS = (0.3, 0.5)
+
+
+def generate_holdout(process: str, truth: int, n_jets: int, budget_s: float, data_dir: Path, seed: int,
+                     workers: int, round_events: int, reuse: bool, log) -> tuple[list[str], float]:
+    """Rounds of ``generate`` until ``n_jets`` selected jets, or until the next round would not end
+    within ``budget_s``; returns the files. Round sizes do not depend on timing (a pilot of
+    50 events per worker, then ``round_events``, the last one trimmed to the jets still wanted),
+    so the same seed, workers and number of rounds give the same events."""
+    from coffea_jetimg.generate import generate
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    paths, have, rnd, gen_s = [], 0, 0, 0.0
+    per_event, per_s = None, None  # selected jets per event; events per second of generate()
+    t_start = time.perf_counter()
+    while have < n_jets and rnd < 200:
+        path = data_dir / f"{process}_h{seed}_r{rnd}.root"
+        if not (reuse and path.is_file()):
+            n_next = 50 * workers if rnd == 0 else int(min(round_events, (n_jets - have) / per_event * 1.1))
+            n_next = max(n_next, workers)
+            left = budget_s - (time.perf_counter() - t_start)
+            if per_s is not None and n_next / per_s > left:
+                log(f"  {process}: stopping before round {rnd} ({n_next} events, ~{n_next / per_s:.0f} s; "
+                    f"{left:.0f} s of the budget left)")
+                break
+            t0 = time.perf_counter()
+            generate(process, n_next, seed * 1000 + rnd + (500 if process == "qcd" else 0), str(path),
+                     pt_min=PT_RANGE[0], pt_max=PT_RANGE[1], workers=workers, progress=False)
+            dt = time.perf_counter() - t0
+            gen_s += dt
+            per_s = n_next / dt
+        got = _count_selected(str(path), truth)
+        import uproot
+
+        with uproot.open(str(path)) as fobj:
+            n_events = max(fobj["Events"].num_entries, 1)
+        per_event = max(got, 1) / n_events
+        have += got
+        paths.append(str(path))
+        log(f"  {process}: round {rnd}: {n_events} events -> {got} jets ({have}/{n_jets}), "
+            f"{time.perf_counter() - t_start:.0f} s")
+        rnd += 1
+    return paths, gen_s
+
+
+def _models_in(art_dir: Path, label: str | None) -> dict:
+    """The models saved in one artifacts folder: ``{name: (kind, model, input_spec)}``."""
+    from coffea_jetimg.artifact import load_artifact
+    from coffea_jetimg.models import BDTTagger
+    from coffea_jetimg.train import make_input_spec
+
+    found = {}
+    for name in ("deeptop", "lola"):
+        if (art_dir / name).is_dir():
+            art = load_artifact(art_dir / name)
+            found[name] = ("torch", art, art.input_spec)
+    if (art_dir / "bdt.npz").is_file():
+        bdt = BDTTagger.load(art_dir / "bdt.npz")
+        if list(bdt.feature_names) != BDT_FEATURES:
+            raise ValueError(f"{art_dir / 'bdt.npz'}: features {bdt.feature_names}, expected {BDT_FEATURES}")
+        found["bdt"] = ("bdt", bdt, make_input_spec("fc", features=BDT_FEATURES))
+    if not found:
+        raise FileNotFoundError(f"{art_dir}: no deeptop/, lola/ or bdt.npz (run analysis/top_tagging.py first)")
+    return {(f"{label}:{k}" if label else k): v for k, v in found.items()}
+
+
+def score_models(artifacts: list[tuple[str | None, Path]], top_files, qcd_files, max_top: int, max_qcd: int,
+                 device: str, log) -> dict:
+    """Labels and the scores of every model of every artifacts folder on the holdout files."""
+    models = {}
+    for label, art_dir in artifacts:
+        models.update(_models_in(art_dir, label))
+    # one input build per distinct input spec (variants of a model share theirs)
+    keys = {name: json.dumps(spec, sort_keys=True) for name, (_, _, spec) in models.items()}
+    specs = {key: models[name][2] for name, key in keys.items()}
+    t0 = time.perf_counter()
+    sig = build_dataset(top_files, 1, specs, max_top)
+    bkg = build_dataset(qcd_files, 0, specs, max_qcd)
+    n_s, n_b = len(next(iter(sig.values()))), len(next(iter(bkg.values())))
+    log(f"inputs built in {time.perf_counter() - t0:.1f} s: {n_s} top, {n_b} QCD jets, {len(specs)} input kinds")
+    out = {"y": np.concatenate([np.ones(n_s, np.int8), np.zeros(n_b, np.int8)])}
+    for name, (kind, model, _) in models.items():
+        X = np.concatenate([sig[keys[name]], bkg[keys[name]]])
+        t0 = time.perf_counter()
+        if kind == "bdt":
+            out[name] = model.predict_proba(X)[:, 1].astype(np.float64)
+        else:
+            out[name] = _predict_artifact(model, X, device, log)
+        log(f"  {name}: scored {len(X)} jets in {time.perf_counter() - t0:.1f} s on {device if kind != 'bdt' else 'cpu'}")
+    return out
+
+
+def add_ensembles(scores: dict, ensembles: list[str]) -> None:
+    """``NAME=a+b+c``: the mean signal probability of models a, b and c, added as NAME."""
+    for e in ensembles:
+        name, _, members = e.partition("=")
+        parts = members.split("+")
+        if not name or len(parts) < 2 or any(p not in scores for p in parts):
+            raise SystemExit(f"--ensemble {e!r}: expected NAME=a+b[+...] with models among {sorted(set(scores) - {'y'})}")
+        scores[name] = np.mean([scores[p] for p in parts], axis=0)
+
+
+def _predict_artifact(art, X: np.ndarray, device: str, log) -> np.ndarray:
+    """Signal probability from the TorchScript model; from the artifact's ONNX export when this torch
+    cannot load the TorchScript file (an older torch than the one that wrote it)."""
+    from coffea_jetimg.artifact import ArtifactError
+    from coffea_jetimg.train import predict
+
+    try:
+        mod = art.load_module(device)
+    except ArtifactError as err:
+        if art.onnx_path is None:
+            raise
+        log(f"  {art.name}: {err}; scoring the ONNX export instead")
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(art.onnx_path), providers=["CPUExecutionProvider"])
+        inp = sess.get_inputs()[0].name
+        logits = np.concatenate([sess.run(None, {inp: X[i:i + 4096]})[0] for i in range(0, len(X), 4096)])
+        z = logits - logits.max(axis=1, keepdims=True)
+        p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        return p[:, art.signal_index].astype(np.float64)
+    return predict(mod, X, batch_size=1024, device=device)[:, art.signal_index].astype(np.float64)
+
+
+def _finite(obj):
+    """JSON-safe copy: inf/nan (no QCD jet passing) become None."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def rejection_at(s_sig: np.ndarray, s_bkg_sorted: np.ndarray, eff: float) -> tuple[float, int]:
+    """1/ε_B at signal efficiency ``eff`` (cut at the signal quantile) and the QCD jets passing."""
+    cut = np.quantile(s_sig, 1.0 - eff)
+    n_pass = len(s_bkg_sorted) - int(np.searchsorted(s_bkg_sorted, cut, side="right"))
+    return (len(s_bkg_sorted) / n_pass if n_pass else float("inf")), n_pass
+
+
+def metrics(scores: dict, n_boot: int = 300, seed: int = 0) -> dict:
+    """Per-model AUC, rejections, bootstrap 68% intervals and ratios to the BDT."""
+    from sklearn.metrics import roc_auc_score
+
+    y = scores["y"].astype(bool)
+    names = [k for k in scores if k != "y"]
+    rng = np.random.default_rng(seed)
+    i_s, i_b = np.flatnonzero(y), np.flatnonzero(~y)
+    boots = [(rng.choice(i_s, len(i_s)), rng.choice(i_b, len(i_b))) for _ in range(n_boot)]
+    res: dict = {}
+    rej_boot: dict = {}
+    for name in names:
+        s = scores[name]
+        m = {"auc": float(roc_auc_score(y, s)), "n_signal": int(y.sum()), "n_background": int((~y).sum())}
+        for eff in EFFS:
+            r, n_pass = rejection_at(s[y], np.sort(s[~y]), eff)
+            rb = np.array([rejection_at(s[bs], np.sort(s[bb]), eff)[0] for bs, bb in boots])
+            rej_boot[(name, eff)] = rb
+            lo, hi = np.percentile(rb, [16, 84])
+            m[f"inv_eff_bkg_at_{eff:g}"] = r
+            m[f"n_background_pass_at_{eff:g}"] = n_pass
+            m[f"inv_eff_bkg_at_{eff:g}_68cl"] = [float(lo), float(hi)]
+        res[name] = m
+    if "bdt" in res:
+        for name in names:
+            if name == "bdt":
+                continue
+            for eff in EFFS:
+                ratio = res[name][f"inv_eff_bkg_at_{eff:g}"] / res["bdt"][f"inv_eff_bkg_at_{eff:g}"]
+                rb = rej_boot[(name, eff)] / rej_boot[("bdt", eff)]
+                lo, hi = np.percentile(rb, [16, 84])
+                res[name][f"ratio_to_bdt_at_{eff:g}"] = float(ratio)
+                res[name][f"ratio_to_bdt_at_{eff:g}_68cl"] = [float(lo), float(hi)]
+                res[name][f"ratio_to_bdt_at_{eff:g}_fraction_of_bootstraps_ge_2"] = float(np.mean(rb >= 2.0))
+    return res
+
+
+def write_markdown(summary: dict, path: Path) -> None:
+    r = summary["results"]
+    lines = [
+        "# Top taggers on an independent holdout sample",
+        "",
+        f"Command: `{summary['command']}`  ",
+        f"Holdout: {summary['jets']['top']} top + {summary['jets']['qcd']} QCD jets ({PT_RANGE[0]:.0f} ≤ pT < "
+        f"{PT_RANGE[1]:.0f} GeV, |η| < {ABS_ETA_MAX}), generator seeds disjoint from the training sample's. "
+        f"Models: the artifacts of `analysis/top_tagging.py`. Intervals: 68% bootstrap ({summary['n_bootstrap']} "
+        "resamples).",
+        "",
+        "| model | AUC | 1/ε_B (ε_S=0.3) [QCD jets passing] | 1/ε_B (ε_S=0.5) [passing] | ÷ BDT at 0.3 | ÷ BDT at 0.5 |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def rej(m, eff):
+        lo, hi = m[f"inv_eff_bkg_at_{eff:g}_68cl"]
+        return f"{m[f'inv_eff_bkg_at_{eff:g}']:.0f} [{lo:.0f}, {hi:.0f}] ({m[f'n_background_pass_at_{eff:g}']})"
+
+    def ratio(m, eff):
+        if f"ratio_to_bdt_at_{eff:g}" not in m:
+            return "–"
+        lo, hi = m[f"ratio_to_bdt_at_{eff:g}_68cl"]
+        return f"{m[f'ratio_to_bdt_at_{eff:g}']:.2f} [{lo:.2f}, {hi:.2f}]"
+
+    for name, m in r.items():
+        lines.append(f"| {name} | {m['auc']:.4f} | {rej(m, 0.3)} | {rej(m, 0.5)} | {ratio(m, 0.3)} | {ratio(m, 0.5)} |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--top-jets", type=int, default=20000)
+    ap.add_argument("--qcd-jets", type=int, default=100000)
+    ap.add_argument("--top-budget-s", type=float, default=float("inf"), help="generation time limit for top")
+    ap.add_argument("--qcd-budget-s", type=float, default=float("inf"), help="generation time limit for QCD")
+    ap.add_argument("--seed", type=int, default=7, help="holdout seed (the training sample of top_tagging.py used 1)")
+    ap.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)),
+                    help="generator processes (the events depend on it: each worker has its own seed stream)")
+    ap.add_argument("--round-events", type=int, default=20000, help="events per generation round (one file each)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--data-dir", type=Path, default=HERE / "data" / "top_tagging_holdout")
+    ap.add_argument("--reuse", action="store_true", help="reuse holdout files already in --data-dir")
+    ap.add_argument("--artifacts", nargs="+", default=[str(HERE / "results" / "top_tagging_artifacts")],
+                    help="artifacts folders of top_tagging.py runs, DIR or LABEL=DIR (models then named LABEL:model)")
+    ap.add_argument("--ensemble", nargs="*", default=[], metavar="NAME=a+b",
+                    help="also score the mean probability of these models")
+    ap.add_argument("--results", type=Path, default=HERE / "results")
+    ap.add_argument("--scores-from", type=Path, help="recompute the metrics from a saved scores file")
+    ap.add_argument("--n-bootstrap", type=int, default=300)
+    args = ap.parse_args(argv)
+    if args.seed == 1:
+        ap.error("--seed 1 is the training sample's seed; a holdout needs another")
+    warnings.filterwarnings("ignore", category=RuntimeWarning)
+    t_start = time.perf_counter()
+
+    def log(msg):
+        print(f"[{time.perf_counter() - t_start:7.1f} s] {msg}", flush=True)
+
+    args.results.mkdir(parents=True, exist_ok=True)
+    scores_path = args.results / "top_tagging_holdout_scores.npz"
+    gen_s: dict = {}
+    files: dict = {}
+    if args.scores_from:
+        with np.load(args.scores_from, allow_pickle=False) as f:
+            scores = {k: f[k] for k in f.files}
+        prev = args.scores_from.with_name("top_tagging_holdout.json")
+        machine = json.loads(prev.read_text()).get("machine") if prev.is_file() else None
+    else:
+        from coffea_jetimg.train import resolve_device
+
+        device = resolve_device(args.device)
+        log(f"holdout: up to {args.top_jets} top and {args.qcd_jets} QCD jets, {args.workers} workers, seed {args.seed}")
+        top_files, gen_s["top"] = generate_holdout("top", 1, args.top_jets, args.top_budget_s, args.data_dir,
+                                                   args.seed, args.workers, args.round_events, args.reuse, log)
+        qcd_files, gen_s["qcd"] = generate_holdout("qcd", 0, args.qcd_jets, args.qcd_budget_s, args.data_dir,
+                                                   args.seed, args.workers, args.round_events, args.reuse, log)
+        artifacts = [(a.partition("=")[0], Path(a.partition("=")[2])) if "=" in a else (None, Path(a))
+                     for a in args.artifacts]
+        files = {"top": [Path(f).name for f in top_files], "qcd": [Path(f).name for f in qcd_files]}
+        scores = score_models(artifacts, top_files, qcd_files, args.top_jets, args.qcd_jets, device, log)
+        np.savez_compressed(scores_path, **scores)
+        import torch
+
+        machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                   "torch": torch.__version__, "device": device}
+    add_ensembles(scores, args.ensemble)
+    res = metrics(scores, n_boot=args.n_bootstrap)
+    n_top = int(scores["y"].sum())
+    summary = {
+        "benchmark": "top taggers of analysis/top_tagging.py on an independent holdout sample",
+        "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
+        "jets": {"top": n_top, "qcd": int(len(scores["y"]) - n_top)},
+        "seed": args.seed, "n_bootstrap": args.n_bootstrap,
+        "generation_time_s": {k: round(v, 1) for k, v in gen_s.items()},
+        "files": files, "workers": None if args.scores_from else args.workers,
+        "round_events": None if args.scores_from else args.round_events,
+        "machine": machine,
+        "results": res,
+    }
+    (args.results / "top_tagging_holdout.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
+    write_markdown(summary, args.results / "top_tagging_holdout.md")
+    for name, m in res.items():
+        extra = "".join(f", /BDT(0.3) {m['ratio_to_bdt_at_0.3']:.2f} {m['ratio_to_bdt_at_0.3_68cl']}"
+                        for _ in [0] if "ratio_to_bdt_at_0.3" in m)
+        log(f"{name}: AUC {m['auc']:.4f}, 1/eB(0.3) {m['inv_eff_bkg_at_0.3']:.0f} "
+            f"({m['n_background_pass_at_0.3']} QCD), 1/eB(0.5) {m['inv_eff_bkg_at_0.5']:.0f}{extra}")
+    log(f"wrote {args.results / 'top_tagging_holdout.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

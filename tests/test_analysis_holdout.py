@@ -1,0 +1,58 @@
+"""The holdout evaluation's rejection and bootstrap arithmetic (analysis/top_tagging_holdout.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
+
+import top_tagging_holdout as H  # noqa: E402
+
+
+def test_rejection_counts_background_above_the_signal_quantile():
+    sig = np.arange(1000) / 1000.0  # cut for eff 0.3: the 0.7 quantile of 0.000 .. 0.999 = 0.6993
+    bkg = np.linspace(0.0, 1.0, 201)  # 0.005 steps: 61 values above the cut (0.700 .. 1.000)
+    cut = np.quantile(sig, 0.7)
+    r, n_pass = H.rejection_at(sig, bkg, 0.3)
+    assert n_pass == int((bkg > cut).sum()) == 61
+    assert r == pytest.approx(201 / 61)
+    r0, n0 = H.rejection_at(sig, np.zeros(50), 0.3)
+    assert n0 == 0 and r0 == float("inf")
+
+
+def _toy(n_s=4000, n_b=40000, seed=3):
+    rng = np.random.default_rng(seed)
+    y = np.concatenate([np.ones(n_s, np.int8), np.zeros(n_b, np.int8)])
+    s = np.concatenate([rng.normal(2.0, 1.0, n_s), rng.normal(0.0, 1.0, n_b)])
+    return y, s
+
+
+def test_ratio_of_a_model_to_itself_is_one_and_order_only_matters():
+    y, s = _toy()
+    scores = {"y": y, "bdt": s, "same": s.copy(), "monotone": 1 / (1 + np.exp(-3 * s))}
+    res = H.metrics(scores, n_boot=40)
+    for name in ("same", "monotone"):
+        assert res[name]["inv_eff_bkg_at_0.3"] == pytest.approx(res["bdt"]["inv_eff_bkg_at_0.3"])
+        assert res[name]["ratio_to_bdt_at_0.3"] == pytest.approx(1.0)
+        assert res[name]["ratio_to_bdt_at_0.3_68cl"] == pytest.approx([1.0, 1.0])
+        assert res[name]["auc"] == pytest.approx(res["bdt"]["auc"])
+    lo, hi = res["bdt"]["inv_eff_bkg_at_0.3_68cl"]
+    assert lo < res["bdt"]["inv_eff_bkg_at_0.3"] < hi  # a real interval around the value
+
+
+def test_better_model_has_ratio_above_one_and_ensemble_of_one_model_is_that_model():
+    y, s = _toy()
+    rng = np.random.default_rng(9)
+    noisy = s + rng.normal(0.0, 1.0, len(s))  # a worse tagger
+    scores = {"y": y, "bdt": noisy, "good": s}
+    H.add_ensembles(scores, ["twice=good+good"])
+    res = H.metrics(scores, n_boot=40)
+    assert res["good"]["ratio_to_bdt_at_0.3"] > 1.5
+    assert res["good"]["ratio_to_bdt_at_0.3_68cl"][0] > 1.0
+    np.testing.assert_array_equal(scores["twice"], s)
+    with pytest.raises(SystemExit, match="missing"):
+        H.add_ensembles(scores, ["e=good+missing"])
