@@ -98,8 +98,7 @@ def build_dataset(files: list[str], truth: int, specs: dict[str, dict], max_jets
     """The inputs of every spec for the same selected jets (one read of each file)."""
     import awkward as ak
 
-    from coffea_jetimg import open_events
-    from coffea_jetimg import constituents
+    from coffea_jetimg import constituents, open_events
     from coffea_jetimg.inputs import build_inputs
 
     out = {k: [] for k in specs}
@@ -152,7 +151,14 @@ def main(argv=None) -> int:
 
     from coffea_jetimg.artifact import save_artifact
     from coffea_jetimg.models import BDTTagger, build_model
-    from coffea_jetimg.train import evaluate_scores, fit, make_input_spec, predict, resolve_device, split_indices
+    from coffea_jetimg.train import (
+        evaluate_scores,
+        fit,
+        make_input_spec,
+        predict,
+        resolve_device,
+        split_indices,
+    )
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -178,7 +184,7 @@ def main(argv=None) -> int:
     y = np.concatenate([np.ones(n_s, np.int64), np.zeros(n_b, np.int64)])
     data = {k: np.concatenate([sig[k], bkg[k]]) for k in specs}
     tr, va, te = split_indices(len(y), (0.7, 0.15, 0.15), seed=args.seed)
-    tr = tr[:max(1, int(round(args.train_fraction * len(tr))))]  # split indices are shuffled: a random subset
+    tr = tr[:max(1, round(args.train_fraction * len(tr)))]  # split indices are shuffled: a random subset
 
     results = {}
     rocs = {}
@@ -234,7 +240,7 @@ def main(argv=None) -> int:
         "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
         "selection": {"pt_range_GeV": PT_RANGE, "abs_eta_max": ABS_ETA_MAX, "top": "truthLabel == 1",
                       "qcd": "truthLabel == 0"},
-        "jets": {"top": n_s, "qcd": n_b, "train": int(len(tr)), "val": int(len(va)), "test": int(len(te))},
+        "jets": {"top": n_s, "qcd": n_b, "train": len(tr), "val": len(va), "test": len(te)},
         "settings": {"epochs_max": args.epochs, "patience": args.patience, "batch_size": args.batch_size,
                      "lr": args.lr, "lr_decay": args.lr_decay, "lr_patience": args.lr_patience,
                      "lola_weight_decay": args.lola_weight_decay, "n_constituents": args.n_constituents,
@@ -278,10 +284,10 @@ def _write_markdown(s: dict, path: Path) -> None:
         "# Top tagging benchmark (generated samples)",
         "",
         f"Command: `{s['command']}`  ",
-        f"Jets: {j['top']} top + {j['qcd']} QCD with {s['selection']['pt_range_GeV'][0]:.0f} ≤ pT < "
+        (f"Jets: {j['top']} top + {j['qcd']} QCD with {s['selection']['pt_range_GeV'][0]:.0f} ≤ pT < "
         f"{s['selection']['pt_range_GeV'][1]:.0f} GeV, |η| < {s['selection']['abs_eta_max']}; split "
         f"{j['train']}/{j['val']}/{j['test']} (train/val/test). Device {s['settings']['device']}, "
-        f"{s['settings']['torch_threads']} torch threads, {s['machine']['cpus']} CPUs (shared).",
+        f"{s['settings']['torch_threads']} torch threads, {s['machine']['cpus']} CPUs (shared)."),
         "",
         "| model | AUC | accuracy | 1/ε_B (ε_S=0.3) | 1/ε_B (ε_S=0.5) | train time [s] | published AUC | published 1/ε_B (0.3) |",
         "|---|---|---|---|---|---|---|---|",
@@ -294,9 +300,9 @@ def _write_markdown(s: dict, path: Path) -> None:
     any_m = next(iter(s["results"].values()), None)
     lines += [
         "",
-        "Published: arXiv:1902.09914 Table 1 (1.2M training jets, Delphes ATLAS-like detector, 14 TeV, "
+        ("Published: arXiv:1902.09914 Table 1 (1.2M training jets, Delphes ATLAS-like detector, 14 TeV, "
         "550–650 GeV, R = 0.8). The paper has no accuracy or ε_S = 0.5 column; it gives no plain BDT on these "
-        "features.",
+        "features."),
     ]
     if any_m is not None:
         lines.append(f"With {any_m['n_background']} QCD test jets, 1/ε_B is resolved up to about "

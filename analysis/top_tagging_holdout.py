@@ -38,7 +38,13 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from top_tagging import ABS_ETA_MAX, BDT_FEATURES, PT_RANGE, _count_selected, build_dataset  # noqa: E402
+from top_tagging import (
+    ABS_ETA_MAX,
+    BDT_FEATURES,
+    PT_RANGE,
+    _count_selected,
+    build_dataset,
+)
 
 EFFS = (0.3, 0.5)
 
@@ -226,10 +232,10 @@ def write_markdown(summary: dict, path: Path) -> None:
         "# Top taggers on an independent holdout sample",
         "",
         f"Command: `{summary['command']}`  ",
-        f"Holdout: {summary['jets']['top']} top + {summary['jets']['qcd']} QCD jets ({PT_RANGE[0]:.0f} ≤ pT < "
+        (f"Holdout: {summary['jets']['top']} top + {summary['jets']['qcd']} QCD jets ({PT_RANGE[0]:.0f} ≤ pT < "
         f"{PT_RANGE[1]:.0f} GeV, |η| < {ABS_ETA_MAX}), generator seeds disjoint from the training sample's. "
         f"Models: the artifacts of `analysis/top_tagging.py`. Intervals: 68% bootstrap ({summary['n_bootstrap']} "
-        "resamples).",
+        "resamples)."),
         "",
         "| model | AUC | 1/ε_B (ε_S=0.3) [QCD jets passing] | 1/ε_B (ε_S=0.5) [passing] | ÷ BDT at 0.3 | ÷ BDT at 0.5 |",
         "|---|---|---|---|---|---|",

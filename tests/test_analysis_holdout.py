@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
 
-import top_tagging_holdout as H  # noqa: E402
+import top_tagging_holdout as H
 
 
 def test_rejection_counts_background_above_the_signal_quantile():
