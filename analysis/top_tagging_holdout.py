@@ -67,7 +67,8 @@ def generate_holdout(process: str, truth: int, n_jets: int, budget_s: float, dat
             n_next = 50 * workers if rnd == 0 else int(min(round_events, (n_jets - have) / per_event * 1.1))
             n_next = max(n_next, workers)
             left = budget_s - (time.perf_counter() - t_start)
-            if per_s is not None and n_next / per_s > left:
+            # the rate of a full round (the pilot's is mostly Pythia's start-up) decides on the next
+            if rnd > 1 and per_s is not None and n_next / per_s > left:
                 log(f"  {process}: stopping before round {rnd} ({n_next} events, ~{n_next / per_s:.0f} s; "
                     f"{left:.0f} s of the budget left)")
                 break
@@ -256,6 +257,37 @@ def write_markdown(summary: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def plot_rejections(res: dict, path: Path, eff: float = 0.3) -> None:
+    """1/ε_B at ``eff`` per model with its 68% interval, beside the BDT's band and twice it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(res)
+    key = f"inv_eff_bkg_at_{eff:g}"
+    val = np.array([res[n][key] or np.nan for n in names], dtype=float)
+    lo = np.array([(res[n][key + "_68cl"][0] or np.nan) for n in names], dtype=float)
+    hi = np.array([(res[n][key + "_68cl"][1] or np.nan) for n in names], dtype=float)
+    fig, ax = plt.subplots(figsize=(8.0, 0.45 * len(names) + 1.5))
+    y = np.arange(len(names))
+    ax.errorbar(val, y, xerr=[val - lo, hi - val], fmt="o", color="k", capsize=3)
+    if "bdt" in res:
+        b, (blo, bhi) = res["bdt"][key], res["bdt"][key + "_68cl"]
+        ax.axvspan(blo, bhi, color="tab:blue", alpha=0.2, label=f"BDT {b:.0f} (68%)")
+        ax.axvline(2 * b, color="tab:red", ls="--", label=f"2 × BDT = {2 * b:.0f}")
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"background rejection 1/ε_B at ε_S = {eff:g}")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    n_b = next(iter(res.values()))["n_background"]
+    ax.set_title(f"holdout: {n_b} QCD jets; points: 68% bootstrap intervals", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--top-jets", type=int, default=20000)
@@ -328,6 +360,7 @@ def main(argv=None) -> int:
     }
     (args.results / "top_tagging_holdout.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
     write_markdown(summary, args.results / "top_tagging_holdout.md")
+    plot_rejections(_finite(res), args.results / "top_tagging_holdout_rejection.png")
     for name, m in res.items():
         extra = "".join(f", /BDT(0.3) {m['ratio_to_bdt_at_0.3']:.2f} {m['ratio_to_bdt_at_0.3_68cl']}"
                         for _ in [0] if "ratio_to_bdt_at_0.3" in m)
