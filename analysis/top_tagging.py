@@ -70,7 +70,7 @@ def generate_samples(n_jets: int, data_dir: Path, workers: int, seed: int, reuse
         gen_s = 0.0  # time in generate() only: reused files cost nothing here
         paths, have, rnd = [], 0, 0
         n_next = pilot
-        while have < n_jets and rnd < 12:
+        while have < n_jets and rnd < 40:
             path = data_dir / f"{process}_s{seed}_r{rnd}.root"
             if not (reuse and path.is_file()):
                 t0 = time.perf_counter()
@@ -140,6 +140,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", type=Path, default=HERE / "data" / "top_tagging", help="generated ROOT files")
     ap.add_argument("--reuse", action="store_true", help="reuse generated files already in --data-dir")
     ap.add_argument("--results", type=Path, default=HERE / "results", help="output folder")
+    ap.add_argument("--generate-only", action="store_true", help="stop after generating the samples")
     ap.add_argument("--models", nargs="+", default=["deeptop", "lola", "bdt"], choices=["deeptop", "lola", "bdt"])
     args = ap.parse_args(argv)
     if not 0 < args.train_fraction <= 1:
@@ -170,6 +171,9 @@ def main(argv=None) -> int:
     log(f"generating top and QCD samples ({args.jets_per_class} jets per class, pT {PT_RANGE} GeV, |eta| < 2)")
     files = generate_samples(args.jets_per_class, args.data_dir, args.workers, args.seed, args.reuse, log)
     gen_time = files.pop("_timing_s")
+    if args.generate_only:
+        log(f"generated in {sum(gen_time.values()):.0f} s: " + ", ".join(f"{k}: {len(v)} files" for k, v in files.items()))
+        return 0
 
     specs = {
         "deeptop": make_input_spec("deeptop", image_preset="deeptop"),
