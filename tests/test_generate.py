@@ -268,3 +268,15 @@ def test_cli_end_to_end(tmp_path):
     assert len(ev) == 10
     pf = ak.to_numpy(ak.flatten(ev.FatJet.partonFlavour))
     assert np.mean(pf == 21) > 0.5  # the recoiling jet is mostly the hard gluon
+
+
+def test_missing_pythia_data_folder_is_named(tmp_path, monkeypatch):
+    """pythia8mc without its xmldoc (e.g. installed with pip --target) rejects every setting; the
+    error names the data folder instead of blaming the first setting."""
+    from coffea_jetimg.generate._processes import make_pythia
+
+    monkeypatch.setenv("PYTHIA8DATA", str(tmp_path / "no-xmldoc"))
+    with pytest.raises(RuntimeError, match=r"no settings database.*no-xmldoc"):
+        make_pythia(["Beams:eCM = 14000."])
+    monkeypatch.delenv("PYTHIA8DATA")
+    make_pythia(["Beams:eCM = 14000.", "HardQCD:all = on"])  # the installed data: initialises

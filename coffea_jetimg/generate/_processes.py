@@ -181,12 +181,20 @@ def make_pythia(settings: list[str]):
     RuntimeError
         If Pythia rejects a setting or fails to initialise.
     """
+    import os
+
     import pythia8mc as pythia8
 
+    data = os.environ.get("PYTHIA8DATA")
+    where = f"PYTHIA8DATA={data!r}" if data else "PYTHIA8DATA unset: pythia8mc's installed share/Pythia8/xmldoc"
     py = pythia8.Pythia("", False)  # no banner
+    if not py.settings.isFlag("Print:quiet"):  # every setting would be 'rejected': name the real cause
+        raise RuntimeError(f"Pythia found no settings database (Index.xml) in its data folder ({where}); "
+                           "pythia8mc's data files are missing: set PYTHIA8DATA to a share/Pythia8/xmldoc folder")
     for line in settings:
         if not py.readString(line):
             raise RuntimeError(f"Pythia rejected the setting {line!r}")
     if not py.init():
-        raise RuntimeError("Pythia failed to initialise with settings:\n  " + "\n  ".join(settings))
+        raise RuntimeError(f"Pythia failed to initialise (its messages above say why; data folder: {where}) "
+                           "with settings:\n  " + "\n  ".join(settings))
     return py
