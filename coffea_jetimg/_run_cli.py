@@ -22,6 +22,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--fileset", required=True, help="fileset JSON (coffea format)")
     parser.add_argument("--model", action="append", required=True, metavar="ARTIFACT",
                         help="artifact directory (repeat for several models)")
+    parser.add_argument("--ensemble", action="append", default=[], metavar="NAME=MODEL+MODEL",
+                        help="also score the mean class probabilities of these models (names as in the artifacts' "
+                             "spec; repeat for several ensembles)")
     parser.add_argument("--executor", choices=("dask", "futures", "iterative"), default="dask",
                         help="dask: a Dask LocalCluster (or --scheduler); futures: a process pool; iterative: this process")
     parser.add_argument("--workers", type=int, default=2, help="local workers (dask LocalCluster or futures pool)")
@@ -163,8 +166,20 @@ def build_processor(args):
     selection = {"pt": (args.pt_min, args.pt_max), "abs_eta": args.abs_eta_max}
     if args.msd_min is not None or args.msd_max is not None:
         selection["msd"] = (args.msd_min, args.msd_max)
-    return JetTaggingProcessor({n: a.path for n, a in arts.items()}, jets=args.jets, device=args.device,
-                               backend=args.backend, batch_size=args.batch_size, selection=selection)
+    ensembles = {}
+    for e in getattr(args, "ensemble", None) or []:
+        name, _, members = e.partition("=")
+        if not name or not members:
+            raise SystemExit(f"coffea-jetimg run: --ensemble {e!r}: expected NAME=MODEL+MODEL (models: {list(arts)})")
+        ensembles[name] = members.split("+")
+    try:
+        return JetTaggingProcessor({n: a.path for n, a in arts.items()}, jets=args.jets, device=args.device,
+                                   backend=args.backend, batch_size=args.batch_size, selection=selection,
+                                   ensembles=ensembles)
+    except ValueError as err:
+        if not str(err).startswith("ensemble"):
+            raise
+        raise SystemExit(f"coffea-jetimg run: --{err}") from None
 
 
 def run(args) -> dict:

@@ -7,6 +7,7 @@ The processor is a thin, stateless bundle: the physics lives in the functions of
 Per dataset it fills (all addable, so chunks and datasets merge with coffea's ``accumulate``):
 
 ``score[model]``     ``hist``: truth class × score × jet pT (GeV) × soft-drop mass (GeV) × |η| × n PV
+                     (also for each ensemble: the mean class probabilities of its member models)
 ``predicted[model]`` truth class × predicted class index (arg-max; names in the axis metadata)
 ``score_moments[model]`` truth class × pT, Weight storage of weight = score: Σy, Σy²
 ``image[key]``       truth class × channel × iy × ix, Weight storage of weight = pixel intensity:
@@ -132,7 +133,7 @@ def _pixel_records(x: np.ndarray, cls: np.ndarray, scores: dict[str, np.ndarray]
 
 
 def jet_table(events, *, taggers, jets="FatJet", selection=None, class_names=(), truth_names=None,
-              dataset_class=None, image_refs=None):
+              dataset_class=None, image_refs=None, ensembles=None):
     """Select jets, build each distinct input once, score with every tagger; one row per jet.
 
     Parameters
@@ -153,6 +154,9 @@ def jet_table(events, *, taggers, jets="FatJet", selection=None, class_names=(),
         Class of every jet when the jets have no ``truthLabel``.
     image_refs : dict of str to list of str
         Image input key → the models whose score is correlated with its pixels.
+    ensembles : dict of str to list of str, optional
+        Ensemble name → member models: ``s_<name>``/``pred_<name>`` from the mean of the members'
+        class probabilities.
 
     Returns
     -------
@@ -162,14 +166,14 @@ def jet_table(events, *, taggers, jets="FatJet", selection=None, class_names=(),
     """
     cols, built, scores = _jet_parts(events, taggers=taggers, jets=jets, selection=selection,
                                      class_names=class_names, truth_names=truth_names, dataset_class=dataset_class,
-                                     image_refs=image_refs)
+                                     image_refs=image_refs, ensembles=ensembles)
     for k, (key, models) in enumerate((image_refs or {}).items()):
         cols[f"px_{k}"] = _pixel_records(built[key], cols["cls"], {m: scores[m] for m in models})
     return ak.zip(cols, depth_limit=1)
 
 
 def _jet_parts(events, *, taggers, jets="FatJet", selection=None, class_names=(), truth_names=None,
-               dataset_class=None, image_refs=None, mask=None):
+               dataset_class=None, image_refs=None, mask=None, ensembles=None):
     """The numpy work of :func:`jet_table`: per-jet columns, the built inputs and the signal scores.
 
     Returns ``(cols, built, scores)``: ``cols`` maps the table's scalar fields to numpy arrays,
@@ -208,6 +212,7 @@ def _jet_parts(events, *, taggers, jets="FatJet", selection=None, class_names=()
     built: dict[str, np.ndarray] = {}
     scores: dict[str, np.ndarray] = {}
     fj_fields = None
+    probs_of: dict[str, np.ndarray] = {}
     for name, tagger in taggers.items():
         spec = tagger.input_spec
         key = input_key(spec)
@@ -217,18 +222,22 @@ def _jet_parts(events, *, taggers, jets="FatJet", selection=None, class_names=()
             if cands is None and needs_constituents(spec, fj_fields):
                 cands = constituents(events, jets)
             built[key] = build_inputs(spec, events, jets, jet_mask=mask, cands=cands)
-        probs = tagger.predict(built[key])
+        probs_of[name] = probs = tagger.predict(built[key])
         scores[name] = probs[:, tagger.signal_index]
+    for name, members in (ensembles or {}).items():  # members share class names (checked by the processor)
+        probs_of[name] = np.mean([probs_of[m] for m in members], axis=0)
+        scores[name] = probs_of[name][:, taggers[members[0]].signal_index]
+    for name, probs in probs_of.items():
         cols[f"s_{name}"] = np.minimum(scores[name], _SCORE_MAX).astype(np.float64)
         cols[f"pred_{name}"] = (np.argmax(probs, axis=1) if len(probs) else np.zeros(0)).astype(np.int32)
     return cols, built, scores
 
 
-def _empty_table(taggers, image_refs):
+def _empty_table(taggers, image_refs, ensembles=None):
     cols = {"cls": np.zeros(0, np.int32)}
     for f in ("pt", "msd", "abs_eta", "npv"):
         cols[f] = np.zeros(0, np.float64)
-    for name in taggers:
+    for name in [*taggers, *(ensembles or {})]:
         cols[f"s_{name}"] = np.zeros(0, np.float64)
         cols[f"pred_{name}"] = np.zeros(0, np.int32)
     for k, (key, models) in enumerate(image_refs.items()):
@@ -260,12 +269,17 @@ class JetTaggingProcessor(processor.ProcessorABC):
         Overrides of :data:`DEFAULT_AXES`.
     pixel_maps : bool
         Fill image sums and the Pearson moments (per-pixel histograms).
+    ensembles : dict of str to list of str, optional
+        Ensemble name → names of two or more of ``models`` with the same class names and signal
+        class; scored by the mean of their class probabilities and histogrammed like a model
+        (``score``, ``predicted``, ``score_moments``; no pixel maps). Averaging taggers trained on
+        different inputs or seeds often rejects more background than any one of them.
     """
 
     def __init__(self, models, jets: str = "FatJet", selection: dict | None = None, labels: dict | None = None,
                  truth_names: dict | None = None, device: str | None = None, backend: str = "torch",
                  batch_size: int = 512, num_threads: int | None = 1, axes: dict | None = None,
-                 pixel_maps: bool = True):
+                 pixel_maps: bool = True, ensembles: dict | None = None):
         if not isinstance(models, dict):
             models = {None: models}
         self.taggers: OrderedDict[str, Tagger] = OrderedDict()
@@ -280,6 +294,23 @@ class JetTaggingProcessor(processor.ProcessorABC):
             self.taggers[name] = t
         if not self.taggers:
             raise ValueError("no models given")
+        self.ensembles: OrderedDict[str, list[str]] = OrderedDict()
+        for name, members in (ensembles or {}).items():
+            members = [members] if isinstance(members, str) else list(members)
+            if name in self.taggers or name in self.ensembles:
+                raise ValueError(f"ensemble {name!r}: the name is already taken by a model")
+            if len(members) < 2 or len(set(members)) != len(members):
+                raise ValueError(f"ensemble {name!r}: needs two or more distinct models, got {members}")
+            unknown = [m for m in members if m not in self.taggers]
+            if unknown:
+                raise ValueError(f"ensemble {name!r}: unknown models {unknown}; models are {list(self.taggers)}")
+            first = self.taggers[members[0]]
+            for m in members[1:]:
+                t = self.taggers[m]
+                if t.class_names != first.class_names or t.signal_class != first.signal_class:
+                    raise ValueError(f"ensemble {name!r}: {m!r} has classes {t.class_names} (signal {t.signal_class!r}), "
+                                     f"{members[0]!r} {first.class_names} (signal {first.signal_class!r})")
+            self.ensembles[name] = members
         self.jets = jets
         self.selection = dict(DEFAULT_SELECTION if selection is None else {**DEFAULT_SELECTION, **selection})
         self.labels = dict(labels or {})
@@ -311,7 +342,19 @@ class JetTaggingProcessor(processor.ProcessorABC):
             out[name] = {"artifact": str(t.path), "architecture": t.spec.get("architecture"),
                          "class_names": t.class_names, "signal_class": t.signal_class,
                          "input_kind": t.input_spec["kind"], "image": img}
+        for name, members in self.ensembles.items():
+            t = self.taggers[members[0]]
+            out[name] = {"ensemble_of": list(members), "class_names": t.class_names, "signal_class": t.signal_class,
+                         "input_kind": "ensemble", "image": None}
         return out
+
+    def scored_names(self) -> list[str]:
+        """The models, then the ensembles: every name with ``score``/``predicted`` histograms."""
+        return [*self.taggers, *self.ensembles]
+
+    def _head(self, name):
+        """The tagger whose class names and signal class a model or ensemble has."""
+        return self.taggers[name] if name in self.taggers else self.taggers[self.ensembles[name][0]]
 
     def classes_for(self, events) -> list[str]:
         """Truth classes of a dataset: the truthLabel names (+ 'other'), or its one label."""
@@ -352,7 +395,8 @@ class JetTaggingProcessor(processor.ProcessorABC):
         out = {"score": {}, "predicted": {}, "score_moments": {}, "image": {}, "pixel_xy": {},
                "njets": H(cls, pt_ax, storage=hist.storage.Int64())}
         info = self.model_info()
-        for name, t in self.taggers.items():
+        for name in self.scored_names():
+            t = self._head(name)
             out["score"][name] = H(
                 cls,
                 hist.axis.Regular(ax["score_bins"], 0.0, 1.0, name="score", label=f"{name} P({t.signal_class})",
@@ -412,7 +456,7 @@ class JetTaggingProcessor(processor.ProcessorABC):
                 continue
             pt = cols["pt"][sel]
             h["njets"].fill(c, pt)
-            for name in self.taggers:
+            for name in self.scored_names():
                 s = cols[f"s_{name}"][sel]
                 h["score"][name].fill(c, s, pt, cols["msd"][sel], cols["abs_eta"][sel], cols["npv"][sel])
                 h["predicted"][name].fill(c, cols[f"pred_{name}"][sel])
@@ -456,7 +500,8 @@ class JetTaggingProcessor(processor.ProcessorABC):
 
     def _table_kwargs(self, classes, dataset_class):
         return dict(taggers=self.taggers, jets=self.jets, selection=self.selection, class_names=classes,
-                    truth_names=self.truth_names, dataset_class=dataset_class, image_refs=self.image_refs)
+                    truth_names=self.truth_names, dataset_class=dataset_class, image_refs=self.image_refs,
+                    ensembles=self.ensembles)
 
     def _table(self, events, classes, dask):
         kwargs = self._table_kwargs(classes, self._dataset_class(events))
@@ -467,7 +512,7 @@ class JetTaggingProcessor(processor.ProcessorABC):
         leaves = self._needed_columns(events)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            meta0 = _empty_table(self.taggers, self.image_refs)
+            meta0 = _empty_table(self.taggers, self.image_refs, self.ensembles)
         meta = ak.Array(meta0.layout.to_typetracer(forget_length=True))
 
         def _part(ev):
@@ -509,7 +554,7 @@ class JetTaggingProcessor(processor.ProcessorABC):
         for i, c in enumerate(classes):
             sel = table[table.cls == i]
             h["njets"].fill(c, sel.pt)
-            for name in self.taggers:
+            for name in self.scored_names():
                 h["score"][name].fill(c, sel[f"s_{name}"], sel.pt, sel.msd, sel.abs_eta, sel.npv)
                 h["predicted"][name].fill(c, sel[f"pred_{name}"])
                 h["score_moments"][name].fill(c, sel.pt, weight=sel[f"s_{name}"])

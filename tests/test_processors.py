@@ -132,6 +132,45 @@ def test_generated_executors_agree(models, generated_top, generated_qcd):
     assert top_counts > 0
 
 
+def test_ensemble_is_the_mean_of_its_members_eager_and_dask(models, generated_top, generated_qcd):
+    from coffea_jetimg.processors.jet_tagging import jet_table
+
+    proc = JetTaggingProcessor({"cnn": models["cnn"], "lola": models["lola"], "feat": models["feat"]},
+                               selection={"pt": (300, None)}, ensembles={"cnn_lola": ["cnn", "lola"]})
+    fs = _fileset({"top": (generated_top, "top"), "qcd": (generated_qcd, "qcd")})
+    it = _run_runner(processor.IterativeExecutor(status=False), fs, proc)
+    _assert_same(it, _run_dask(fs, proc))
+    h = it["top"]
+    assert set(h["score"]) == {"cnn", "lola", "feat", "cnn_lola"} and "cnn_lola" not in h["pixel_xy"]
+    assert h["score"]["cnn_lola"].sum(flow=True) == h["cutflow"]["jets_scored"] > 0
+    assert proc.model_info()["cnn_lola"]["ensemble_of"] == ["cnn", "lola"]
+    # per jet: the ensemble's score is the mean of the members' (the table the dask path builds)
+    ev = NanoEventsFactory.from_root({generated_top: "Events"}, schemaclass=PFNanoAODSchema, mode="eager").events()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = jet_table(ev, **proc._table_kwargs(proc.classes_for(ev), "top"))
+    assert len(t) > 0
+    np.testing.assert_allclose(t.s_cnn_lola, (t.s_cnn + t.s_lola) / 2, rtol=1e-6)
+    assert not np.allclose(t.s_cnn_lola, t.s_cnn)
+
+
+@pytest.mark.parametrize("ensembles, msg", [
+    ({"e": ["cnn"]}, "two or more"),
+    ({"e": ["cnn", "cnn"]}, "two or more"),
+    ({"e": ["cnn", "nope"]}, r"unknown models \['nope'\]"),
+    ({"lola": ["cnn", "feat"]}, "already taken"),
+    ({"e": ["cnn", "wq"]}, "has classes"),
+])
+def test_bad_ensembles_are_refused(models, tmp_path, ensembles, msg):
+    img = json.loads((__import__("pathlib").Path(models["cnn"]) / "spec.json").read_text())["input"]
+    wq = save_artifact(tmp_path / "wq", TinyCNN().eval(), {"name": "wq", "input": img, "class_names": ["qcd", "w"],
+                                                           "signal_class": "w", "architecture": "tiny"},
+                       torch.randn(2, 1, 8, 8))
+    with pytest.raises(ValueError, match=msg):
+        JetTaggingProcessor({"cnn": models["cnn"], "lola": models["lola"], "feat": models["feat"], "wq": str(wq)},
+                            ensembles=ensembles)
+
+
 def test_cutflow_counts(models, pfnano_file):
     ev = NanoEventsFactory.from_root({pfnano_file: "Events"}, schemaclass=PFNanoAODSchema, mode="eager",
                                      metadata={"dataset": "d", "label": "qcd"}).events()
@@ -192,12 +231,16 @@ def test_skip_bad_files_names_the_file(models, pfnano_file, bad_dir, tmp_path, c
     fs.write_text(json.dumps({"qcd": {"files": {pfnano_file: "Events", bad: "Events"}, "metadata": {"label": "qcd"}},
                               "top": {"files": [pfnano_file], "metadata": {"label": "top"}}}))
     out = tmp_path / "out"
-    rc = main(["run", "--fileset", str(fs), "--model", models["feat"], "--executor", "iterative",
-               "--skip-bad-files", "--no-plots", "-o", str(out)])
+    rc = main(["run", "--fileset", str(fs), "--model", models["feat"], "--model", models["cnn"], "--executor",
+               "iterative", "--ensemble", "both=feat+cnn", "--skip-bad-files", "--no-plots", "-o", str(out)])
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert bad in summary["bad_files"] and "truncated" in capsys.readouterr().err
     assert summary["models"]["feat"]["n_signal"] > 0
+    assert summary["models"]["both"]["n_signal"] == summary["models"]["feat"]["n_signal"]
+    with pytest.raises(SystemExit, match="unknown models"):
+        main(["run", "--fileset", str(fs), "--model", models["feat"], "--ensemble", "x=feat+cnn", "--skip-bad-files",
+              "-o", str(out)])
     assert (out / "hists.root").is_file() and (out / "hists.coffea").is_file()
     rc = main(["run", "--fileset", str(fs), "--model", models["feat"], "--executor", "iterative", "-o",
                str(tmp_path / "out2")])
