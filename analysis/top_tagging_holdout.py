@@ -92,84 +92,85 @@ def generate_holdout(process: str, truth: int, n_jets: int, budget_s: float, dat
     return paths, gen_s
 
 
-def _models_in(art_dir: Path, label: str | None) -> dict:
-    """The models saved in one artifacts folder: ``{name: (kind, model, input_spec)}``."""
-    from coffea_jetimg.artifact import load_artifact
+def _models_in(art_dir: Path, label: str | None, device: str) -> dict:
+    """The models saved in one artifacts folder: ``{name: (model, input_spec)}``, each model a
+    :class:`~coffea_jetimg.inference.Tagger` (or the BDT) with a ``score(X)``."""
+    from coffea_jetimg.inference import Tagger
     from coffea_jetimg.models import BDTTagger
     from coffea_jetimg.train import make_input_spec
 
     found = {}
     for name in ("deeptop", "lola"):
         if (art_dir / name).is_dir():
-            art = load_artifact(art_dir / name)
-            found[name] = ("torch", art, art.input_spec)
+            t = Tagger(art_dir / name, device=device, batch_size=1024, num_threads=None)
+            found[name] = (t, t.input_spec)
     if (art_dir / "bdt.npz").is_file():
         bdt = BDTTagger.load(art_dir / "bdt.npz")
         if list(bdt.feature_names) != BDT_FEATURES:
             raise ValueError(f"{art_dir / 'bdt.npz'}: features {bdt.feature_names}, expected {BDT_FEATURES}")
-        found["bdt"] = ("bdt", bdt, make_input_spec("fc", features=BDT_FEATURES))
+        found["bdt"] = (bdt, make_input_spec("fc", features=BDT_FEATURES))
     if not found:
         raise FileNotFoundError(f"{art_dir}: no deeptop/, lola/ or bdt.npz (run analysis/top_tagging.py first)")
     return {(f"{label}:{k}" if label else k): v for k, v in found.items()}
 
 
+def _score(model, X: np.ndarray, log) -> np.ndarray:
+    """Signal probability; a tagger whose TorchScript file this torch cannot load (one older than
+    the torch that wrote it) is scored from the artifact's ONNX export."""
+    from coffea_jetimg.artifact import ArtifactError
+    from coffea_jetimg.inference import Tagger
+
+    if not isinstance(model, Tagger):  # the BDT
+        return model.predict_proba(X)[:, 1].astype(np.float64)
+    try:
+        return model.score(X).astype(np.float64)
+    except ArtifactError as err:
+        if model.artifact.onnx_path is None:
+            raise
+        log(f"  {model.name}: {err}; scoring the ONNX export instead")
+        onnx = Tagger(model.artifact, device=model.device, backend="onnx", batch_size=model.batch_size,
+                      num_threads=None)
+        return onnx.score(X).astype(np.float64)
+
+
 def score_models(artifacts: list[tuple[str | None, Path]], top_files, qcd_files, max_top: int, max_qcd: int,
                  device: str, log) -> dict:
     """Labels and the scores of every model of every artifacts folder on the holdout files."""
+    from coffea_jetimg.inputs import input_key
+
     models = {}
     for label, art_dir in artifacts:
-        models.update(_models_in(art_dir, label))
+        models.update(_models_in(art_dir, label, device))
     # one input build per distinct input spec (variants of a model share theirs)
-    keys = {name: json.dumps(spec, sort_keys=True) for name, (_, _, spec) in models.items()}
-    specs = {key: models[name][2] for name, key in keys.items()}
+    keys = {name: input_key(spec) for name, (_, spec) in models.items()}
+    specs = {key: models[name][1] for name, key in keys.items()}
     t0 = time.perf_counter()
     sig = build_dataset(top_files, 1, specs, max_top)
     bkg = build_dataset(qcd_files, 0, specs, max_qcd)
     n_s, n_b = len(next(iter(sig.values()))), len(next(iter(bkg.values())))
     log(f"inputs built in {time.perf_counter() - t0:.1f} s: {n_s} top, {n_b} QCD jets, {len(specs)} input kinds")
     out = {"y": np.concatenate([np.ones(n_s, np.int8), np.zeros(n_b, np.int8)])}
-    for name, (kind, model, _) in models.items():
+    for name, (model, _) in models.items():
         X = np.concatenate([sig[keys[name]], bkg[keys[name]]])
         t0 = time.perf_counter()
-        if kind == "bdt":
-            out[name] = model.predict_proba(X)[:, 1].astype(np.float64)
-        else:
-            out[name] = _predict_artifact(model, X, device, log)
-        log(f"  {name}: scored {len(X)} jets in {time.perf_counter() - t0:.1f} s on {device if kind != 'bdt' else 'cpu'}")
+        out[name] = _score(model, X, log)
+        log(f"  {name}: scored {len(X)} jets in {time.perf_counter() - t0:.1f} s")
     return out
 
 
 def add_ensembles(scores: dict, ensembles: list[str]) -> None:
     """``NAME=a+b+c``: the mean signal probability of models a, b and c, added as NAME."""
-    for e in ensembles:
-        name, _, members = e.partition("=")
-        parts = members.split("+")
-        if not name or len(parts) < 2 or any(p not in scores for p in parts):
-            raise SystemExit(f"--ensemble {e!r}: expected NAME=a+b[+...] with models among {sorted(set(scores) - {'y'})}")
-        scores[name] = np.mean([scores[p] for p in parts], axis=0)
+    from coffea_jetimg.processors.jet_tagging import parse_ensembles
 
-
-def _predict_artifact(art, X: np.ndarray, device: str, log) -> np.ndarray:
-    """Signal probability from the TorchScript model; from the artifact's ONNX export when this torch
-    cannot load the TorchScript file (an older torch than the one that wrote it)."""
-    from coffea_jetimg.artifact import ArtifactError
-    from coffea_jetimg.train import predict
-
+    models = sorted(set(scores) - {"y"})
     try:
-        mod = art.load_module(device)
-    except ArtifactError as err:
-        if art.onnx_path is None:
-            raise
-        log(f"  {art.name}: {err}; scoring the ONNX export instead")
-        import onnxruntime as ort
-
-        sess = ort.InferenceSession(str(art.onnx_path), providers=["CPUExecutionProvider"])
-        inp = sess.get_inputs()[0].name
-        logits = np.concatenate([sess.run(None, {inp: X[i:i + 4096]})[0] for i in range(0, len(X), 4096)])
-        z = logits - logits.max(axis=1, keepdims=True)
-        p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-        return p[:, art.signal_index].astype(np.float64)
-    return predict(mod, X, batch_size=1024, device=device)[:, art.signal_index].astype(np.float64)
+        parsed = parse_ensembles(ensembles)
+    except ValueError as err:
+        raise SystemExit(f"--{err} (models: {models})") from None
+    for name, parts in parsed.items():
+        if len(parts) < 2 or any(p not in scores for p in parts):
+            raise SystemExit(f"--ensemble {name!r}: needs two or more of the models {models}, got {parts}")
+        scores[name] = np.mean([scores[p] for p in parts], axis=0)
 
 
 def _finite(obj):
@@ -272,7 +273,7 @@ def plot_rejections(res: dict, path: Path, eff: float = 0.3) -> None:
     fig, ax = plt.subplots(figsize=(8.0, 0.45 * len(names) + 1.5))
     y = np.arange(len(names))
     ax.errorbar(val, y, xerr=[val - lo, hi - val], fmt="o", color="k", capsize=3)
-    if "bdt" in res:
+    if "bdt" in res and res["bdt"][key] and all(res["bdt"][key + "_68cl"]):  # None: no QCD jet passed
         b, (blo, bhi) = res["bdt"][key], res["bdt"][key + "_68cl"]
         ax.axvspan(blo, bhi, color="tab:blue", alpha=0.2, label=f"BDT {b:.0f} (68%)")
         ax.axvline(2 * b, color="tab:red", ls="--", label=f"2 × BDT = {2 * b:.0f}")

@@ -98,12 +98,12 @@ def _table(summary: dict, models: dict) -> str:
         "| model | test-set AUC (training) | AUC (processor, hist) | 1/εB at εS=0.3 | 1/εB at εS=0.5 | 1/JSD at εS=0.5 | train time |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    rows = [(name, f"{res['metrics'].get('auc', float('nan')):.4f}", f"{res['train_time_s']:.0f} s")
+    rows = [(name, name, f"{res['metrics'].get('auc', float('nan')):.4f}", f"{res['train_time_s']:.0f} s")
             for name, res in models.items()]
     if ENSEMBLE in (summary.get("models") or {}):
-        rows.append((f"{ENSEMBLE} (mean of {' + '.join(models)})", "–", "–"))
-    for label, auc_train, t_train in rows:
-        r = (summary.get("models") or {}).get(label.split(" ")[0], {})
+        rows.append((ENSEMBLE, f"{ENSEMBLE} (mean of {' + '.join(models)})", "–", "–"))
+    for key, label, auc_train, t_train in rows:
+        r = (summary.get("models") or {}).get(key, {})
         d = r.get("decorrelation") or {}
         lines.append(
             f"| {label} | {auc_train} | {r.get('auc', float('nan')):.4f} | "

@@ -161,25 +161,17 @@ def build_processor(args):
                                    batch_size=args.batch_size)
     if "event_image" in kinds:
         raise SystemExit("coffea-jetimg run: event-image models and jet models cannot run together")
-    from .processors.jet_tagging import JetTaggingProcessor
+    from .processors.jet_tagging import JetTaggingProcessor, parse_ensembles
 
     selection = {"pt": (args.pt_min, args.pt_max), "abs_eta": args.abs_eta_max}
     if args.msd_min is not None or args.msd_max is not None:
         selection["msd"] = (args.msd_min, args.msd_max)
-    ensembles = {}
-    for e in getattr(args, "ensemble", None) or []:
-        name, _, members = e.partition("=")
-        if not name or not members:
-            raise SystemExit(f"coffea-jetimg run: --ensemble {e!r}: expected NAME=MODEL+MODEL (models: {list(arts)})")
-        ensembles[name] = members.split("+")
     try:
         return JetTaggingProcessor({n: a.path for n, a in arts.items()}, jets=args.jets, device=args.device,
                                    backend=args.backend, batch_size=args.batch_size, selection=selection,
-                                   ensembles=ensembles)
-    except ValueError as err:
-        if not str(err).startswith("ensemble"):
-            raise
-        raise SystemExit(f"coffea-jetimg run: --{err}") from None
+                                   ensembles=parse_ensembles(args.ensemble))
+    except ValueError as err:  # a bad --ensemble (the names and models come from the command line)
+        raise SystemExit(f"coffea-jetimg run: {err}") from None
 
 
 def run(args) -> dict:

@@ -44,6 +44,7 @@ __all__ = [
     "JetTaggingProcessor",
     "select_jets",
     "jet_table",
+    "parse_ensembles",
     "TRUTH_NAMES",
     "DEFAULT_SELECTION",
     "DEFAULT_AXES",
@@ -233,6 +234,21 @@ def _jet_parts(events, *, taggers, jets="FatJet", selection=None, class_names=()
     return cols, built, scores
 
 
+def parse_ensembles(texts) -> dict[str, list[str]]:
+    """``['NAME=A+B', ...]`` (the ``--ensemble`` syntax) → ``{'NAME': ['A', 'B'], ...}``.
+
+    Raises ``ValueError`` naming the text that is not of that form; which models exist is checked
+    where they are known (:class:`JetTaggingProcessor`, the holdout study)."""
+    out = {}
+    for text in texts:
+        name, _, members = text.partition("=")
+        parts = members.split("+")
+        if not name or not all(parts):
+            raise ValueError(f"ensemble {text!r}: expected NAME=MODEL+MODEL[+...]")
+        out[name] = parts
+    return out
+
+
 def _empty_table(taggers, image_refs, ensembles=None):
     cols = {"cls": np.zeros(0, np.int32)}
     for f in ("pt", "msd", "abs_eta", "npv"):
@@ -343,7 +359,7 @@ class JetTaggingProcessor(processor.ProcessorABC):
                          "class_names": t.class_names, "signal_class": t.signal_class,
                          "input_kind": t.input_spec["kind"], "image": img}
         for name, members in self.ensembles.items():
-            t = self.taggers[members[0]]
+            t = self._head(name)
             out[name] = {"ensemble_of": list(members), "class_names": t.class_names, "signal_class": t.signal_class,
                          "input_kind": "ensemble", "image": None}
         return out
