@@ -49,14 +49,17 @@ PT_RANGE = (550.0, 650.0)
 ABS_ETA_MAX = 2.0
 
 
-def _count_selected(path: str, truth: int) -> int:
+def _round_stats(path: str, truth: int) -> tuple[int, int]:
+    """(selected jets of class ``truth``, events) in one generated file: one read of the file
+    (a reused file holds what it holds, not the events last asked for)."""
     import awkward as ak
 
     from coffea_jetimg import open_events
 
-    j = open_events(path).FatJet
+    ev = open_events(path)
+    j = ev.FatJet
     sel = (j.pt >= PT_RANGE[0]) & (j.pt < PT_RANGE[1]) & (abs(j.eta) < ABS_ETA_MAX) & (j.truthLabel == truth)
-    return int(ak.sum(sel))
+    return int(ak.sum(sel)), max(len(ev), 1)
 
 
 def generate_samples(n_jets: int, data_dir: Path, workers: int, seed: int, reuse: bool, log) -> dict[str, list[str]]:
@@ -77,12 +80,8 @@ def generate_samples(n_jets: int, data_dir: Path, workers: int, seed: int, reuse
                 generate(process, n_next, seed * 1000 + rnd + (500 if process == "qcd" else 0), str(path),
                          pt_min=PT_RANGE[0], pt_max=PT_RANGE[1], workers=workers, progress=False)
                 gen_s += time.perf_counter() - t0
-            got = _count_selected(str(path), truth)
+            got, n_events = _round_stats(str(path), truth)
             paths.append(str(path))
-            import uproot
-
-            with uproot.open(str(path)) as fobj:  # a reused file holds what it holds, not n_next
-                n_events = max(fobj["Events"].num_entries, 1)
             per_event = max(got, 1) / n_events
             have += got
             log(f"  {process}: round {rnd}: {n_events} events -> {got} selected jets ({have}/{n_jets})")

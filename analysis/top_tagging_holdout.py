@@ -42,7 +42,7 @@ from top_tagging import (
     ABS_ETA_MAX,
     BDT_FEATURES,
     PT_RANGE,
-    _count_selected,
+    _round_stats,
     build_dataset,
 )
 
@@ -78,11 +78,7 @@ def generate_holdout(process: str, truth: int, n_jets: int, budget_s: float, dat
             dt = time.perf_counter() - t0
             gen_s += dt
             per_s = n_next / dt
-        got = _count_selected(str(path), truth)
-        import uproot
-
-        with uproot.open(str(path)) as fobj:
-            n_events = max(fobj["Events"].num_entries, 1)
+        got, n_events = _round_stats(str(path), truth)
         per_event = max(got, 1) / n_events
         have += got
         paths.append(str(path))
