@@ -22,6 +22,11 @@ The floor = allocate an output of the same shape and write each element once (th
 subset, as it requires, and scaled. The awkward adapter (offset unpacking) and the
 NanoEvents → constituents → tensor path are timed separately.
 
+The "anatomy" line splits (a): the page faults of a fresh output (``np.zeros`` + one write per
+4 KiB page: the kernel zeroes each page on first touch, and the floor pays this too), and the
+kernel alone on 1000 jets with output and inputs in cache (``image_kernel_call``). It prints the
+kernel time per constituent that floor_ratio 0.7 would need.
+
 Usage::
 
     python analysis/bench_images.py [--n-jets 100000] [--repeats 5] [--ef-jets 3000]
@@ -50,7 +55,7 @@ import numpy as np  # noqa: E402
 from coffea_jetimg import _kernels as K  # noqa: E402
 from coffea_jetimg._io import open_events  # noqa: E402
 from coffea_jetimg import constituents, flat_jet_constituents  # noqa: E402
-from coffea_jetimg.images import JetImageSpec, images_from_flat, jet_images  # noqa: E402
+from coffea_jetimg.images import JetImageSpec, image_kernel_call, images_from_flat, jet_images  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -194,6 +199,33 @@ def main(argv=None):
     t_reuse, _ = timeit(lambda: images_from_flat(offsets, cols, spec, out=buf)[0], args.repeats)
     print(f"(a) into a reused, already-faulted buffer (zeroing included): {n / t_reuse:,.0f} jets/s")
     del buf
+
+    # anatomy of (a): what a fresh output costs before anything is written (the kernel zeroes
+    # every page on its first touch), and the kernel's own cost with output and inputs in cache
+    shape = (n, *spec.shape)
+
+    def faults():
+        out = np.zeros(shape, np.float32)
+        out.reshape(-1)[:: 4096 // 4] = 1.0  # one write per 4 KiB page: every page faulted in
+        return out
+
+    t_faults, _ = timeit(faults, args.repeats)
+    m_c = min(1000, n)
+    small = np.zeros((m_c, *spec.shape), np.float32)
+    small_valid = np.zeros(m_c, bool)
+    kernel = image_kernel_call(offsets[: m_c + 1], cols, spec)  # the kernel alone, adding into `small`
+    reps = 50
+    t_c, _ = timeit(lambda: [kernel(small, small_valid) for _ in range(reps)], args.repeats)
+    ns_c = t_c / reps / offsets[m_c] * 1e9
+    t_a = n / res["a"]["ours"]
+    t_fl = n / res["a"]["floor"]
+    print(f"(a) anatomy: page faults of a fresh output {t_faults * 1e3:.1f} ms = {t_faults / t_fl * 100:.0f}% of the "
+          f"floor ({t_fl * 1e3:.1f} ms; the rest is the write); kernel with output and inputs in cache "
+          f"({m_c} jets x {reps}) {ns_c:.1f} ns per constituent → {ns_c * offsets[-1] * 1e-6:.1f} ms for these jets; "
+          f"ours {t_a * 1e3:.1f} ms ≈ faults + kernel ({(t_a - t_faults - ns_c * offsets[-1] * 1e-9) * 1e3:+.1f} ms). "
+          f"floor_ratio 0.7 needs ours ≤ {t_fl / 0.7 * 1e3:.1f} ms: a kernel of "
+          f"{(t_fl / 0.7 - t_faults) / offsets[-1] * 1e9:.1f} ns per constituent, beside the page faults that "
+          f"ours and the floor both pay")
 
     # consistency: our image of (a) vs energyflow on the same jets (structure, not timing)
     pixelate, how = load_pixelate()

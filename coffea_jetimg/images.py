@@ -384,19 +384,31 @@ def images_from_flat(offsets, cols, spec: JetImageSpec, axis_eta=None, axis_phi=
     valid = np.zeros(n_jets, dtype=bool)
     if n_jets == 0:
         return out, valid
+    image_kernel_call(offsets, cols, spec, axis_eta, axis_phi)(out, valid)
+    return out, valid
+
+
+def image_kernel_call(offsets, cols, spec: JetImageSpec, axis_eta=None, axis_phi=None):
+    """The numba kernel of :func:`images_from_flat` with its arguments bound:
+    ``call(out, valid)`` adds the images into ``out`` (zero-filled, float32 (n_jets, n_channels,
+    n_eta, n_phi)) and sets ``valid``. No allocation or zeroing: for benchmarks that time the
+    kernel alone (analysis/bench_images.py) and for callers that manage their own buffers."""
+    n_jets = len(offsets) - 1
+    ne, nphi = spec.npix
     weights = _channel_weights(spec, cols)
     tower_mask = (cols["charge"] == 0) if spec.tower_size is not None else np.zeros(0, dtype=bool)
     ax_e = np.zeros(0) if axis_eta is None else axis_eta
     ax_p = np.zeros(0) if axis_phi is None else axis_phi
     p = _kernel_params(spec)
-    K.jet_images_kernel(
-        offsets, cols["pt"], cols["eta"], cols["phi"], cols["mass"], weights, tower_mask, ax_e, ax_p,
-        out.reshape(n_jets, spec.n_channels, ne * nphi), valid,
-        p["coord"], p["centre"], p["boost"], p["rotation"], p["pixel_rotation"], p["flip"], p["flip_vertical"],
-        _NORMS[spec.normalize], float(spec.threshold), p["n_eta"], p["n_phi"], p["d_eta"], p["d_phi"], ne, nphi,
-        p["tower_k"], p["maxima_dr"],
-    )
-    return out, valid
+    head = (offsets, cols["pt"], cols["eta"], cols["phi"], cols["mass"], weights, tower_mask, ax_e, ax_p)
+    tail = (p["coord"], p["centre"], p["boost"], p["rotation"], p["pixel_rotation"], p["flip"], p["flip_vertical"],
+            _NORMS[spec.normalize], float(spec.threshold), p["n_eta"], p["n_phi"], p["d_eta"], p["d_phi"], ne, nphi,
+            p["tower_k"], p["maxima_dr"])
+
+    def call(out, valid):
+        K.jet_images_kernel(*head, out.reshape(n_jets, spec.n_channels, ne * nphi), valid, *tail)
+
+    return call
 
 
 def _jet_images_eager(x, spec, jet_eta, jet_phi):
