@@ -47,6 +47,7 @@ PUBLISHED = {
 BDT_FEATURES = ["msoftdrop", "mass", "tau2", "tau3", "tau21", "tau32"]
 PT_RANGE = (550.0, 650.0)
 ABS_ETA_MAX = 2.0
+EFFS = (0.3, 0.5)
 
 
 def _round_stats(path: str, truth: int) -> tuple[int, int]:
@@ -115,6 +116,64 @@ def build_dataset(files: list[str], truth: int, specs: dict[str, dict], max_jets
     return {k: np.concatenate(v)[:max_jets] for k, v in out.items()}
 
 
+def _finite(obj):
+    """JSON-safe copy: inf/nan (no QCD jet passing) become None."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def rejection_at(s_sig: np.ndarray, s_bkg_sorted: np.ndarray, eff: float) -> tuple[float, int]:
+    """1/ε_B at signal efficiency ``eff`` (cut at the signal quantile) and the QCD jets passing."""
+    cut = np.quantile(s_sig, 1.0 - eff)
+    n_pass = len(s_bkg_sorted) - int(np.searchsorted(s_bkg_sorted, cut, side="right"))
+    return (len(s_bkg_sorted) / n_pass if n_pass else float("inf")), n_pass
+
+
+def metrics(scores: dict, n_boot: int = 300, seed: int = 0) -> dict:
+    """Per-model AUC, rejections, bootstrap 68% intervals and ratios to the BDT."""
+    from sklearn.metrics import roc_auc_score
+
+    y = scores["y"].astype(bool)
+    names = [k for k in scores if k != "y"]
+    rng = np.random.default_rng(seed)
+    i_s, i_b = np.flatnonzero(y), np.flatnonzero(~y)
+    boots = [(rng.choice(i_s, len(i_s)), rng.choice(i_b, len(i_b))) for _ in range(n_boot)]
+    res: dict = {}
+    rej_boot: dict = {}
+    for name in names:
+        s = scores[name]
+        m = {"auc": float(roc_auc_score(y, s)), "n_signal": int(y.sum()), "n_background": int((~y).sum())}
+        for eff in EFFS:
+            r, n_pass = rejection_at(s[y], np.sort(s[~y]), eff)
+            rb = np.array([rejection_at(s[bs], np.sort(s[bb]), eff)[0] for bs, bb in boots])
+            rej_boot[(name, eff)] = rb
+            with np.errstate(invalid="ignore"):  # resamples with no QCD jet passing: inf
+                lo, hi = np.percentile(rb, [16, 84])
+            m[f"inv_eff_bkg_at_{eff:g}"] = r
+            m[f"n_background_pass_at_{eff:g}"] = n_pass
+            m[f"inv_eff_bkg_at_{eff:g}_68cl"] = [float(lo), float(hi)]
+        res[name] = m
+    if "bdt" in res:
+        for name in names:
+            if name == "bdt":
+                continue
+            for eff in EFFS:
+                if res["bdt"][f"n_background_pass_at_{eff:g}"] == 0:
+                    continue  # no QCD jet passes the BDT's cut: its rejection, and so the ratio, unknown
+                ratio = res[name][f"inv_eff_bkg_at_{eff:g}"] / res["bdt"][f"inv_eff_bkg_at_{eff:g}"]
+                rb = rej_boot[(name, eff)] / rej_boot[("bdt", eff)]
+                lo, hi = np.percentile(rb, [16, 84])
+                res[name][f"ratio_to_bdt_at_{eff:g}"] = float(ratio)
+                res[name][f"ratio_to_bdt_at_{eff:g}_68cl"] = [float(lo), float(hi)]
+                res[name][f"ratio_to_bdt_at_{eff:g}_fraction_of_bootstraps_ge_2"] = float(np.mean(rb >= 2.0))
+    return res
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jets-per-class", type=int, default=50000, help="selected jets per class")
@@ -141,6 +200,7 @@ def main(argv=None) -> int:
     ap.add_argument("--results", type=Path, default=HERE / "results", help="output folder")
     ap.add_argument("--generate-only", action="store_true", help="stop after generating the samples")
     ap.add_argument("--models", nargs="+", default=["deeptop", "lola", "bdt"], choices=["deeptop", "lola", "bdt"])
+    ap.add_argument("--n-bootstrap", type=int, default=300, help="bootstrap resamples of the test split")
     args = ap.parse_args(argv)
     if not 0 < args.train_fraction <= 1:
         ap.error(f"--train-fraction must be in (0, 1], got {args.train_fraction}")
@@ -191,6 +251,7 @@ def main(argv=None) -> int:
 
     results = {}
     rocs = {}
+    test_scores = {"y": y[te].astype(np.int8)}
     art_dir = args.results / "top_tagging_artifacts"
     for name in args.models:
         X = data[name]
@@ -227,6 +288,7 @@ def main(argv=None) -> int:
                 sc = float(model.cpu().eval()(ex).abs().max())
             metrics_tmp = evaluate_scores(scores, y[te])
             save_artifact(art_dir / name, model.cpu(), {**spec, "metrics": metrics_tmp}, ex, atol=1e-4 * max(1.0, sc))
+        test_scores[name] = np.asarray(scores, np.float64)
         m = evaluate_scores(scores, y[te])
         m.update({"train_time_s": round(train_time, 2), **extra})
         results[name] = m
@@ -238,6 +300,12 @@ def main(argv=None) -> int:
             f"1/eB(0.5) {m['inv_eff_bkg_at_0.5']}, {train_time:.1f} s")
 
     args.results.mkdir(parents=True, exist_ok=True)
+    # the test-split scores (top_tagging_holdout.py --scores-from reads this format) and 68%
+    # bootstrap intervals of the rejections and of each model's ratio to the BDT on these jets
+    np.savez_compressed(args.results / "top_tagging_test_scores.npz", **test_scores)
+    boot = metrics(test_scores, n_boot=args.n_bootstrap)
+    for name, bm in boot.items():
+        results[name]["bootstrap"] = _finite({k: v for k, v in bm.items() if "68cl" in k or k.startswith("ratio_")})
     summary = {
         "benchmark": "top tagging, generated Pythia8 + parametric detector, anti-kT R=0.8",
         "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
@@ -292,20 +360,30 @@ def _write_markdown(s: dict, path: Path) -> None:
         f"{j['train']}/{j['val']}/{j['test']} (train/val/test). Device {s['settings']['device']}, "
         f"{s['settings']['torch_threads']} torch threads, {s['machine']['cpus']} CPUs (shared)."),
         "",
-        "| model | AUC | accuracy | 1/ε_B (ε_S=0.3) | 1/ε_B (ε_S=0.5) | train time [s] | published AUC | published 1/ε_B (0.3) |",
-        "|---|---|---|---|---|---|---|---|",
+        ("| model | AUC | accuracy | 1/ε_B (ε_S=0.3) | 68% interval | ÷ BDT (0.3) [68%] | 1/ε_B (ε_S=0.5) | "
+         "train time [s] | published AUC | published 1/ε_B (0.3) |"),
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in s["results"].items():
         pub = s["published_arXiv_1902_09914"].get(name, {})
         r30s, r50s = (_rejection(m, eff) for eff in (0.3, 0.5))
-        lines.append(f"| {pub.get('label', name)} | {m['auc']:.4f} | {m['accuracy']:.4f} | {r30s} | {r50s} | "
-                     f"{m['train_time_s']:.1f} | {_fmt(pub.get('auc'))} | {_fmt(pub.get('inv_eff_bkg_at_0.3'))} |")
+        bm = m.get("bootstrap", {})
+        ci = bm.get("inv_eff_bkg_at_0.3_68cl")
+        ci_s = f"[{_fmt(ci[0], 0)}, {_fmt(ci[1], 0)}]" if ci and None not in ci else "–"
+        rt = bm.get("ratio_to_bdt_at_0.3")
+        rci = bm.get("ratio_to_bdt_at_0.3_68cl")
+        rt_s = f"{rt:.2f} [{_fmt(rci[0], 2)}, {_fmt(rci[1], 2)}]" if rt is not None and rci and None not in rci else "–"
+        lines.append(f"| {pub.get('label', name)} | {m['auc']:.4f} | {m['accuracy']:.4f} | {r30s} | {ci_s} | {rt_s} | "
+                     f"{r50s} | {m['train_time_s']:.1f} | {_fmt(pub.get('auc'))} | "
+                     f"{_fmt(pub.get('inv_eff_bkg_at_0.3'))} |")
     any_m = next(iter(s["results"].values()), None)
     lines += [
         "",
         ("Published: arXiv:1902.09914 Table 1 (1.2M training jets, Delphes ATLAS-like detector, 14 TeV, "
         "550–650 GeV, R = 0.8). The paper has no accuracy or ε_S = 0.5 column; it gives no plain BDT on these "
         "features."),
+        ("Intervals: 68% bootstrap over the test jets (resampling top and QCD jets; the models share them, "
+         "so the ratio's interval is that of the ratio); scores in top_tagging_test_scores.npz."),
     ]
     if any_m is not None:
         lines.append(f"With {any_m['n_background']} QCD test jets, 1/ε_B is resolved up to about "

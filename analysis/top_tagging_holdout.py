@@ -38,15 +38,17 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from top_tagging import (
+from top_tagging import (  # noqa: F401  (rejection_at: part of this script's tested arithmetic)
     ABS_ETA_MAX,
     BDT_FEATURES,
+    EFFS,
     PT_RANGE,
+    _finite,
     _round_stats,
     build_dataset,
+    metrics,
+    rejection_at,
 )
-
-EFFS = (0.3, 0.5)
 
 
 def generate_holdout(process: str, truth: int, n_jets: int, budget_s: float, data_dir: Path, seed: int,
@@ -167,61 +169,6 @@ def add_ensembles(scores: dict, ensembles: list[str]) -> None:
         if len(parts) < 2 or any(p not in scores for p in parts):
             raise SystemExit(f"--ensemble {name!r}: needs two or more of the models {models}, got {parts}")
         scores[name] = np.mean([scores[p] for p in parts], axis=0)
-
-
-def _finite(obj):
-    """JSON-safe copy: inf/nan (no QCD jet passing) become None."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
-
-
-def rejection_at(s_sig: np.ndarray, s_bkg_sorted: np.ndarray, eff: float) -> tuple[float, int]:
-    """1/ε_B at signal efficiency ``eff`` (cut at the signal quantile) and the QCD jets passing."""
-    cut = np.quantile(s_sig, 1.0 - eff)
-    n_pass = len(s_bkg_sorted) - int(np.searchsorted(s_bkg_sorted, cut, side="right"))
-    return (len(s_bkg_sorted) / n_pass if n_pass else float("inf")), n_pass
-
-
-def metrics(scores: dict, n_boot: int = 300, seed: int = 0) -> dict:
-    """Per-model AUC, rejections, bootstrap 68% intervals and ratios to the BDT."""
-    from sklearn.metrics import roc_auc_score
-
-    y = scores["y"].astype(bool)
-    names = [k for k in scores if k != "y"]
-    rng = np.random.default_rng(seed)
-    i_s, i_b = np.flatnonzero(y), np.flatnonzero(~y)
-    boots = [(rng.choice(i_s, len(i_s)), rng.choice(i_b, len(i_b))) for _ in range(n_boot)]
-    res: dict = {}
-    rej_boot: dict = {}
-    for name in names:
-        s = scores[name]
-        m = {"auc": float(roc_auc_score(y, s)), "n_signal": int(y.sum()), "n_background": int((~y).sum())}
-        for eff in EFFS:
-            r, n_pass = rejection_at(s[y], np.sort(s[~y]), eff)
-            rb = np.array([rejection_at(s[bs], np.sort(s[bb]), eff)[0] for bs, bb in boots])
-            rej_boot[(name, eff)] = rb
-            lo, hi = np.percentile(rb, [16, 84])
-            m[f"inv_eff_bkg_at_{eff:g}"] = r
-            m[f"n_background_pass_at_{eff:g}"] = n_pass
-            m[f"inv_eff_bkg_at_{eff:g}_68cl"] = [float(lo), float(hi)]
-        res[name] = m
-    if "bdt" in res:
-        for name in names:
-            if name == "bdt":
-                continue
-            for eff in EFFS:
-                ratio = res[name][f"inv_eff_bkg_at_{eff:g}"] / res["bdt"][f"inv_eff_bkg_at_{eff:g}"]
-                rb = rej_boot[(name, eff)] / rej_boot[("bdt", eff)]
-                lo, hi = np.percentile(rb, [16, 84])
-                res[name][f"ratio_to_bdt_at_{eff:g}"] = float(ratio)
-                res[name][f"ratio_to_bdt_at_{eff:g}_68cl"] = [float(lo), float(hi)]
-                res[name][f"ratio_to_bdt_at_{eff:g}_fraction_of_bootstraps_ge_2"] = float(np.mean(rb >= 2.0))
-    return res
 
 
 def write_markdown(summary: dict, path: Path) -> None:

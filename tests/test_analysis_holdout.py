@@ -56,3 +56,13 @@ def test_better_model_has_ratio_above_one_and_ensemble_of_one_model_is_that_mode
     np.testing.assert_array_equal(scores["twice"], s)
     with pytest.raises(SystemExit, match="missing"):
         H.add_ensembles(scores, ["e=good+missing"])
+
+
+def test_no_ratio_when_no_background_jet_passes_the_bdt():
+    # a perfect BDT: no QCD jet above its cut, so its rejection is unbounded and a ratio to it unknown
+    y, s = _toy(n_s=500, n_b=2000)
+    perfect = np.where(y == 1, 10.0 + s, -10.0 + s)
+    res = H.metrics({"y": y, "bdt": perfect, "model": s}, n_boot=20)
+    assert res["bdt"]["n_background_pass_at_0.3"] == 0
+    assert not any(k.startswith("ratio_to_bdt") for k in res["model"])
+    assert res["model"]["n_background_pass_at_0.3"] > 0
