@@ -93,16 +93,46 @@ def _group_by_jet(n_jets, cand_event, cand_jet, records: dict[str, np.ndarray]):
     ak.Array
         ``n_events * var * var * {records}``; candidate order inside a jet is the input order.
     """
+    take, gjet = _jet_order(n_jets, cand_event, cand_jet)
+    cols = {k: _take(v, take) for k, v in records.items()}
+    return _assemble(n_jets, gjet, cols)
+
+
+def _jet_order(n_jets, cand_event, cand_jet):
+    """Which candidates to keep, in jet order, and the global jet index of each kept one.
+
+    Returns ``(take, gjet)``: ``take`` indexes the candidates (None: all of them, already in
+    order, so the columns need no copy); ``gjet[i]`` is the flat jet of kept candidate ``i``.
+    PFNano and Delphes store candidates jet by jet, so the stable sort is usually skipped."""
     n_jets = np.asarray(n_jets, dtype=np.int64)
     cand_event = np.asarray(cand_event, dtype=np.int64)
     cand_jet = np.asarray(cand_jet, dtype=np.int64)
+    if not len(cand_event):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     jet_offsets = np.zeros(len(n_jets) + 1, dtype=np.int64)
     np.cumsum(n_jets, out=jet_offsets[1:])
-    ok = (cand_jet >= 0) & (cand_jet < n_jets[cand_event]) if len(cand_event) else np.zeros(0, bool)
-    gjet = jet_offsets[cand_event[ok]] + cand_jet[ok]
-    order = np.argsort(gjet, kind="stable")
-    counts = np.bincount(gjet, minlength=int(jet_offsets[-1])).astype(np.int64)
-    cols = {k: np.asarray(v)[ok][order] for k, v in records.items()}
+    ok = (cand_jet >= 0) & (cand_jet < n_jets[cand_event])
+    gjet = jet_offsets[cand_event] + cand_jet
+    take = None
+    if not ok.all():
+        take = np.flatnonzero(ok)
+        gjet = gjet[take]
+    if len(gjet) > 1 and bool((gjet[1:] < gjet[:-1]).any()):
+        order = np.argsort(gjet, kind="stable")
+        take = order if take is None else take[order]
+        gjet = gjet[order]
+    return take, gjet
+
+
+def _take(values, take):
+    values = np.asarray(values)
+    return values if take is None else values[take]
+
+
+def _assemble(n_jets, gjet, cols: dict[str, np.ndarray]):
+    """``events → jets → candidates`` from columns already in jet order (``gjet`` non-decreasing)."""
+    n_jets = np.asarray(n_jets, dtype=np.int64)
+    counts = np.bincount(gjet, minlength=int(n_jets.sum())).astype(np.int64)
     flat = ak.zip(cols, depth_limit=1) if cols else ak.Array(np.zeros(0))
     per_jet = ak.unflatten(flat, counts)
     return ak.unflatten(per_jet, n_jets)
@@ -150,15 +180,16 @@ def _pfnano(events, jets):
         warnings.warn(f"{np.count_nonzero(~valid)} {jets}PFCands_pFCandsIdx entries point outside PFCands; dropped")
         jet_idx = np.where(valid, jet_idx, -1)
     gidx = pf_off[ev] + np.where(valid, cand_idx, 0)
-    cols = {k: v[gidx] for k, v in _cand_columns(pf).items()}
-    return n_jets, ev, jet_idx, cols
+    # the PFCands columns whole, with the index of each link's candidate: the caller gathers
+    # once, after dropping and ordering (one pass per column instead of three)
+    return n_jets, ev, jet_idx, _cand_columns(pf), gidx
 
 
 def _pfnano_inline(events, jets):
     n_jets = _njets(events, jets)
     link = events[f"{jets}PFCands"]
     n_link = ak.to_numpy(ak.fill_none(ak.num(link.jetIdx, axis=1), 0))
-    return n_jets, _flat_event_index(n_link), _numpy_col(link.jetIdx, np.int64), _cand_columns(link)
+    return n_jets, _flat_event_index(n_link), _numpy_col(link.jetIdx, np.int64), _cand_columns(link), None
 
 
 _DELPHES_FLOWS = (
@@ -215,7 +246,7 @@ def _delphes(events, jets):
     src = order[pos_c]
     records = {k: np.concatenate(v)[src] for k, v in cols.items()}
     jet_idx = np.where(found, ref_jet, -1)  # references to other objects (e.g. muons) are dropped
-    return n_jets, ref_ev, jet_idx, records
+    return n_jets, ref_ev, jet_idx, records, None
 
 
 def _jet_in_event(n_jets) -> np.ndarray:
@@ -230,32 +261,40 @@ _LAYOUTS = {"pfnano": _pfnano, "pfnano-inline": _pfnano_inline, "delphes": _delp
 
 
 def _sanitize(records: dict[str, np.ndarray], where: str) -> np.ndarray:
-    """Mask of finite candidates; wraps φ into (-π, π] in place. Warns with the count dropped."""
-    keep = np.ones(len(records["pt"]), dtype=bool)
-    for k in ("pt", "eta", "phi"):
-        keep &= np.isfinite(records[k])
+    """Mask of finite candidates; wraps φ into (-π, π] (a new array: the input is not modified).
+    Warns with the count dropped."""
+    keep = np.isfinite(records["pt"]) & np.isfinite(records["eta"]) & np.isfinite(records["phi"])
     if "mass" in records:
         keep &= np.isfinite(records["mass"])
-    n_bad = int(np.count_nonzero(~keep))
+    n_bad = len(keep) - int(np.count_nonzero(keep))
     if n_bad:
         warnings.warn(f"{where}: dropped {n_bad} candidate(s) with non-finite pt/eta/phi/mass", RuntimeWarning)
     phi = records["phi"]
-    wrapped = np.pi - np.mod(np.pi - phi, 2 * np.pi)  # maps to (-π, π]
-    records["phi"] = wrapped.astype(phi.dtype, copy=False)
+    fin = phi[keep] if n_bad else phi
+    if len(fin) and not (fin.min() > -np.pi and fin.max() <= np.pi):  # else already wrapped: no copy
+        wrapped = np.pi - np.mod(np.pi - phi, 2 * np.pi)  # maps to (-π, π]
+        records["phi"] = wrapped.astype(phi.dtype, copy=False)
     return keep
 
 
 def _constituents_eager(events, jets: str, sanitize: bool = True):
     layout = detect_layout(events, jets)
-    n_jets, ev, jet_idx, records = _LAYOUTS[layout](events, jets)
+    n_jets, ev, jet_idx, records, src = _LAYOUTS[layout](events, jets)
     if "pt" not in records or "eta" not in records or "phi" not in records:
         raise ConstituentsError(f"constituents of '{jets}' lack pt/eta/phi columns")
-    if "mass" not in records:
-        records["mass"] = np.zeros_like(records["pt"])
-    if sanitize and len(records["pt"]):
-        keep = _sanitize(records, f"constituents of {jets}")
-        jet_idx = np.where(keep, jet_idx, -1)
-    out = _group_by_jet(n_jets, ev, jet_idx, records)
+    take, gjet = _jet_order(n_jets, ev, jet_idx)
+    if src is not None:
+        take = src if take is None else src[take]
+    cols = {k: _take(v, take) for k, v in records.items()}
+    if "mass" not in cols:
+        cols["mass"] = np.zeros_like(cols["pt"])
+    if sanitize and len(cols["pt"]):
+        # only the candidates of stored jets are checked (not every PFCand of the event)
+        keep = _sanitize(cols, f"constituents of {jets}")
+        if not keep.all():
+            cols = {k: v[keep] for k, v in cols.items()}
+            gjet = gjet[keep]
+    out = _assemble(n_jets, gjet, cols)
     from coffea.nanoevents.methods import vector
 
     return ak.with_name(out, "PtEtaPhiMLorentzVector", behavior=vector.behavior)

@@ -130,6 +130,19 @@ def test_group_by_jet_helper():
     assert out.pt.tolist() == [[[2.0], [1.0, 3.0]], []]
 
 
+def test_jet_order_keeps_stored_order_without_a_copy():
+    from coffea_jetimg._constituents import _jet_order
+
+    # candidates already jet by jet, all valid: nothing to take, the columns are used as they are
+    take, gjet = _jet_order(np.array([2, 1]), np.array([0, 0, 0, 1]), np.array([0, 1, 1, 0]))
+    assert take is None and gjet.tolist() == [0, 1, 1, 2]
+    # out of order with an unknown jet: stable order by jet, the unknown one dropped
+    take, gjet = _jet_order(np.array([2, 1]), np.array([0, 0, 1, 0, 0]), np.array([1, 0, 0, 7, 1]))
+    assert take.tolist() == [1, 0, 4, 2] and gjet.tolist() == [0, 1, 1, 2]
+    take, gjet = _jet_order(np.array([3]), np.zeros(0, int), np.zeros(0, int))
+    assert len(take) == 0 and len(gjet) == 0
+
+
 def test_flat_jet_constituents_offsets(pfnano_events):
     c = cj.constituents(pfnano_events, "FatJet")
     offsets, cols = flat_jet_constituents(c)
