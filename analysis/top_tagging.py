@@ -134,8 +134,9 @@ def rejection_at(s_sig: np.ndarray, s_bkg_sorted: np.ndarray, eff: float) -> tup
     return (len(s_bkg_sorted) / n_pass if n_pass else float("inf")), n_pass
 
 
-def metrics(scores: dict, n_boot: int = 300, seed: int = 0) -> dict:
-    """Per-model AUC, rejections, bootstrap 68% intervals and ratios to the BDT."""
+def metrics(scores: dict, n_boot: int = 300, seed: int = 0, reference: str = "bdt") -> dict:
+    """Per-model AUC, rejections, bootstrap 68% intervals and ratios to the BDT (the model named
+    ``reference``; the keys stay ``ratio_to_bdt_*``)."""
     from sklearn.metrics import roc_auc_score
 
     y = scores["y"].astype(bool)
@@ -158,15 +159,15 @@ def metrics(scores: dict, n_boot: int = 300, seed: int = 0) -> dict:
             m[f"n_background_pass_at_{eff:g}"] = n_pass
             m[f"inv_eff_bkg_at_{eff:g}_68cl"] = [float(lo), float(hi)]
         res[name] = m
-    if "bdt" in res:
+    if reference in res:
         for name in names:
-            if name == "bdt":
+            if name == reference:
                 continue
             for eff in EFFS:
-                if res["bdt"][f"n_background_pass_at_{eff:g}"] == 0:
+                if res[reference][f"n_background_pass_at_{eff:g}"] == 0:
                     continue  # no QCD jet passes the BDT's cut: its rejection, and so the ratio, unknown
-                ratio = res[name][f"inv_eff_bkg_at_{eff:g}"] / res["bdt"][f"inv_eff_bkg_at_{eff:g}"]
-                rb = rej_boot[(name, eff)] / rej_boot[("bdt", eff)]
+                ratio = res[name][f"inv_eff_bkg_at_{eff:g}"] / res[reference][f"inv_eff_bkg_at_{eff:g}"]
+                rb = rej_boot[(name, eff)] / rej_boot[(reference, eff)]
                 lo, hi = np.percentile(rb, [16, 84])
                 res[name][f"ratio_to_bdt_at_{eff:g}"] = float(ratio)
                 res[name][f"ratio_to_bdt_at_{eff:g}_68cl"] = [float(lo), float(hi)]

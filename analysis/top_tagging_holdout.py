@@ -201,8 +201,8 @@ def write_markdown(summary: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def plot_rejections(res: dict, path: Path, eff: float = 0.3) -> None:
-    """1/ε_B at ``eff`` per model with its 68% interval, beside the BDT's band and twice it."""
+def plot_rejections(res: dict, path: Path, eff: float = 0.3, bdt: str = "bdt") -> None:
+    """1/ε_B at ``eff`` per model with its 68% interval, beside the BDT's (model ``bdt``) band and twice it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -216,8 +216,8 @@ def plot_rejections(res: dict, path: Path, eff: float = 0.3) -> None:
     fig, ax = plt.subplots(figsize=(8.0, 0.45 * len(names) + 1.5))
     y = np.arange(len(names))
     ax.errorbar(val, y, xerr=[val - lo, hi - val], fmt="o", color="k", capsize=3)
-    if "bdt" in res and res["bdt"][key] and all(res["bdt"][key + "_68cl"]):  # None: no QCD jet passed
-        b, (blo, bhi) = res["bdt"][key], res["bdt"][key + "_68cl"]
+    if bdt in res and res[bdt][key] and all(res[bdt][key + "_68cl"]):  # None: no QCD jet passed
+        b, (blo, bhi) = res[bdt][key], res[bdt][key + "_68cl"]
         ax.axvspan(blo, bhi, color="tab:blue", alpha=0.2, label=f"BDT {b:.0f} (68%)")
         ax.axvline(2 * b, color="tab:red", ls="--", label=f"2 × BDT = {2 * b:.0f}")
     ax.set_yticks(y, names)
@@ -252,6 +252,7 @@ def main(argv=None) -> int:
     ap.add_argument("--results", type=Path, default=HERE / "results")
     ap.add_argument("--scores-from", type=Path, help="recompute the metrics from a saved scores file")
     ap.add_argument("--n-bootstrap", type=int, default=300)
+    ap.add_argument("--bdt", default="bdt", help="the model that ratios are taken to (e.g. LABEL:bdt)")
     args = ap.parse_args(argv)
     if args.seed == 1:
         ap.error("--seed 1 is the training sample's seed; a holdout needs another")
@@ -289,7 +290,7 @@ def main(argv=None) -> int:
         machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                    "torch": torch.__version__, "device": device}
     add_ensembles(scores, args.ensemble)
-    res = metrics(scores, n_boot=args.n_bootstrap)
+    res = metrics(scores, n_boot=args.n_bootstrap, reference=args.bdt)
     n_top = int(scores["y"].sum())
     summary = {
         "benchmark": "top taggers of analysis/top_tagging.py on an independent holdout sample",
@@ -304,7 +305,7 @@ def main(argv=None) -> int:
     }
     (args.results / "top_tagging_holdout.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
     write_markdown(summary, args.results / "top_tagging_holdout.md")
-    plot_rejections(_finite(res), args.results / "top_tagging_holdout_rejection.png")
+    plot_rejections(_finite(res), args.results / "top_tagging_holdout_rejection.png", bdt=args.bdt)
     for name, m in res.items():
         extra = "".join(f", /BDT(0.3) {m['ratio_to_bdt_at_0.3']:.2f} {m['ratio_to_bdt_at_0.3_68cl']}"
                         for _ in [0] if "ratio_to_bdt_at_0.3" in m)

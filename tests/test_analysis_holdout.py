@@ -66,3 +66,20 @@ def test_no_ratio_when_no_background_jet_passes_the_bdt():
     assert res["bdt"]["n_background_pass_at_0.3"] == 0
     assert not any(k.startswith("ratio_to_bdt") for k in res["model"])
     assert res["model"]["n_background_pass_at_0.3"] > 0
+
+
+def test_paired_comparison_keeps_only_jets_the_smaller_run_never_saw():
+    import top_tagging_paired as P
+
+    from coffea_jetimg.train import split_indices
+
+    n, m = 200, 80
+    idx, te = P.clean_test_jets(n, m, seed=1)
+    assert set(idx) <= set(te) and len(idx) < len(te)
+    # the smaller run's arrays: top 0..m-1 then QCD 0..m-1; its train+val jets, as indices of the big arrays
+    tr, va, _ = split_indices(2 * m, (0.7, 0.15, 0.15), seed=1)
+    seen = {int(k) if k < m else int(k) - m + n for k in np.concatenate([tr, va])}
+    assert not seen & set(idx.tolist())
+    # a test jet beyond the first m of its class was never in the smaller sample: always kept
+    new = [k for k in te if (m <= k < n) or k >= n + m]
+    assert set(new) <= set(idx.tolist())
