@@ -131,15 +131,16 @@ def _score(model, X: np.ndarray, log) -> np.ndarray:
         return onnx.score(X).astype(np.float64)
 
 
-def score_models(artifacts: list[tuple[str | None, Path]], top_files, qcd_files, max_top: int, max_qcd: int,
-                 device: str, log) -> dict:
-    """Labels and the scores of every model of every artifacts folder on the holdout files."""
+def models_and_inputs(artifacts: list[tuple[str | None, Path]], top_files, qcd_files, max_top: int, max_qcd: int,
+                      device: str, log):
+    """The models of every artifacts folder, the input key of each, and the inputs of each
+    distinct key for the top and QCD jets of the files (variants of a model share theirs):
+    ``(models, keys, sig, bkg)``, ``sig[key]`` the stacked inputs."""
     from coffea_jetimg.inputs import input_key
 
     models = {}
     for label, art_dir in artifacts:
         models.update(_models_in(art_dir, label, device))
-    # one input build per distinct input spec (variants of a model share theirs)
     keys = {name: input_key(spec) for name, (_, spec) in models.items()}
     specs = {key: models[name][1] for name, key in keys.items()}
     t0 = time.perf_counter()
@@ -147,6 +148,14 @@ def score_models(artifacts: list[tuple[str | None, Path]], top_files, qcd_files,
     bkg = build_dataset(qcd_files, 0, specs, max_qcd)
     n_s, n_b = len(next(iter(sig.values()))), len(next(iter(bkg.values())))
     log(f"inputs built in {time.perf_counter() - t0:.1f} s: {n_s} top, {n_b} QCD jets, {len(specs)} input kinds")
+    return models, keys, sig, bkg
+
+
+def score_models(artifacts: list[tuple[str | None, Path]], top_files, qcd_files, max_top: int, max_qcd: int,
+                 device: str, log) -> dict:
+    """Labels and the scores of every model of every artifacts folder on the holdout files."""
+    models, keys, sig, bkg = models_and_inputs(artifacts, top_files, qcd_files, max_top, max_qcd, device, log)
+    n_s, n_b = len(next(iter(sig.values()))), len(next(iter(bkg.values())))
     out = {"y": np.concatenate([np.ones(n_s, np.int8), np.zeros(n_b, np.int8)])}
     for name, (model, _) in models.items():
         X = np.concatenate([sig[keys[name]], bkg[keys[name]]])

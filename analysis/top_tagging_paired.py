@@ -31,8 +31,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from top_tagging import _finite, build_dataset, metrics  # noqa: E402
-from top_tagging_holdout import _models_in, _score, add_ensembles  # noqa: E402
+from top_tagging import _finite, metrics
+from top_tagging_holdout import _score, add_ensembles, models_and_inputs
 
 
 def clean_test_jets(n_per_class: int, ref_per_class: int, seed: int):
@@ -69,30 +69,20 @@ def main(argv=None) -> int:
     def log(msg):
         print(f"[{time.perf_counter() - t_start:7.1f} s] {msg}", flush=True)
 
-    from coffea_jetimg.inputs import input_key
-
     n, m = args.jets_per_class, args.reference_jets_per_class
     if m >= n:
         ap.error("--reference-jets-per-class must be smaller than --jets-per-class")
     top = sorted(str(p) for p in args.data_dir.glob(f"top_s{args.seed}_r*.root"))
     qcd = sorted(str(p) for p in args.data_dir.glob(f"qcd_s{args.seed}_r*.root"))
-    rnd = lambda p: int(Path(p).stem.rsplit("_r", 1)[1])  # noqa: E731  (file order = round order)
+    rnd = lambda p: int(Path(p).stem.rsplit("_r", 1)[1])
     top, qcd = sorted(top, key=rnd), sorted(qcd, key=rnd)
-    models = {}
-    for a in args.artifacts:
-        label, _, d = a.partition("=")
-        models.update(_models_in(Path(d), label, args.device))
-    keys = {name: input_key(spec) for name, (_, spec) in models.items()}
-    specs = {key: models[name][1] for name, key in keys.items()}
-    t0 = time.perf_counter()
-    sig = build_dataset(top, 1, specs, n)
-    bkg = build_dataset(qcd, 0, specs, n)
+    artifacts = [(a.partition("=")[0], Path(a.partition("=")[2])) for a in args.artifacts]
+    models, keys, sig, bkg = models_and_inputs(artifacts, top, qcd, n, n, args.device, log)
     n_s, n_b = len(next(iter(sig.values()))), len(next(iter(bkg.values())))
     if n_s != n or n_b != n:
         raise SystemExit(f"{args.data_dir}: {n_s} top and {n_b} QCD jets, need {n} each (run top_tagging.py first)")
-    log(f"inputs built in {time.perf_counter() - t0:.1f} s: {n_s} top, {n_b} QCD jets, {len(specs)} input kinds")
     y = np.concatenate([np.ones(n, np.int8), np.zeros(n, np.int8)])
-    data = {k: np.concatenate([sig[k], bkg[k]]) for k in specs}
+    data = {k: np.concatenate([sig[k], bkg[k]]) for k in sig}
     idx, te = clean_test_jets(n, m, args.seed)
     log(f"test split of the {n}/class run: {len(te)} jets; not trained or validated on by the {m}/class run: "
         f"{len(idx)} ({int(y[idx].sum())} top, {int((1 - y[idx]).sum())} QCD)")
