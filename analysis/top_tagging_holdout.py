@@ -38,16 +38,14 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from top_tagging import (  # noqa: F401  (rejection_at: part of this script's tested arithmetic)
+from top_tagging import (
     ABS_ETA_MAX,
     BDT_FEATURES,
-    EFFS,
     PT_RANGE,
     _finite,
     _round_stats,
     build_dataset,
     metrics,
-    rejection_at,
 )
 
 

@@ -76,7 +76,7 @@ def detect_layout(events, jets: str = "FatJet") -> str:
     )
 
 
-def _group_by_jet(n_jets, cand_event, cand_jet, records: dict[str, np.ndarray]):
+def _group_by_jet(n_jets, cand_event, cand_jet, records: dict[str, np.ndarray], src=None, clean=None):
     """Group flat candidates into ``events → jets → candidates``.
 
     Parameters
@@ -86,7 +86,13 @@ def _group_by_jet(n_jets, cand_event, cand_jet, records: dict[str, np.ndarray]):
     cand_event, cand_jet : ndarray of int, shape (n_cands,)
         Event index and jet index inside that event of each candidate. Candidates whose jet
         index is outside ``[0, n_jets[event])`` are dropped (the jet was not stored).
-    records : dict of str to ndarray, each shape (n_cands,)
+    records : dict of str to ndarray
+        Each shape (n_cands,), or, with ``src``, any length: candidate ``i`` is row ``src[i]``
+        (PFNano: the whole PFCands columns, gathered once, after dropping and ordering).
+    src : ndarray of int, shape (n_cands,), optional
+    clean : callable, optional
+        ``clean(cols) -> keep mask`` on the gathered columns (it may replace columns in ``cols``);
+        candidates with a False are dropped.
 
     Returns
     -------
@@ -94,7 +100,14 @@ def _group_by_jet(n_jets, cand_event, cand_jet, records: dict[str, np.ndarray]):
         ``n_events * var * var * {records}``; candidate order inside a jet is the input order.
     """
     take, gjet = _jet_order(n_jets, cand_event, cand_jet)
-    cols = {k: _take(v, take) for k, v in records.items()}
+    if src is not None:
+        take = src if take is None else src[take]
+    cols = {k: np.asarray(v) if take is None else np.asarray(v)[take] for k, v in records.items()}
+    if clean is not None and len(gjet):
+        keep = clean(cols)
+        if not keep.all():
+            cols = {k: v[keep] for k, v in cols.items()}
+            gjet = gjet[keep]
     return _assemble(n_jets, gjet, cols)
 
 
@@ -122,11 +135,6 @@ def _jet_order(n_jets, cand_event, cand_jet):
         take = order if take is None else take[order]
         gjet = gjet[order]
     return take, gjet
-
-
-def _take(values, take):
-    values = np.asarray(values)
-    return values if take is None else values[take]
 
 
 def _assemble(n_jets, gjet, cols: dict[str, np.ndarray]):
@@ -282,19 +290,11 @@ def _constituents_eager(events, jets: str, sanitize: bool = True):
     n_jets, ev, jet_idx, records, src = _LAYOUTS[layout](events, jets)
     if "pt" not in records or "eta" not in records or "phi" not in records:
         raise ConstituentsError(f"constituents of '{jets}' lack pt/eta/phi columns")
-    take, gjet = _jet_order(n_jets, ev, jet_idx)
-    if src is not None:
-        take = src if take is None else src[take]
-    cols = {k: _take(v, take) for k, v in records.items()}
-    if "mass" not in cols:
-        cols["mass"] = np.zeros_like(cols["pt"])
-    if sanitize and len(cols["pt"]):
-        # only the candidates of stored jets are checked (not every PFCand of the event)
-        keep = _sanitize(cols, f"constituents of {jets}")
-        if not keep.all():
-            cols = {k: v[keep] for k, v in cols.items()}
-            gjet = gjet[keep]
-    out = _assemble(n_jets, gjet, cols)
+    if "mass" not in records:
+        records["mass"] = np.zeros_like(records["pt"])
+    # only the candidates of stored jets are checked (not every PFCand of the event)
+    clean = (lambda cols: _sanitize(cols, f"constituents of {jets}")) if sanitize else None
+    out = _group_by_jet(n_jets, ev, jet_idx, records, src=src, clean=clean)
     from coffea.nanoevents.methods import vector
 
     return ak.with_name(out, "PtEtaPhiMLorentzVector", behavior=vector.behavior)

@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
 
+import top_tagging as T
 import top_tagging_holdout as H
 
 
@@ -17,10 +18,10 @@ def test_rejection_counts_background_above_the_signal_quantile():
     sig = np.arange(1000) / 1000.0  # cut for eff 0.3: the 0.7 quantile of 0.000 .. 0.999 = 0.6993
     bkg = np.linspace(0.0, 1.0, 201)  # 0.005 steps: 61 values above the cut (0.700 .. 1.000)
     cut = np.quantile(sig, 0.7)
-    r, n_pass = H.rejection_at(sig, bkg, 0.3)
+    r, n_pass = T.rejection_at(sig, bkg, 0.3)
     assert n_pass == int((bkg > cut).sum()) == 61
     assert r == pytest.approx(201 / 61)
-    r0, n0 = H.rejection_at(sig, np.zeros(50), 0.3)
+    r0, n0 = T.rejection_at(sig, np.zeros(50), 0.3)
     assert n0 == 0 and r0 == float("inf")
 
 
