@@ -518,13 +518,17 @@ def _pixels_slow(x, xo, phi, o, n, ref, cx, cp, inv_de, inv_dp, be, bp, n_oe, n_
 
 
 @numba.njit(cache=True, fastmath={"reassoc", "nsz"})
-def _pixels_rotated(u, v, n, c, sn, fu, inv_de, inv_dp, be, bp, n_oe, n_op, pix, weights, o):
-    """As :func:`_pixels_fast` for final coordinates (``u[k]``, ``v[k]``) rotated by
-    (cos, sin) = (c, sn) and flipped in u by ``fu`` (±1)."""
+def _pixels_rotated(u, v, n, mu, mv, c, sn, fu, inv_de, inv_dp, be, bp, n_oe, n_op, pix, weights, o):
+    """As :func:`_pixels_fast` for coordinates (``u[k] - mu``, ``v[k] - mv`` wrapped by one step)
+    rotated by (cos, sin) = (c, sn) and flipped in u by ``fu`` (±1)."""
     t = 0.0
     for k in range(n):
-        ru = c * u[k] - sn * v[k]
-        rv = sn * u[k] + c * v[k]
+        uu = u[k] - mu
+        vv = v[k] - mv
+        vv = vv - TWO_PI if vv > PI else vv
+        vv = vv + TWO_PI if vv <= -PI else vv
+        ru = c * uu - sn * vv
+        rv = sn * uu + c * vv
         q = _cell(fu * ru * inv_de + be, rv * inv_dp + bp, n_oe, n_op)
         pix[k] = q
         t += np.float64(weights[0, o + np.uint64(k)]) if q >= 0 else 0.0
@@ -888,29 +892,25 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
             sh_dy = math.sinh(dy)
         else:
             dy = 0.0
-        # (3) final coordinates → output pixel (as the general scatter), channel sums
+        # (3) final coordinates → output pixel (as the general scatter), channel sums. The shift
+        # to maximum 1 (hardest pixel) is fused with the binning: u - mu, and v - mv wrapped by
+        # one step, which is exact here (sv and mv lie in (-π, π], so v - mv lies in (-2π, 2π)).
+        su_shift = 0.0
+        sv_shift = 0.0
         if hardest:
             if hboost:
                 for k in range(n):
                     j = o + np.uint64(k)
                     su[k] = _eta_after_boost(pt[j], eta[j], mass[j], ch_dy, sh_dy, dy)
             else:
-                for k in range(n):
-                    su[k] = su[k] - mu
-            nbad = 0
-            for k in range(n):
-                v = sv[k] - mv
-                v = v - TWO_PI if v > PI else v
-                v = v + TWO_PI if v <= -PI else v
-                nbad += 1 if (v > PI or v <= -PI) else 0
-                sv[k] = v
-            if nbad > 0:  # the full wraps, from phi, as the general path
-                for k in range(n):
-                    sv[k] = wrap_phi(wrap_phi(wrap_phi(phi[o + np.uint64(k)] - phi_ref) - cp) - mv)
+                su_shift = mu
+            sv_shift = mv
         if transform:
-            t0 = _pixels_rotated(su, sv, n, c, sn, fu, inv_de, inv_dp, ce, cp_, n_oe, n_op, pix, weights, o)
+            t0 = _pixels_rotated(su, sv, n, su_shift, sv_shift, c, sn, fu, inv_de, inv_dp, ce, cp_, n_oe, n_op,
+                                 pix, weights, o)
         else:
-            t0 = _pixels_fast(su, np.uint64(0), sv, n, 0.0, 0.0, inv_de, inv_dp, ce, cp_, n_oe, n_op, pix, weights, o)
+            t0 = _pixels_fast(su, np.uint64(0), sv, n, su_shift, sv_shift, inv_de, inv_dp, ce, cp_, n_oe, n_op,
+                              pix, weights, o)
         if _channel_scales(weights, o, n, pix, n_ch, norm, scale, t0) <= 0.0:
             continue
         if n_ch == 1:
