@@ -660,7 +660,7 @@ def _images_centroid(offsets, pt, eta, phi, mass, weights, out, valid, coord, ce
         valid[i] = True
 
 
-@numba.njit(cache=True, fastmath={"nnan", "ninf", "nsz"})
+@numba.njit(cache=True, fastmath={"nnan", "ninf", "nsz", "reassoc"})
 def _first_max(key, n):
     """Index of the first maximum of ``key[:n]`` if that maximum is > 0, else -1: the same pick
     as a running ``if key[t] > best`` scan (first one wins ties), without its loop-carried
@@ -712,7 +712,6 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
     tw = np.zeros(ng + 1, np.float64)
     tu = np.zeros(ng + 1, np.float64)
     tv = np.zeros(ng + 1, np.float64)
-    tfar = np.zeros(ng + 1, np.bool_)
     tkey = np.zeros(ng + 1, np.float64)
     ng_i = np.int32(ng)
     res = np.zeros((3, 2), np.float64)
@@ -844,22 +843,22 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
                 d = w if w != 0.0 else 1.0  # a zero-pT pixel is never a maximum
                 tu[t] = tu[t] / d
                 tv[t] = tv[t] / d
+                tkey[t] = w
             res[0, 0] = tu[best]
             res[0, 1] = tv[best]
             nmax = 1
             # maximum m (2, 3): the hardest pixel farther than min_dr from every maximum before it
-            # (``tfar`` remembers "far from all so far"): a vectorisable pass writing the
-            # candidates' pT (0 for the others), then _first_max
-            tfar[:nt] = True
+            # (``tkey``: the pixel's pT while it is far from all maxima so far, else 0; it
+            # starts as tw): a vectorisable pass zeroing the pixels near maximum m - 1, then
+            # _first_max. (With a separate bool "far" array and a max reduction that did not
+            # vectorise, the deeptop recipe took 14.6 instead of 13.7-14.2 ns per constituent.)
             for m in range(1, 3):
                 ru = res[m - 1, 0]
                 rv = res[m - 1, 1]
                 for t in range(nt):
                     du = tu[t] - ru
                     dv = tv[t] - rv
-                    far = tfar[t] & (not (du * du + dv * dv <= dr2))
-                    tfar[t] = far
-                    tkey[t] = tw[t] if far else 0.0
+                    tkey[t] = 0.0 if du * du + dv * dv <= dr2 else tkey[t]
                 best = _first_max(tkey, nt)
                 if best < 0:
                     break
