@@ -660,16 +660,33 @@ def _images_centroid(offsets, pt, eta, phi, mass, weights, out, valid, coord, ce
         valid[i] = True
 
 
-@numba.njit(cache=True, fastmath={"nnan", "ninf", "nsz", "reassoc"})
+@numba.njit(cache=True)
 def _first_max(key, n):
     """Index of the first maximum of ``key[:n]`` if that maximum is > 0, else -1: the same pick
     as a running ``if key[t] > best`` scan (first one wins ties), without its loop-carried
-    compare-and-select chain: the max reduction vectorises (max is exact in any order; the keys
-    are finite), then one early-exit search."""
-    mx = 0.0
-    for t in range(n):
-        k = key[t]
-        mx = k if k > mx else mx
+    compare-and-select chain: the max over four interleaved running maxima (max is exact in any
+    order; LLVM here does not vectorise a float max reduction, so the four chains are written
+    out), then one early-exit search."""
+    m0 = 0.0
+    m1 = 0.0
+    m2 = 0.0
+    m3 = 0.0
+    n4 = n - n % 4
+    for t in range(0, n4, 4):
+        k0 = key[t]
+        k1 = key[t + 1]
+        k2 = key[t + 2]
+        k3 = key[t + 3]
+        m0 = k0 if k0 > m0 else m0
+        m1 = k1 if k1 > m1 else m1
+        m2 = k2 if k2 > m2 else m2
+        m3 = k3 if k3 > m3 else m3
+    for t in range(n4, n):
+        k0 = key[t]
+        m0 = k0 if k0 > m0 else m0
+    m0 = m1 if m1 > m0 else m0
+    m2 = m3 if m3 > m2 else m2
+    mx = m2 if m2 > m0 else m0
     if not mx > 0.0:
         return -1
     for t in range(n):
