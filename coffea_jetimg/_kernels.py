@@ -695,13 +695,6 @@ def _first_max(key, n):
     return -1
 
 
-@numba.njit(cache=True, inline="always")
-def _out_pixel(u, v, inv_de, inv_dp, ce, cp, n_oe, n_op):
-    """Output pixel (int32) of (u, v) as the general scatter, floor(u / d + 0.5 + h - off);
-    -1 outside the window. Branch-free (:func:`_cell`); ``ce``, ``cp`` are ``0.5 + h - off``."""
-    return _cell(u * inv_de + ce, v * inv_dp + cp, n_oe, n_op)
-
-
 @numba.njit(cache=True)
 def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, centre, boost, rotation, flip, norm,
                    n_eta, n_phi, d_eta, d_phi, n_oe, n_op, maxima_dr, su, sv, pix):
@@ -721,12 +714,11 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
     ng = n_eta * n_phi
     # per grid pixel (one 32-byte row: one cache line per touch): w, w u, w v and the jet that
     # last touched it; gt lists the touched pixels in first-touch order, and per touched pixel
-    # tw, tu, tv hold the sums gathered from the grid. Grid pixel ng is the sink for constituents
+    # tkey (pT), tu, tv hold the sums gathered from the grid. Grid pixel ng is the sink for constituents
     # outside the grid.
     gt = np.empty(ng + 1, np.int32)
     gacc = np.zeros((ng + 1, 4), np.float64)
     gacc[:, 3] = -1.0
-    tw = np.zeros(ng + 1, np.float64)
     tu = np.zeros(ng + 1, np.float64)
     tv = np.zeros(ng + 1, np.float64)
     tkey = np.zeros(ng + 1, np.float64)
@@ -842,7 +834,7 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
         for t in range(nt):
             p = np.uint64(gt[t])
             w = gacc[p, 0]
-            tw[t] = w
+            tkey[t] = w  # the pixel's pT: the key of maxima 2 and 3 below
             tu[t] = gacc[p, 1]
             tv[t] = gacc[p, 2]
             gacc[p, 0] = 0.0
@@ -856,17 +848,15 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
         gacc[ng, 2] = 0.0
         if best >= 0:
             for t in range(nt):  # positions: a separate loop, so that the divisions vectorise
-                w = tw[t]
+                w = tkey[t]
                 d = w if w != 0.0 else 1.0  # a zero-pT pixel is never a maximum
                 tu[t] = tu[t] / d
                 tv[t] = tv[t] / d
-                tkey[t] = w
             res[0, 0] = tu[best]
             res[0, 1] = tv[best]
             nmax = 1
             # maximum m (2, 3): the hardest pixel farther than min_dr from every maximum before it
-            # (``tkey``: the pixel's pT while it is far from all maxima so far, else 0; it
-            # starts as tw): a vectorisable pass zeroing the pixels near maximum m - 1, then
+            # (``tkey``: the pixel's pT while it is far from all maxima so far, else 0): a vectorisable pass zeroing the pixels near maximum m - 1, then
             # _first_max. (With a separate bool "far" array and a max reduction that did not
             # vectorise, the deeptop recipe took 14.6 instead of 13.7-14.2 ns per constituent.)
             for m in range(1, 3):
