@@ -250,8 +250,9 @@ def _maxima(i, s, n, pt, su, sv, n_eta, n_phi, d_eta, d_phi, min_dr, gacc, gtouc
     for t in range(nt):
         p = gtouched[t]
         w = gacc[p, 1]
-        gacc[p, 2] /= w
-        gacc[p, 3] /= w
+        d = w if w != 0.0 else 1.0  # a zero-pT pixel (zero-pT constituents) is never a maximum
+        gacc[p, 2] /= d
+        gacc[p, 3] /= d
         if w > bw:
             best = p
             bw = w

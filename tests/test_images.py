@@ -369,8 +369,8 @@ def test_fast_path_equals_general_path(coordinate, normalize):
 
 def _prong_jets(n=400, seed=7):
     """Seeded top-like jets: three prongs of Gaussian sprays around a random axis (some across
-    φ = ±π), with a fifth of the jets on integer pT (ties between pixels) and a few with one or
-    two constituents (fewer than three maxima)."""
+    φ = ±π), with a fifth of the jets on integer pT (ties between pixels), a seventh with zero-pT
+    constituents, and a few with one or two constituents (fewer than three maxima)."""
     rng = np.random.default_rng(seed)
     jets = []
     for i in range(n):
@@ -383,6 +383,8 @@ def _prong_jets(n=400, seed=7):
         pt = rng.exponential(15.0, nc) * np.array([1.0, 0.6, 0.3])[prong] + 0.2
         if i % 5 == 1:
             pt = np.round(pt) + 1.0
+        if i % 7 == 3:  # zero-pT constituents, some of them the first in their pixel
+            pt[::4] = 0.0
         eta = eta0 + pdeta[prong] + rng.normal(0, 0.07, nc)
         phi = phi0 + pdphi[prong] + rng.normal(0, 0.07, nc)
         phi = np.pi - np.mod(np.pi - phi, 2 * np.pi)
