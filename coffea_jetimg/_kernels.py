@@ -667,7 +667,8 @@ def _first_max(key, n):
     as a running ``if key[t] > best`` scan (first one wins ties), without its loop-carried
     compare-and-select chain: the max over four interleaved running maxima (max is exact in any
     order; LLVM here does not vectorise a float max reduction, so the four chains are written
-    out), then one early-exit search."""
+    out), then a branch-free backward search for its first index (the early-exit search it
+    replaces mispredicted on its exit: deeptop 13.4 -> 12.9 ns per constituent)."""
     m0 = 0.0
     m1 = 0.0
     m2 = 0.0
@@ -688,12 +689,10 @@ def _first_max(key, n):
     m0 = m1 if m1 > m0 else m0
     m2 = m3 if m3 > m2 else m2
     mx = m2 if m2 > m0 else m0
-    if not mx > 0.0:
-        return -1
-    for t in range(n):
-        if key[t] == mx:
-            return t
-    return -1
+    idx = -1
+    for t in range(n - 1, -1, -1):  # branch-free: the first t with key[t] == mx
+        idx = t if key[t] == mx else idx
+    return idx if mx > 0.0 else -1
 
 
 @numba.njit(cache=True)
@@ -713,16 +712,20 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
     n_jets = offsets.shape[0] - 1
     n_ch = weights.shape[0]
     ng = n_eta * n_phi
-    # per grid pixel (one 32-byte row: one cache line per touch): w, w u, w v and the jet that
-    # last touched it; gt lists the touched pixels in first-touch order, and per touched pixel
-    # tkey (pT), tu, tv hold the sums gathered from the grid. Grid pixel ng is the sink for constituents
-    # outside the grid.
-    gt = np.empty(ng + 1, np.int32)
+    # per grid pixel (one 32-byte row, the 4th slot padding: one cache line per touch): w, w u,
+    # w v; gt lists the touched pixels in first-touch order, and per listed pixel tkey (pT), tu,
+    # tv hold the sums gathered from the grid. A pixel is listed when its w sum is 0.0 before the
+    # add: its first touch (a pixel touched first by zero-pT constituents is listed again; its
+    # later entries gather the zeros that the first one left, and a zero-pT pixel is never a
+    # maximum, so the maxima are those of the general path's per-jet marker). Grid pixel ng is the
+    # sink for constituents outside the grid: its w sum is NaN, never 0.0, so it is never listed.
+    nl = max(ng + 1, su.shape[0] + 1)  # listed entries: at most one per pixel, or per constituent
+    gt = np.empty(nl, np.int32)
     gacc = np.zeros((ng + 1, 4), np.float64)
-    gacc[:, 3] = -1.0
-    tu = np.zeros(ng + 1, np.float64)
-    tv = np.zeros(ng + 1, np.float64)
-    tkey = np.zeros(ng + 1, np.float64)
+    gacc[ng, 0] = np.nan
+    tu = np.zeros(nl, np.float64)
+    tv = np.zeros(nl, np.float64)
+    tkey = np.zeros(nl, np.float64)
     ng_i = np.int32(ng)
     res = np.zeros((3, 2), np.float64)
     h_e = n_eta // 2
@@ -786,8 +789,6 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
             ch_dy = 1.0
             sh_dy = 0.0
         nt = 0
-        fi = np.float64(i)
-        gacc[ng, 3] = fi  # the sink for constituents outside the grid: never 'fresh', slot ng
         if boost_now:
             for k in range(n):
                 j = o + np.uint64(k)
@@ -817,11 +818,10 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
             # (this loop: 9.3 → 3.7 ns per constituent; one row per pixel: → 2.4)
             p = np.uint64(pix[k])  # >= 0 here (the sink is ng): unsigned, no negative-index wrap
             w = np.float64(pt[o + np.uint64(k)])
-            fresh = gacc[p, 3] != fi
-            gacc[p, 3] = fi
+            g0 = gacc[p, 0]
             gt[nt] = p
-            nt += 1 if fresh else 0
-            gacc[p, 0] += w
+            nt += 1 if g0 == 0.0 else 0
+            gacc[p, 0] = g0 + w
             gacc[p, 1] += w * su[k]
             gacc[p, 2] += w * sv[k]
         # maxima over the touched pixels, first-touched first on ties (as _maxima): gather each
@@ -844,7 +844,7 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
             big = w > bw
             best = t if big else best
             bw = w if big else bw
-        gacc[ng, 0] = 0.0
+        gacc[ng, 0] = np.nan
         gacc[ng, 1] = 0.0
         gacc[ng, 2] = 0.0
         if best >= 0:
