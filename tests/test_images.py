@@ -355,15 +355,33 @@ def test_eager_equals_dask(pfnano_constituents, spec):
 
 @pytest.mark.parametrize("coordinate", ["eta", "rapidity"])
 @pytest.mark.parametrize("normalize", ["sum", "none"])
-def test_fast_path_equals_general_path(coordinate, normalize):
-    # pT-centroid translation has a dedicated kernel; a tiny threshold sends the same spec
-    # through the general one
+@pytest.mark.parametrize("centre,boost,given", [
+    ("centroid", False, False), ("jet_axis", False, False), ("jet_axis", True, False), ("jet_axis", True, True),
+    ("leading", False, False), ("leading", True, False),
+])
+def test_fast_path_equals_general_path(coordinate, normalize, centre, boost, given):
+    # centroid, jet-axis and leading-constituent centring have a dedicated kernel; a tiny
+    # threshold sends the same spec through the general one. Zero-pT constituents and jets
+    # (no usable axis: the leading constituent) and pT ties for the leading one are included.
     x = _random_jets(n=300, eta0=1.0, phi0=3.1, spread=0.2)
-    spec = JetImageSpec(npix=25, pixel_size=0.04, boost=False, coordinate=coordinate, normalize=normalize,
-                        channels=("all", "charged", "neutral"))
-    fast, vf = jet_images(x, spec, return_mask=True)
-    general, vg = jet_images(x, spec.replace(threshold=1e-30), return_mask=True)
+    pt = ak.to_numpy(ak.flatten(x.pt)).copy()
+    pt[::7] = 0.0
+    pt[::11] = 5.0
+    x = ak.with_field(x, ak.unflatten(pt, ak.num(x)), "pt")
+    zero = ak.zip({f: x[f][:3] * (0 if f == "pt" else 1) for f in x.fields})  # no pT at all
+    flat = ak.zip({f: x[f][3:9] * 0 + 3 if f == "pt" else x[f][3:9] for f in x.fields})  # all tied
+    x = ak.concatenate([x, zero, flat])
+    spec = JetImageSpec(npix=25, pixel_size=0.04, boost=boost, coordinate=coordinate, normalize=normalize,
+                        centre=centre, channels=("all", "charged", "neutral"))
+    kw = {}
+    if given:
+        rng = np.random.default_rng(5)
+        kw = dict(jet_eta=1.0 + rng.normal(0, 0.05, len(x)), jet_phi=np.pi - 0.02 + rng.normal(0, 0.05, len(x)))
+    fast, vf = jet_images(x, spec, return_mask=True, **kw)
+    general, vg = jet_images(x, spec.replace(threshold=1e-30), return_mask=True, **kw)
     np.testing.assert_array_equal(vf, vg)
+    assert vf.sum() > 250
+    np.testing.assert_array_equal(fast != 0, general != 0)
     np.testing.assert_allclose(fast, general, rtol=1e-5, atol=1e-6)
 
 
