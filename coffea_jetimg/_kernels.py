@@ -37,6 +37,10 @@ __all__ = [
 
 PI = math.pi
 TWO_PI = 2.0 * math.pi
+# heavier-half flips: a constituent within this distance of the axis belongs to neither half. The
+# constituent that defines the centre (maximum 1) sits there up to rounding (w u / w != u in
+# floating point), and its sign would otherwise decide on rounding noise.
+ON_AXIS = 1e-9
 
 # mode codes shared with the adapters
 COORD_ETA, COORD_RAPIDITY = 0, 1
@@ -392,13 +396,13 @@ def _prepare_jet(i, s, n, pt, eta, phi, mass, axis_eta, axis_phi, su, sv, coord,
             w = pt[s + k]
             u = c * su[k] - sn * sv[k]
             v = sn * su[k] + c * sv[k]
-            if u < 0.0:
+            if u < -ON_AXIS:
                 left += w
-            elif u > 0.0:
+            elif u > ON_AXIS:
                 right += w
-            if v < 0.0:
+            if v < -ON_AXIS:
                 down += w
-            elif v > 0.0:
+            elif v > ON_AXIS:
                 up += w
         if flip == FLIP_HEAVIER_HALF:
             flip_u = left > right
@@ -738,8 +742,8 @@ def _first_max(key, n):
 def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, centre, boost, rotation, flip, norm,
                    n_eta, n_phi, d_eta, d_phi, n_oe, n_op, maxima_dr, su, sv, pix):
     """The maxima-based recipes of :func:`jet_images_kernel` (e.g. the ``deeptop`` preset): centre
-    on the pT centroid or on maximum 1 (``hardest_pixel``), maximum 2 to 12 o'clock, maximum 3 to
-    the right, 'sum'/'none' normalisation; coordinate rotation, no towers, threshold or vertical
+    on the pT centroid or on maximum 1 (``hardest_pixel``), maximum 2 to 12 o'clock, maximum 3 (or
+    the heavier half: ``wtag``) to the right, 'sum'/'none' normalisation; coordinate rotation, no towers, threshold or vertical
     flip. The same arithmetic as :func:`_prepare_jet` + :func:`_maxima` + the general scatter
     (so the same pixels; the normalisation differs by float rounding: channel sums are taken
     over constituents, as in :func:`_images_centroid`), in light passes per jet: (1) coordinates
@@ -925,12 +929,6 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
         if rotation == ROT_SECOND_MAX:
             if nmax >= 2 and (res[1, 0] != 0.0 or res[1, 1] != 0.0):
                 c, sn = _to_twelve(res[1, 0], res[1, 1])
-        flip_u = False
-        if flip == FLIP_THIRD_MAX and nmax >= 3:
-            u3 = c * res[2, 0] - sn * res[2, 1]
-            flip_u = u3 < 0.0
-        fu = -1.0 if flip_u else 1.0
-        transform = c != 1.0 or sn != 0.0 or flip_u
         hboost = hardest and do_boost
         if hboost:
             dy = cx + mu
@@ -951,6 +949,30 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
             else:
                 su_shift = mu
             sv_shift = mv
+        # flip decision in the rotated frame (as _prepare_jet)
+        flip_u = False
+        if flip == FLIP_THIRD_MAX and nmax >= 3:
+            u3 = c * res[2, 0] - sn * res[2, 1]
+            flip_u = u3 < 0.0
+        elif flip == FLIP_HEAVIER_HALF:
+            # pT left and right of the (rotated) vertical axis, summed in constituent order
+            # with the general loop's arithmetic: the same decision
+            left = 0.0
+            right = 0.0
+            for k in range(n):
+                w = pt[o + np.uint64(k)]
+                uu = su[k] - su_shift
+                vv = sv[k] - sv_shift
+                vv = vv - TWO_PI if vv > PI else vv
+                vv = vv + TWO_PI if vv <= -PI else vv
+                u = c * uu - sn * vv
+                if u < -ON_AXIS:
+                    left += w
+                elif u > ON_AXIS:
+                    right += w
+            flip_u = left > right
+        fu = -1.0 if flip_u else 1.0
+        transform = c != 1.0 or sn != 0.0 or flip_u
         if transform:
             t0 = _pixels_rotated(su, sv, n, su_shift, sv_shift, c, sn, fu, inv_de, inv_dp, ce, cp_, n_oe, n_op,
                                  pix, weights, o)
@@ -999,8 +1021,8 @@ def jet_images_kernel(offsets, pt, eta, phi, mass, weights, tower_mask, axis_eta
     -----
     pT-centroid, jet-axis, leading-constituent (or no) centring, without rotation, flips, towers
     or threshold and with 'sum'/'none' normalisation, runs in :func:`_images_centroid` (three light passes
-    per jet); centroid or hardest-pixel centring with maximum 2 to 12 o'clock and/or maximum 3 to
-    the right (the ``deeptop`` recipe), coordinate rotation, no towers, threshold or vertical
+    per jet); centroid or hardest-pixel centring with maximum 2 to 12 o'clock and/or maximum 3 (or
+    the heavier half) to the right (the ``deeptop`` and ``wtag`` recipes), coordinate rotation, no towers, threshold or vertical
     flip, 'sum'/'none' normalisation, in :func:`_images_maxima` (same pixels as the general
     loop); everything else in the general loop below.
     """
@@ -1039,9 +1061,10 @@ def jet_images_kernel(offsets, pt, eta, phi, mass, weights, tower_mask, axis_eta
                          norm, n_eta, n_phi, d_eta, d_phi, n_oe, n_op, su, sv, np.empty(max_n, np.int32))
         return
     # fast path: maxima-based recipes (deeptop): centroid or hardest-pixel centring, maximum 2 up,
-    # maximum 3 right, coordinate rotation
+    # maximum 3 (or the heavier half) right, coordinate rotation
     if ((centre == CENTRE_CENTROID or centre == CENTRE_HARDEST_PIXEL) and need_max
-            and (rotation == ROT_NONE or rotation == ROT_SECOND_MAX) and (flip == FLIP_NONE or flip == FLIP_THIRD_MAX)
+            and (rotation == ROT_NONE or rotation == ROT_SECOND_MAX)
+            and (flip == FLIP_NONE or flip == FLIP_THIRD_MAX or flip == FLIP_HEAVIER_HALF)
             and not pixel_rotation and not flip_vertical and not use_tower and threshold <= 0.0
             and (norm == NORM_NONE or norm == NORM_SUM)):
         _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, centre, boost, rotation, flip, norm,

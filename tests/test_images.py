@@ -415,6 +415,7 @@ def _prong_jets(n=400, seed=7):
     {}, {"boost": False}, {"coordinate": "rapidity"}, {"normalize": "none"}, {"centre": "centroid"},
     {"centre": "centroid", "boost": False, "normalize": "none"}, {"flip": "none"}, {"rotation": "none"},
     {"grid": (50, 46), "npix": (33, 32), "channels": ("charged", "neutral"), "normalize": "none", "boost": False},
+    {"flip": "heavier_half"}, {"flip": "heavier_half", "boost": False, "normalize": "none", "maxima_dr": 0.2},
 ])
 def test_maxima_fast_path_equals_general_path(changes, pfnano_file):
     # the maxima-based recipes (deeptop) have a dedicated kernel; a tiny threshold sends the
