@@ -247,6 +247,20 @@ def main(argv=None):
           f"{(t_fl / 0.7 - t_faults) / offsets[-1] * 1e9:.1f} ns per constituent, beside the page faults that "
           f"ours and the floor both pay")
 
+    # every preset (and qg with the jet axis given, as a processor can pass FatJet eta/phi): the
+    # kernel alone, in cache, per constituent, beside (a)
+    ax_e = np.asarray(cols["eta"][offsets[:m_c]], np.float64)  # any axis near the jet will do
+    ax_p = np.asarray(cols["phi"][offsets[:m_c]], np.float64)
+    parts = []
+    for name, pspec, axes in [(p, JetImageSpec.preset(p), ()) for p in ("qg", "komiske", "wtag", "deeptop")] + [
+            ("qg, axis given", JetImageSpec.preset("qg"), (ax_e, ax_p)),
+            ("qg, no boost, axis given", JetImageSpec.preset("qg", boost=False), (ax_e, ax_p))]:
+        buf = np.zeros((m_c, *pspec.shape), np.float32)
+        call = image_kernel_call(offsets[: m_c + 1], cols, pspec, *axes)
+        t_p, _ = timeit(lambda: [call(buf, small_valid) for _ in range(reps // 5)], args.repeats)
+        parts.append(f"{name} {t_p / (reps // 5) / offsets[m_c] * 1e9:.1f}")
+    print(f"presets, kernel in cache, ns per constituent (beside (a) {ns_c:.1f}): " + "; ".join(parts))
+
     # consistency: our image of (a) vs energyflow on the same jets (structure, not timing)
     pixelate, how = load_pixelate()
     ef_speed = float("nan")
