@@ -136,6 +136,17 @@ def _eta_after_boost(pt, eta, m, ch_dy, sh_dy, dy):
 
 
 @numba.njit(cache=True)
+def _leading(o, n, pt):
+    """Position k (``np.uint64``) of the hardest of constituents ``o .. o+n-1``, the first one on
+    ties (n >= 1)."""
+    lead = np.uint64(0)
+    for k in range(1, n):
+        kk = np.uint64(k)
+        lead = kk if pt[o + kk] > pt[o + lead] else lead
+    return lead
+
+
+@numba.njit(cache=True)
 def _constituent_axis(o, n, pt, eta, phi, mass, coord, phi_ref):
     """Jet axis from the 4-vector sum of constituents ``o .. o+n-1``: (ok, x, dphi) with x the
     axis eta (or rapidity) and dphi = phi_axis - phi_ref wrapped. ok = 2: both valid; 1: only
@@ -175,10 +186,7 @@ def _coords_and_centre(s, n, pt, eta, phi, mass, coord, centre, axis_eta, axis_p
     (cx, cp) is the centre in (coordinate, phi - phi_ref) for the centring modes that do not need
     pixel maxima (hardest_pixel starts from the jet axis).
     """
-    lead = s
-    for k in range(s, s + n):
-        if pt[k] > pt[lead]:
-            lead = k
+    lead = s + np.int64(_leading(np.uint64(s), n, pt))
     # any constituent is a good reference to unwrap the jet's phi (jets are narrower than π)
     phi_ref = phi[s] if centre != CENTRE_NONE else 0.0
     for k in range(n):
@@ -609,8 +617,7 @@ def _images_centroid(offsets, pt, eta, phi, mass, weights, axis_eta, axis_phi, o
     """The common case of :func:`jet_images_kernel`: move the pT centroid, the jet axis (given,
     or the constituents' 4-vector sum, as :func:`_coords_and_centre`), the leading constituent
     (or nothing) to the centre by a translation (or, with ``boost``, a longitudinal boost),
-    normalise each channel
-    to unit sum (or not). Same results, fewer and lighter passes: (1) centroid (branch-free,
+    normalise each channel to unit sum (or not). Same results, fewer and lighter passes: (1) centroid (branch-free,
     vectorised), (2) output pixel of each constituent with the first channel's sum
     (branch-free), (3) one scaled write per constituent into the zero-filled image. ``su``,
     ``sv`` (float64) and ``pix`` (int32) are scratch of the largest jet's size."""
@@ -668,10 +675,7 @@ def _images_centroid(offsets, pt, eta, phi, mass, weights, axis_eta, axis_phi, o
             elif centre == CENTRE_JET_AXIS:
                 ok, cx, cp = _constituent_axis(o, n, pt, eta, phi, mass, coord, ref)
             if ok < 2:
-                lead = np.uint64(0)
-                for k in range(1, n):
-                    kk = np.uint64(k)
-                    lead = kk if pt[o + kk] > pt[o + lead] else lead
+                lead = _leading(o, n, pt)
                 cx = np.float64(eta[o + lead]) if use_eta else su[lead]
                 if ok == 0:
                     cp = wrap_phi(phi[o + lead] - ref)
@@ -743,10 +747,10 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
                    n_eta, n_phi, d_eta, d_phi, n_oe, n_op, maxima_dr, su, sv, pix):
     """The maxima-based recipes of :func:`jet_images_kernel` (e.g. the ``deeptop`` preset): centre
     on the pT centroid or on maximum 1 (``hardest_pixel``), maximum 2 to 12 o'clock, maximum 3 (or
-    the heavier half: ``wtag``) to the right, 'sum'/'none' normalisation; coordinate rotation, no towers, threshold or vertical
-    flip. The same arithmetic as :func:`_prepare_jet` + :func:`_maxima` + the general scatter
-    (so the same pixels; the normalisation differs by float rounding: channel sums are taken
-    over constituents, as in :func:`_images_centroid`), in light passes per jet: (1) coordinates
+    the heavier half: ``wtag``) to the right, 'sum'/'none' normalisation; coordinate rotation, no
+    towers, threshold or vertical flip. The same arithmetic as :func:`_prepare_jet` +
+    :func:`_maxima` + the general scatter (so the same pixels; the normalisation differs by float
+    rounding: channel sums are taken over constituents, as in :func:`_images_centroid`), in light passes per jet: (1) coordinates
     and centroid, (2) shift fused with the grid pixel (branch-free), the pT sums on a dense
     grid with the touched pixels listed in first-touch order, then the maxima search over the
     touched pixels only, (3) final shift, then rotation and flip fused with the output pixel,
@@ -816,12 +820,9 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
             cx /= sw
             cp /= sw
         else:
-            lead = s
-            for k in range(s, s + n):
-                if pt[k] > pt[lead]:
-                    lead = k
-            cx = su[lead - s]
-            cp = sv[lead - s]
+            lead = _leading(o, n, pt)
+            cx = su[lead]
+            cp = sv[lead]
         # (2) shift to the centroid (translation; boost for centroid centring with boost) and bin
         # the pT image on the computation grid (as _shift + _maxima)
         boost_now = do_boost and not hardest
@@ -900,9 +901,10 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
             res[0, 1] = tv[best]
             nmax = 1
             # maximum m (2, 3): the hardest pixel farther than min_dr from every maximum before it
-            # (``tkey``: the pixel's pT while it is far from all maxima so far, else 0): a vectorisable pass zeroing the pixels near maximum m - 1, then
-            # _first_max. (With a separate bool "far" array and a max reduction that did not
-            # vectorise, the deeptop recipe took 14.6 instead of 13.7-14.2 ns per constituent.)
+            # (``tkey``: the pixel's pT while it is far from all maxima so far, else 0): a
+            # vectorisable pass zeroing the pixels near maximum m - 1, then _first_max. (With a
+            # separate bool "far" array and a max reduction that did not vectorise, the deeptop
+            # recipe took 14.6 instead of 13.7-14.2 ns per constituent.)
             for m in range(1, 3):
                 ru = res[m - 1, 0]
                 rv = res[m - 1, 1]
@@ -1020,11 +1022,11 @@ def jet_images_kernel(offsets, pt, eta, phi, mass, weights, tower_mask, axis_eta
     Notes
     -----
     pT-centroid, jet-axis, leading-constituent (or no) centring, without rotation, flips, towers
-    or threshold and with 'sum'/'none' normalisation, runs in :func:`_images_centroid` (three light passes
-    per jet); centroid or hardest-pixel centring with maximum 2 to 12 o'clock and/or maximum 3 (or
-    the heavier half) to the right (the ``deeptop`` and ``wtag`` recipes), coordinate rotation, no towers, threshold or vertical
-    flip, 'sum'/'none' normalisation, in :func:`_images_maxima` (same pixels as the general
-    loop); everything else in the general loop below.
+    or threshold and with 'sum'/'none' normalisation, runs in :func:`_images_centroid` (three
+    light passes per jet); centroid or hardest-pixel centring with maximum 2 to 12 o'clock and/or
+    maximum 3 (or the heavier half) to the right (the ``deeptop`` and ``wtag`` recipes),
+    coordinate rotation, no towers, threshold or vertical flip, 'sum'/'none' normalisation, in
+    :func:`_images_maxima` (same pixels as the general loop); everything else in the general loop below.
     """
     n_jets = offsets.shape[0] - 1
     n_ch = out.shape[1]
