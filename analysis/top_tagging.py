@@ -94,6 +94,16 @@ def generate_samples(n_jets: int, data_dir: Path, workers: int, seed: int, reuse
     return files
 
 
+def deeptop_image_spec(channels, normalize="sum"):
+    """The ``deeptop`` image preset with the given channels (one: the paper's pT image) and
+    normalisation."""
+    from dataclasses import replace
+
+    from coffea_jetimg.images import JetImageSpec
+
+    return replace(JetImageSpec.preset("deeptop"), channels=tuple(channels), normalize=normalize)
+
+
 def build_dataset(files: list[str], truth: int, specs: dict[str, dict], max_jets: int):
     """The inputs of every spec for the same selected jets (one read of each file)."""
     import awkward as ak
@@ -201,6 +211,12 @@ def main(argv=None) -> int:
     ap.add_argument("--results", type=Path, default=HERE / "results", help="output folder")
     ap.add_argument("--generate-only", action="store_true", help="stop after generating the samples")
     ap.add_argument("--models", nargs="+", default=["deeptop", "lola", "bdt"], choices=["deeptop", "lola", "bdt"])
+    ap.add_argument("--deeptop-channels", nargs="+", default=["all"], metavar="CHANNEL",
+                    help="image channels of the DeepTop input (coffea_jetimg.images.CHANNELS), e.g. "
+                         "'charged neutral charged_count' for the colour images of arXiv:1803.00107")
+    ap.add_argument("--deeptop-normalize", default="sum", choices=["sum", "sum_all", "none", "max"],
+                    help="DeepTop image normalisation ('sum_all' keeps the charged/neutral pT shares)")
+    ap.add_argument("--deeptop-filters", type=int, default=8, help="filters per DeepTop convolution (paper: 8)")
     ap.add_argument("--n-bootstrap", type=int, default=300, help="bootstrap resamples of the test split")
     args = ap.parse_args(argv)
     if not 0 < args.train_fraction <= 1:
@@ -236,7 +252,7 @@ def main(argv=None) -> int:
         return 0
 
     specs = {
-        "deeptop": make_input_spec("deeptop", image_preset="deeptop"),
+        "deeptop": make_input_spec("deeptop", image_spec=deeptop_image_spec(args.deeptop_channels, args.deeptop_normalize)),
         "lola": make_input_spec("lola", n_constituents=args.n_constituents),
         "bdt": make_input_spec("fc", features=BDT_FEATURES),
     }
@@ -269,7 +285,8 @@ def main(argv=None) -> int:
             extra = {"n_iterations": int(model._clf.n_iter_)}
         else:
             torch.manual_seed(model_seed)
-            model = build_model(name, X.shape[1:], 2)
+            kw = {"filters": args.deeptop_filters} if name == "deeptop" else {}
+            model = build_model(name, X.shape[1:], 2, **kw)
             hist = fit(model, X[tr], y[tr], X_val=X[va], y_val=y[va], epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, seed=model_seed, device=device, patience=args.patience, progress=False,
                        lr_decay=args.lr_decay, lr_patience=args.lr_patience,
@@ -316,7 +333,9 @@ def main(argv=None) -> int:
         "settings": {"epochs_max": args.epochs, "patience": args.patience, "batch_size": args.batch_size,
                      "lr": args.lr, "lr_decay": args.lr_decay, "lr_patience": args.lr_patience,
                      "lola_weight_decay": args.lola_weight_decay, "n_constituents": args.n_constituents,
-                     "bdt_features": BDT_FEATURES,
+                     "bdt_features": BDT_FEATURES, "deeptop_channels": list(args.deeptop_channels),
+                     "deeptop_normalize": args.deeptop_normalize,
+                     "deeptop_filters": args.deeptop_filters,
                      "seed": args.seed, "model_seed": model_seed, "train_fraction": args.train_fraction,
                      "device": device, "torch_threads": args.threads},
         "generation_time_s": {k: round(v, 1) for k, v in gen_time.items()},
