@@ -94,16 +94,6 @@ def generate_samples(n_jets: int, data_dir: Path, workers: int, seed: int, reuse
     return files
 
 
-def deeptop_image_spec(channels, normalize="sum"):
-    """The ``deeptop`` image preset with the given channels (one: the paper's pT image) and
-    normalisation."""
-    from dataclasses import replace
-
-    from coffea_jetimg.images import JetImageSpec
-
-    return replace(JetImageSpec.preset("deeptop"), channels=tuple(channels), normalize=normalize)
-
-
 def build_dataset(files: list[str], truth: int, specs: dict[str, dict], max_jets: int):
     """The inputs of every spec for the same selected jets (one read of each file)."""
     import awkward as ak
@@ -252,7 +242,8 @@ def main(argv=None) -> int:
         return 0
 
     specs = {
-        "deeptop": make_input_spec("deeptop", image_spec=deeptop_image_spec(args.deeptop_channels, args.deeptop_normalize)),
+        "deeptop": make_input_spec("deeptop", image_preset="deeptop", image_overrides={
+            "channels": args.deeptop_channels, "normalize": args.deeptop_normalize}),
         "lola": make_input_spec("lola", n_constituents=args.n_constituents),
         "bdt": make_input_spec("fc", features=BDT_FEATURES),
     }

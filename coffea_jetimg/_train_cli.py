@@ -51,6 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "resnet18/34/50 (event images)")
     m.add_argument("--image-preset", default=None,
                    help="jet-image preset (qg, deeptop, wtag, komiske); default: the one named like the model")
+    m.add_argument("--channels", nargs="+", default=None, metavar="CHANNEL",
+                   help="image channels instead of the preset's (see coffea_jetimg.images.CHANNELS), e.g. "
+                        "'charged neutral' for colour images")
+    m.add_argument("--normalize", choices=("sum", "sum_all", "none", "max"), default=None,
+                   help="image normalisation instead of the preset's ('sum_all' keeps the channels' pT shares)")
+    m.add_argument("--filters", type=int, default=None,
+                   help="filters per convolution of the deeptop/qg/wtag CNNs (default: the paper's)")
     m.add_argument("--n-constituents", type=int, default=40,
                    help="constituents (pT-ordered, zero-padded) per jet for lola / 4-vector inputs")
     m.add_argument("--features", nargs="+", default=None,
@@ -86,6 +93,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="ARTIFACT_DIR", help="artifact directory to write")
 
 
+def _image_overrides(args) -> dict | None:
+    out = {k: v for k, v in (("channels", args.channels), ("normalize", args.normalize)) if v is not None}
+    return out or None
+
+
 def _lambda(args) -> float:
     if args.decorrelate == "none":
         return 0.0
@@ -99,6 +111,15 @@ def main(args) -> int:
 
     from .train import TrainingError, train_model
 
+    cnn = args.model in ("deeptop", "qg", "wtag")
+    if args.filters is not None and (not cnn or args.filters < 1):
+        print(f"coffea-jetimg train: error: --filters {args.filters} needs a CNN model (deeptop, qg, wtag) and a "
+              f"positive count; --model is {args.model}", file=sys.stderr)
+        return 2
+    if _image_overrides(args) and not (cnn or args.model in ("fc", "maxout")):
+        print(f"coffea-jetimg train: error: --channels/--normalize set jet-image settings, but --model "
+              f"{args.model} does not take jet images here", file=sys.stderr)
+        return 2
     pt_range = None
     if args.pt_min is not None or args.pt_max is not None:
         pt_range = (args.pt_min if args.pt_min is not None else 0.0,
@@ -107,6 +128,8 @@ def main(args) -> int:
         res = train_model(
             args.signal, args.background, args.model, args.output,
             image_preset=args.image_preset, n_constituents=args.n_constituents, features=args.features,
+            image_overrides=_image_overrides(args),
+            model_kwargs={"filters": args.filters} if args.filters is not None else None,
             jets=args.jets, pt_range=pt_range, abs_eta_max=args.abs_eta_max, label_from=args.label_from,
             signal_truth=None if args.signal_truth < 0 else args.signal_truth,
             background_truth=None if args.background_truth < 0 else args.background_truth,

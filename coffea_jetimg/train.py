@@ -528,11 +528,13 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
 
 def make_input_spec(architecture: str, *, image_preset: str | None = None, image_spec=None,
                     n_constituents: int = 40, features: Sequence[str] | None = None, jets: str = "FatJet",
-                    event_image_spec: dict | None = None) -> dict:
+                    event_image_spec: dict | None = None, image_overrides: dict | None = None) -> dict:
     """The artifact ``input`` spec for an architecture (``shape`` filled in when known).
 
     Image models use ``image_spec`` or the preset ``image_preset`` (default: the preset named
-    like the architecture, else ``'komiske'``); ``lola`` uses ``n_constituents``; ``fc`` /
+    like the architecture, else ``'komiske'``), with the :class:`~coffea_jetimg.images.JetImageSpec`
+    fields in ``image_overrides`` replaced (e.g. ``{"channels": ("charged", "neutral"),
+    "normalize": "sum_all"}`` for colour images); ``lola`` uses ``n_constituents``; ``fc`` /
     ``maxout`` take images if an image preset/spec is given, else ``features`` if given, else
     4-vectors; the ResNets take event images.
     """
@@ -540,7 +542,7 @@ def make_input_spec(architecture: str, *, image_preset: str | None = None, image
 
     kind = input_kind(architecture)
     if kind == "any":
-        kind = "image" if (image_preset or image_spec) else ("features" if features else "lorentz")
+        kind = "image" if (image_preset or image_spec or image_overrides) else ("features" if features else "lorentz")
     spec = {"kind": kind, "image_spec": None, "n_constituents": None, "features": None,
             "event_image_spec": None, "jets": jets, "shape": None}
     if kind == "image":
@@ -553,6 +555,11 @@ def make_input_spec(architecture: str, *, image_preset: str | None = None, image
             image_spec = JetImageSpec.preset(name)
         elif isinstance(image_spec, dict):
             image_spec = JetImageSpec.from_dict(image_spec)
+        if image_overrides:
+            try:
+                image_spec = JetImageSpec.from_dict({**image_spec.to_dict(), **image_overrides})
+            except (TypeError, ValueError) as err:
+                raise TrainingError(f"image settings {image_overrides}: {err}") from None
         spec["image_spec"] = image_spec.to_dict()
         npix = image_spec.npix if isinstance(image_spec.npix, (tuple, list)) else (image_spec.npix,) * 2
         spec["shape"] = [len(image_spec.channels), int(npix[0]), int(npix[1])]
@@ -721,7 +728,8 @@ def plot_history(history: History, output_dir, name: str = "") -> list[Path]:
 # ----------------------------------------------------------------------------- from files to an artifact
 
 def train_model(signal_files, background_files, architecture: str, output_dir, *,
-                image_preset: str | None = None, image_spec=None, n_constituents: int = 40,
+                image_preset: str | None = None, image_spec=None, image_overrides: dict | None = None,
+                n_constituents: int = 40,
                 features: Sequence[str] | None = None, jets: str = "FatJet", pt_range=None,
                 abs_eta_max: float | None = 2.0, label_from: str = "file", signal_truth: int | None = 1,
                 background_truth: int | None = 0, max_jets_per_class: int | None = None,
@@ -741,7 +749,8 @@ def train_model(signal_files, background_files, architecture: str, output_dir, *
     output_dir : str or Path
         The artifact directory (``model.ts``, ``model.onnx``, ``spec.json``) with
         ``loss.png``, ``auc.png`` and ``checkpoint.pt`` beside them.
-    image_preset, image_spec, n_constituents, features : the input (see :func:`make_input_spec`).
+    image_preset, image_spec, image_overrides, n_constituents, features : the input (see
+        :func:`make_input_spec`).
     pt_range, abs_eta_max : jet selection (GeV; |η|).
     label_from : {'file', 'truth'}
         ``'file'``: signal-file jets are class 1, background-file jets class 0; with
@@ -775,7 +784,8 @@ def train_model(signal_files, background_files, architecture: str, output_dir, *
     if label_from not in ("file", "truth"):
         raise TrainingError(f"label_from must be 'file' or 'truth', got {label_from!r}")
     input_spec = make_input_spec(architecture, image_preset=image_preset, image_spec=image_spec,
-                                 n_constituents=n_constituents, features=features, jets=jets)
+                                 image_overrides=image_overrides, n_constituents=n_constituents, features=features,
+                                 jets=jets)
     kind = input_spec["kind"]
     smear_inputs = jes_smear > 0 and kind != "lorentz"
     sel = dict(jets=jets, pt_range=pt_range, abs_eta_max=abs_eta_max)

@@ -233,10 +233,44 @@ def test_cli_train_image_model(generated_top, generated_qcd, tmp_path, capsys):
     assert "no top jets" in capsys.readouterr().err
 
 
+def test_cli_train_colour_images(generated_top, generated_qcd, tmp_path, capsys):
+    """Colour DeepTop (charged + neutral pT, jointly normalised, wider convolutions) from the CLI:
+    the artifact's spec rebuilds 2-channel images whose channels together sum to 1."""
+    from coffea_jetimg.artifact import load_artifact
+    from coffea_jetimg.cli import main as main_cli
+    from coffea_jetimg.train import load_jets
+
+    out = tmp_path / "colour"
+    argv = ["train", "--signal", generated_top, "--background", generated_qcd, "--model", "deeptop",
+            "--pt-min", "500", "--pt-max", "700", "--epochs", "1", "--batch-size", "64", "--no-progress"]
+    assert main_cli(argv + ["--channels", "charged", "neutral", "--normalize", "sum_all", "--filters", "4",
+                            "-o", str(out)]) == 0
+    art = load_artifact(out)
+    inp = art.spec["input"]
+    assert inp["shape"] == [2, 40, 40]
+    assert inp["image_spec"]["channels"] == ["charged", "neutral"] and inp["image_spec"]["normalize"] == "sum_all"
+    assert art.spec["training"]["model_kwargs"] == {"filters": 4}
+    assert tuple(art.module.state_dict()["features.2.weight"].shape) == (4, 2, 4, 4)  # norm, pad, conv 2 -> 4
+    X, _ = load_jets([generated_top], inp, pt_range=(500, 700), truth_label=1)
+    tot = X.sum(axis=(1, 2, 3))
+    charged = X[:, 0].sum(axis=(1, 2))
+    assert np.allclose(tot, 1.0, atol=1e-4)
+    # top jets: most of the pT is charged or neutral, never all of one kind on average
+    assert 0.3 < charged.mean() < 0.9, charged.mean()
+    capsys.readouterr()
+    # settings that cannot apply are refused with a message naming them
+    assert main_cli(argv[:6] + ["lola"] + argv[7:] + ["--filters", "8", "-o", str(tmp_path / "a")]) == 2
+    assert "--filters" in capsys.readouterr().err
+    assert main_cli(argv[:6] + ["lola"] + argv[7:] + ["--channels", "charged", "-o", str(tmp_path / "b")]) == 2
+    assert "--channels" in capsys.readouterr().err
+    assert main_cli(argv + ["--channels", "tracks", "-o", str(tmp_path / "c")]) == 2
+    assert "'tracks'" in capsys.readouterr().err
+
+
 def test_cli_help_lists_every_option():
     r = subprocess.run([sys.executable, "-m", "coffea_jetimg.cli", "train", "--help"], capture_output=True, text=True)
     assert r.returncode == 0
     for opt in ("--signal", "--background", "--model", "--image-preset", "--n-constituents", "--epochs",
                 "--batch-size", "--lr", "--seed", "--device", "--decorrelate", "--lambda", "--jes-smear",
-                "--resume", "--output"):
+                "--resume", "--output", "--channels", "--normalize", "--filters"):
         assert opt in r.stdout, opt
