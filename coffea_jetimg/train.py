@@ -543,6 +543,8 @@ def make_input_spec(architecture: str, *, image_preset: str | None = None, image
     kind = input_kind(architecture)
     if kind == "any":
         kind = "image" if (image_preset or image_spec or image_overrides) else ("features" if features else "lorentz")
+    if image_overrides and kind != "image":
+        raise TrainingError(f"image settings {image_overrides} given, but {architecture} takes {kind} inputs")
     spec = {"kind": kind, "image_spec": None, "n_constituents": None, "features": None,
             "event_image_spec": None, "jets": jets, "shape": None}
     if kind == "image":
