@@ -124,8 +124,8 @@ class JetImageSpec(JsonSpec):
         together sum to 1; ``max``: each channel's brightest pixel is 1. Applied after crop and
         threshold. An empty image stays all zero. For colour images split by charge, ``sum``
         drops each jet's charged/neutral pT shares and ``sum_all`` keeps them (a DeepTop on
-        ``('charged', 'neutral', 'charged_count')`` with ``sum`` trained worse than on the pT
-        image alone; see analysis/results/top_tagging_100k_color).
+        ``('charged', 'neutral', 'charged_count')`` with ``sum`` trailed the one on the pT
+        image alone in validation loss over the 6 epochs it ran; analysis/results/top_tagging_100k_color).
     maxima_dr : float
         Maxima are pixels of the pT image on the computation grid, at the pT-weighted mean
         position of their constituents: maximum 1 is the hardest pixel, maximum 2 the hardest
