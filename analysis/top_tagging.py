@@ -203,7 +203,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="+", default=["deeptop", "lola", "bdt"], choices=["deeptop", "lola", "bdt"])
     ap.add_argument("--deeptop-channels", nargs="+", default=["all"], metavar="CHANNEL",
                     help="image channels of the DeepTop input (coffea_jetimg.images.CHANNELS), e.g. "
-                         "'charged neutral charged_count' for the colour images of arXiv:1803.00107")
+                         "'charged neutral' (with --deeptop-normalize sum_all) for colour images as in arXiv:1803.00107")
     ap.add_argument("--deeptop-normalize", default="sum", choices=["sum", "sum_all", "none", "max"],
                     help="DeepTop image normalisation ('sum_all' keeps the charged/neutral pT shares)")
     ap.add_argument("--deeptop-filters", type=int, default=8, help="filters per DeepTop convolution (paper: 8)")
@@ -291,7 +291,8 @@ def main(argv=None) -> int:
                     "class_names": ["qcd", "top"], "signal_class": "top",
                     "training": {"benchmark": "analysis/top_tagging.py", "jets_per_class": args.jets_per_class,
                                  "seed": args.seed, "model_seed": model_seed,
-                                 "train_fraction": args.train_fraction, "history": hist.to_dict()}}
+                                 "train_fraction": args.train_fraction, "model_kwargs": kw,
+                                 "history": hist.to_dict()}}
             ex = torch.as_tensor(X[te[:8]])
             with torch.no_grad():
                 sc = float(model.cpu().eval()(ex).abs().max())
