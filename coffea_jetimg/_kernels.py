@@ -617,8 +617,8 @@ def _images_centroid(offsets, pt, eta, phi, mass, weights, axis_eta, axis_phi, o
     """The common case of :func:`jet_images_kernel`: move the pT centroid, the jet axis (given,
     or the constituents' 4-vector sum, as :func:`_coords_and_centre`), the leading constituent
     (or nothing) to the centre by a translation (or, with ``boost``, a longitudinal boost),
-    normalise each channel to unit sum (or not). Same results, fewer and lighter passes: (1) centroid (branch-free,
-    vectorised), (2) output pixel of each constituent with the first channel's sum
+    normalise each channel to unit sum (or not). Same results, fewer and lighter passes: (1)
+    centroid (branch-free, vectorised), (2) output pixel of each constituent with the first channel's sum
     (branch-free), (3) one scaled write per constituent into the zero-filled image. ``su``,
     ``sv`` (float64) and ``pix`` (int32) are scratch of the largest jet's size."""
     n_jets = offsets.shape[0] - 1
@@ -750,8 +750,8 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
     the heavier half: ``wtag``) to the right, 'sum'/'none' normalisation; coordinate rotation, no
     towers, threshold or vertical flip. The same arithmetic as :func:`_prepare_jet` +
     :func:`_maxima` + the general scatter (so the same pixels; the normalisation differs by float
-    rounding: channel sums are taken over constituents, as in :func:`_images_centroid`), in light passes per jet: (1) coordinates
-    and centroid, (2) shift fused with the grid pixel (branch-free), the pT sums on a dense
+    rounding: channel sums are taken over constituents, as in :func:`_images_centroid`), in light
+    passes per jet: (1) coordinates and centroid, (2) shift fused with the grid pixel (branch-free), the pT sums on a dense
     grid with the touched pixels listed in first-touch order, then the maxima search over the
     touched pixels only, (3) final shift, then rotation and flip fused with the output pixel,
     channel sums, (4) one scaled write per constituent. ``su, sv`` (float64) and ``pix`` (int32) are scratch
@@ -1026,7 +1026,8 @@ def jet_images_kernel(offsets, pt, eta, phi, mass, weights, tower_mask, axis_eta
     light passes per jet); centroid or hardest-pixel centring with maximum 2 to 12 o'clock and/or
     maximum 3 (or the heavier half) to the right (the ``deeptop`` and ``wtag`` recipes),
     coordinate rotation, no towers, threshold or vertical flip, 'sum'/'none' normalisation, in
-    :func:`_images_maxima` (same pixels as the general loop); everything else in the general loop below.
+    :func:`_images_maxima` (same pixels as the general loop); everything else in the general
+    loop below.
     """
     n_jets = offsets.shape[0] - 1
     n_ch = out.shape[1]

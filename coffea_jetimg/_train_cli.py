@@ -109,12 +109,13 @@ def _lambda(args) -> float:
 def main(args) -> int:
     import sys
 
+    from .models import CNN_PRESETS
     from .train import TrainingError, train_model
 
-    cnn = args.model in ("deeptop", "qg", "wtag")
+    cnn = args.model in CNN_PRESETS
     if args.filters is not None and (not cnn or args.filters < 1):
-        print(f"coffea-jetimg train: error: --filters {args.filters} needs a CNN model (deeptop, qg, wtag) and a "
-              f"positive count; --model is {args.model}", file=sys.stderr)
+        print(f"coffea-jetimg train: error: --filters {args.filters} needs a CNN model ({', '.join(CNN_PRESETS)}) "
+              f"and a positive count; --model is {args.model}", file=sys.stderr)
         return 2
     if _image_overrides(args) and not (cnn or args.model in ("fc", "maxout")):
         print(f"coffea-jetimg train: error: --channels/--normalize set jet-image settings, but --model "
