@@ -20,12 +20,14 @@ import numpy as np
 
 from ._util import fields_of as _fields
 
-__all__ = ["constituents", "ConstituentsError", "flat_jet_constituents", "CANDIDATE_FIELDS"]
+__all__ = ["constituents", "ConstituentsError", "flat_jet_constituents", "CANDIDATE_FIELDS", "OPTIONAL_FIELDS"]
 
 #: Fields every constituent record carries (GeV, rad; charge in e; PDG id).
 CANDIDATE_FIELDS = ("pt", "eta", "phi", "mass", "charge", "pdgId")
 #: Fields carried when the file has them.
 OPTIONAL_FIELDS = ("d0", "dz", "puppiWeight", "fromPV")
+#: Always gathered, whatever ``fields`` asks for.
+KINEMATIC_FIELDS = ("pt", "eta", "phi", "mass")
 
 _DELPHES_UID_MASK = 0xFFFFFF  # TRef stores the lower 24 bits of TObject::fUniqueID
 
@@ -160,19 +162,26 @@ def _njets(events, jets):
     return ak.to_numpy(ak.fill_none(ak.num(events[jets].pt, axis=1), 0)).astype(np.int64)
 
 
-def _cand_columns(cands, rename: dict[str, str] | None = None) -> dict[str, np.ndarray]:
-    """Flat numpy columns of a jagged candidate collection, renamed to our field names."""
-    rename = rename or {}
-    fields = _fields(cands)
-    out = {}
-    for ours in CANDIDATE_FIELDS + OPTIONAL_FIELDS:
-        theirs = rename.get(ours, ours)
-        if theirs in fields:
-            out[ours] = _numpy_col(cands[theirs])
-    return out
+def _wanted(fields) -> tuple[str, ...]:
+    """Our field names to gather: the kinematics, plus ``fields`` (None: every known field)."""
+    known = CANDIDATE_FIELDS + OPTIONAL_FIELDS
+    if fields is None:
+        return known
+    if isinstance(fields, str):
+        fields = (fields,)
+    unknown = [f for f in fields if f not in known]
+    if unknown:
+        raise ValueError(f"constituents: unknown field(s) {unknown} in fields=; known: {', '.join(known)}")
+    return tuple(f for f in known if f in KINEMATIC_FIELDS or f in fields)
 
 
-def _pfnano(events, jets):
+def _cand_columns(cands, fields=None) -> dict[str, np.ndarray]:
+    """Flat numpy columns of a jagged candidate collection (those of :func:`_wanted`)."""
+    have = _fields(cands)
+    return {f: _numpy_col(cands[f]) for f in _wanted(fields) if f in have}
+
+
+def _pfnano(events, jets, fields=None):
     n_jets = _njets(events, jets)
     link = events[f"{jets}PFCands"]
     n_link = ak.to_numpy(ak.fill_none(ak.num(link.jetIdx, axis=1), 0))
@@ -190,14 +199,14 @@ def _pfnano(events, jets):
     gidx = pf_off[ev] + np.where(valid, cand_idx, 0)
     # the PFCands columns whole, with the index of each link's candidate: the caller gathers
     # once, after dropping and ordering (one pass per column instead of three)
-    return n_jets, ev, jet_idx, _cand_columns(pf), gidx
+    return n_jets, ev, jet_idx, _cand_columns(pf, fields), gidx
 
 
-def _pfnano_inline(events, jets):
+def _pfnano_inline(events, jets, fields=None):
     n_jets = _njets(events, jets)
     link = events[f"{jets}PFCands"]
     n_link = ak.to_numpy(ak.fill_none(ak.num(link.jetIdx, axis=1), 0))
-    return n_jets, _flat_event_index(n_link), _numpy_col(link.jetIdx, np.int64), _cand_columns(link), None
+    return n_jets, _flat_event_index(n_link), _numpy_col(link.jetIdx, np.int64), _cand_columns(link, fields), None
 
 
 _DELPHES_FLOWS = (
@@ -209,7 +218,13 @@ _DELPHES_FLOWS = (
 )
 
 
-def _delphes(events, jets):
+_DELPHES_DTYPES = {"pt": np.float32, "eta": np.float32, "phi": np.float32, "mass": np.float32,
+                   "charge": np.int32, "pdgId": np.int32, "d0": np.float32, "dz": np.float32}
+#: Our field → the Delphes branch (pt: the flow's own PT or ET branch).
+_DELPHES_BRANCH = {"eta": "Eta", "phi": "Phi", "mass": "Mass", "charge": "Charge", "pdgId": "PID", "d0": "D0", "dz": "DZ"}
+
+
+def _delphes(events, jets, fields=None):
     """Resolve Delphes ``Constituents`` TRefs against the EFlow collections by unique id."""
     jet_arr = events[jets]
     n_jets = _njets(events, jets)
@@ -219,7 +234,8 @@ def _delphes(events, jets):
     ref_jet = np.repeat(_jet_in_event(n_jets), n_refs_per_jet)
     ref_uid = _numpy_col(refs, np.int64) & _DELPHES_UID_MASK
 
-    keys, cols = [], {k: [] for k in ("pt", "eta", "phi", "mass", "charge", "pdgId", "d0", "dz")}
+    wanted = [f for f in _wanted(fields) if f in _DELPHES_DTYPES]
+    keys, cols = [], {k: [] for k in wanted}
     used = []
     for name, ptf, charge, pdg, mass in _DELPHES_FLOWS:
         if not _has(events, name):
@@ -231,15 +247,13 @@ def _delphes(events, jets):
         uid = _numpy_col(coll.fUniqueID, np.int64) & _DELPHES_UID_MASK
         keys.append((_flat_event_index(n) << 24) | uid)
         size = len(uid)
-        cols["pt"].append(_numpy_col(coll[ptf], np.float32))
-        cols["eta"].append(_numpy_col(coll.Eta, np.float32))
-        cols["phi"].append(_numpy_col(coll.Phi, np.float32))
-        cols["mass"].append(_numpy_col(coll.Mass, np.float32) if mass is None else np.full(size, mass, np.float32))
-        cols["charge"].append(_numpy_col(coll.Charge, np.int32) if charge is None else np.full(size, charge, np.int32))
-        cols["pdgId"].append(_numpy_col(coll.PID, np.int32) if pdg is None else np.full(size, pdg, np.int32))
         has_ip = name == "EFlowTrack" and "D0" in _fields(coll)
-        cols["d0"].append(_numpy_col(coll.D0, np.float32) if has_ip else np.zeros(size, np.float32))
-        cols["dz"].append(_numpy_col(coll.DZ, np.float32) if has_ip else np.zeros(size, np.float32))
+        # constants for the flows that do not store a field (photons have no charge branch)
+        const = {"mass": mass, "charge": charge, "pdgId": pdg, "d0": None if has_ip else 0, "dz": None if has_ip else 0}
+        for f in wanted:
+            c, dtype = const.get(f), _DELPHES_DTYPES[f]
+            branch = ptf if f == "pt" else _DELPHES_BRANCH[f]
+            cols[f].append(np.full(size, c, dtype) if c is not None else _numpy_col(coll[branch], dtype))
         used.append(name)
     if not used:
         raise ConstituentsError(f"Delphes jets '{jets}' reference constituents, but no EFlowTrack/EFlowPhoton/"
@@ -285,9 +299,9 @@ def _sanitize(records: dict[str, np.ndarray], where: str) -> np.ndarray:
     return keep
 
 
-def _constituents_eager(events, jets: str, sanitize: bool = True):
+def _constituents_eager(events, jets: str, sanitize: bool = True, fields=None):
     layout = detect_layout(events, jets)
-    n_jets, ev, jet_idx, records, src = _LAYOUTS[layout](events, jets)
+    n_jets, ev, jet_idx, records, src = _LAYOUTS[layout](events, jets, fields)
     if "pt" not in records or "eta" not in records or "phi" not in records:
         raise ConstituentsError(f"constituents of '{jets}' lack pt/eta/phi columns")
     if "mass" not in records:
@@ -300,7 +314,7 @@ def _constituents_eager(events, jets: str, sanitize: bool = True):
     return ak.with_name(out, "PtEtaPhiMLorentzVector", behavior=vector.behavior)
 
 
-def constituents(events, jets: str = "FatJet", *, sanitize: bool = True):
+def constituents(events, jets: str = "FatJet", *, sanitize: bool = True, fields=None):
     """Per-jet constituents of collection ``jets``.
 
     Parameters
@@ -312,33 +326,44 @@ def constituents(events, jets: str = "FatJet", *, sanitize: bool = True):
     sanitize : bool
         Drop candidates with non-finite pt, eta, phi or mass (with a warning) and wrap φ into
         (-π, π].
+    fields : iterable of str, optional
+        The fields to gather besides ``pt``, ``eta``, ``phi``, ``mass`` (always there), e.g.
+        ``('charge',)`` for charged/neutral images; ``()`` for 4-vectors only. Default: all
+        of them. Fewer fields means fewer branches read and gathered: on the dask path only
+        those are loaded (:func:`coffea_jetimg.inputs.constituent_fields` says which fields an
+        artifact's input needs).
 
     Returns
     -------
     ak.Array or dask_awkward.Array
         ``n_events * var * var * PtEtaPhiMLorentzVector`` records with fields ``pt`` (GeV),
         ``eta``, ``phi`` (rad), ``mass`` (GeV), ``charge``, ``pdgId``, plus ``d0``, ``dz``
-        (cm), ``puppiWeight`` and ``fromPV`` where the file has them. Jets line up with
+        (cm), ``puppiWeight`` and ``fromPV`` where the file has them (of those, only the
+        ones in ``fields`` when it is given). Jets line up with
         ``events[jets]``; a jet whose constituents are not stored has an empty list.
 
     Raises
     ------
     ConstituentsError
         If the events have no constituent branches for ``jets``; the message names them.
+    ValueError
+        For a name in ``fields`` that is not a constituent field.
     """
+    _wanted(fields)  # a bad name fails here, before any graph is built
     try:
         import dask_awkward as dak
     except ImportError:  # pragma: no cover
         dak = None
     if dak is not None and isinstance(events, dak.Array):
-        return _constituents_dask(events, jets, sanitize)
-    return _constituents_eager(events, jets, sanitize)
+        return _constituents_dask(events, jets, sanitize, fields)
+    return _constituents_eager(events, jets, sanitize, fields)
 
 
-def _needed_leaves(events, jets: str, layout: str) -> dict[tuple[str, str], object]:
-    """The (collection, field) columns that ``layout`` reads: all the dask graph will load."""
+def _needed_leaves(events, jets: str, layout: str, fields=None) -> dict[tuple[str, str], object]:
+    """The (collection, field) columns that ``layout`` reads for ``fields`` (see
+    :func:`constituents`): all the dask graph will load."""
     want: dict[str, tuple[str, ...]] = {}
-    opt = CANDIDATE_FIELDS + OPTIONAL_FIELDS
+    opt = _wanted(fields)
     if layout == "pfnano":
         want = {jets: ("pt",), f"{jets}PFCands": ("jetIdx", "pFCandsIdx"), "PFCands": opt}
     elif layout == "pfnano-inline":
@@ -347,7 +372,7 @@ def _needed_leaves(events, jets: str, layout: str) -> dict[tuple[str, str], obje
         want = {jets: ("pt", "Constituents")}
         for name, ptf, *_ in _DELPHES_FLOWS:
             if _has(events, name):
-                want[name] = ("fUniqueID", ptf, "Eta", "Phi", "Mass", "Charge", "PID", "D0", "DZ")
+                want[name] = ("fUniqueID", ptf) + tuple(_DELPHES_BRANCH[f] for f in opt if f in _DELPHES_BRANCH)
     leaves = {}
     for coll, fields in want.items():
         have = _fields(events[coll])
@@ -357,11 +382,11 @@ def _needed_leaves(events, jets: str, layout: str) -> dict[tuple[str, str], obje
     return leaves
 
 
-def _constituents_dask(events, jets, sanitize):
+def _constituents_dask(events, jets, sanitize, fields=None):
     import dask_awkward as dak
 
     layout = detect_layout(events, jets)  # fails now, before any work, on a file without them
-    leaves = _needed_leaves(events, jets, layout)
+    leaves = _needed_leaves(events, jets, layout, fields)
     keys = list(leaves)
 
     def _rebuild(arrays):
@@ -374,7 +399,7 @@ def _constituents_dask(events, jets, sanitize):
     empties = [ak.Array(a._meta.layout.form.length_zero_array(), behavior=a._meta.behavior) for a in leaves.values()]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        meta = _constituents_eager(_rebuild(empties), jets, sanitize)
+        meta = _constituents_eager(_rebuild(empties), jets, sanitize, fields)
     meta = ak.Array(meta.layout.to_typetracer(forget_length=True), behavior=meta.behavior)
 
     def _part(*arrays):
@@ -382,7 +407,7 @@ def _constituents_dask(events, jets, sanitize):
             for a in arrays:
                 ak.typetracer.touch_data(a)
             return meta
-        return _constituents_eager(_rebuild(arrays), jets, sanitize)
+        return _constituents_eager(_rebuild(arrays), jets, sanitize, fields)
 
     return dak.map_partitions(_part, *leaves.values(), label=f"{jets.lower()}-constituents", meta=meta)
 

@@ -34,7 +34,7 @@ from ._util import JsonSpec
 from ._util import fields_of as _record_fields
 from ._util import is_dask as _is_dask
 
-__all__ = ["JetImageSpec", "PRESETS", "jet_images", "transform_constituents", "CHANNELS"]
+__all__ = ["JetImageSpec", "PRESETS", "jet_images", "transform_constituents", "CHANNELS", "constituent_fields"]
 
 #: Channel names and what a candidate contributes (``I`` = the spec's intensity).
 CHANNELS = {
@@ -259,10 +259,29 @@ def _as_spec(spec) -> JetImageSpec:
     raise TypeError(f"spec must be a JetImageSpec, a preset name or a dict, got {type(spec).__name__}")
 
 
+def constituent_fields(spec: JetImageSpec | str | dict) -> tuple[str, ...]:
+    """The constituent fields besides pt, eta, phi, mass that images of ``spec`` may read.
+
+    For :func:`coffea_jetimg.constituents` ``fields=``: ``('charge',)`` for charged/neutral
+    channels and towers, ``fromPV`` and ``puppiWeight`` for the vertex channels (whichever the
+    file has), ``puppiWeight`` for ``puppi``; ``()`` for pT images.
+    """
+    spec = _as_spec(spec)
+    chans = set(spec.channels)
+    out = []
+    if chans & {"charged", "neutral", "charged_count", "leading_vertex", "pileup"} or spec.tower_size is not None:
+        out.append("charge")
+    if chans & {"leading_vertex", "pileup"}:
+        out += ["fromPV", "puppiWeight"]
+    if "puppi" in chans:
+        out.append("puppiWeight")
+    return tuple(dict.fromkeys(out))
+
+
 def _needed_fields(spec: JetImageSpec, available) -> tuple[str, ...]:
     need = ["pt", "eta", "phi", "mass"]
     chans = set(spec.channels)
-    if chans & {"charged", "neutral", "charged_count", "leading_vertex", "pileup"} or spec.tower_size is not None:
+    if "charge" in constituent_fields(spec):
         need.append("charge")
     if chans & {"leading_vertex", "pileup"}:
         if "fromPV" in available:

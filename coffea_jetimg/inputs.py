@@ -26,6 +26,7 @@ from ._util import fields_of as _fields
 __all__ = [
     "build_inputs",
     "check_compatible",
+    "constituent_fields",
     "input_key",
     "jet_features",
     "InputsError",
@@ -61,6 +62,22 @@ def needs_constituents(input_spec: dict, jet_fields=None) -> bool:
         have = set(jet_fields)
         return any(not all(g in have for g in FEATURE_ALIASES.get(f, (f,))) for f in input_spec["features"])
     return False
+
+
+def constituent_fields(input_spec: dict) -> tuple[str, ...]:
+    """The constituent fields besides pt, eta, phi, mass that the inputs of ``input_spec`` read.
+
+    Pass it (or the union over several models) as :func:`coffea_jetimg.constituents`
+    ``fields=``: only those branches are then read and gathered.
+    """
+    kind = input_spec["kind"]
+    if kind == "image":
+        from .images import JetImageSpec, constituent_fields as image_fields
+
+        return image_fields(JetImageSpec.from_dict(input_spec["image_spec"]))
+    if kind == "features":  # substructure from constituents: n_track counts charged ones
+        return ("charge",)
+    return ()  # lorentz: 4-vectors; event images use no constituents
 
 
 def _is_events(x, jets: str) -> bool:
@@ -220,7 +237,7 @@ def build_inputs(input_spec: dict, x, jets: str | None = None, *, jet_mask=None,
         if cands is None and is_ev and any(
             not all(g in have for g in FEATURE_ALIASES.get(f, (f,))) and f in _constituent_features() for f in feats
         ):
-            cands = constituents(x, jets)
+            cands = constituents(x, jets, fields=constituent_fields(input_spec))
         if cands is not None:
             cands = _apply_jet_mask(cands, jet_mask)
         return jet_features(_apply_jet_mask(jets_arr, jet_mask), feats, cands)
@@ -229,7 +246,7 @@ def build_inputs(input_spec: dict, x, jets: str | None = None, *, jet_mask=None,
     if cands is None:
         if _is_events(x, jets):
             check_compatible(input_spec, x, jets)
-            cands = constituents(x, jets)
+            cands = constituents(x, jets, fields=constituent_fields(input_spec))
         else:
             cands = x
     cands = _jets_to_cands(_apply_jet_mask(cands, jet_mask))

@@ -620,7 +620,7 @@ def load_jets(files, input_spec: dict, *, jets: str = "FatJet", pt_range=None, a
 
     from ._io import open_events
     from ._constituents import constituents
-    from .inputs import build_inputs
+    from .inputs import build_inputs, constituent_fields
 
     rng = np.random.default_rng(seed)
     Xs, infos = [], []
@@ -647,7 +647,7 @@ def load_jets(files, input_spec: dict, *, jets: str = "FatJet", pt_range=None, a
                     warned = True
             cands = None
             if input_spec["kind"] in ("image", "lorentz"):
-                cands = constituents(events, jets)
+                cands = constituents(events, jets, fields=constituent_fields(input_spec))
                 if jes_smear > 0:
                     n_per_event = ak.num(cands, axis=1)
                     flat_jets = ak.flatten(cands, axis=1)

@@ -38,7 +38,8 @@ from coffea_jetimg._constituents import ConstituentsError, _needed_leaves, const
 from coffea_jetimg.inference import Tagger
 from coffea_jetimg._util import fields_of as _fields
 from coffea_jetimg._util import is_dask as _is_dask
-from coffea_jetimg.inputs import FEATURE_ALIASES, build_inputs, check_compatible, input_key, needs_constituents
+from coffea_jetimg.inputs import (FEATURE_ALIASES, build_inputs, check_compatible, constituent_fields, input_key,
+                                  needs_constituents)
 
 __all__ = [
     "JetTaggingProcessor",
@@ -133,6 +134,16 @@ def _pixel_records(x: np.ndarray, cls: np.ndarray, scores: dict[str, np.ndarray]
     return ak.unflatten(ak.zip(cols, depth_limit=1), counts)
 
 
+def _cand_fields(taggers, jet_fields) -> tuple[str, ...]:
+    """The constituent fields (besides the 4-vector) that any of the taggers reads: the
+    constituents are built once per chunk for all of them, from only these branches."""
+    out: dict[str, None] = {}
+    for t in taggers:
+        if needs_constituents(t.input_spec, jet_fields):
+            out.update(dict.fromkeys(constituent_fields(t.input_spec)))
+    return tuple(out)
+
+
 def jet_table(events, *, taggers, jets="FatJet", selection=None, class_names=(), truth_names=None,
               dataset_class=None, image_refs=None, ensembles=None):
     """Select jets, build each distinct input once, score with every tagger; one row per jet.
@@ -212,16 +223,15 @@ def _jet_parts(events, *, taggers, jets="FatJet", selection=None, class_names=()
     cands = None
     built: dict[str, np.ndarray] = {}
     scores: dict[str, np.ndarray] = {}
-    fj_fields = None
+    fj_fields = _fields(fj)
+    cand_fields = _cand_fields(taggers.values(), fj_fields)
     probs_of: dict[str, np.ndarray] = {}
     for name, tagger in taggers.items():
         spec = tagger.input_spec
         key = input_key(spec)
         if key not in built:  # one build per distinct input spec
-            if fj_fields is None:
-                fj_fields = _fields(fj)
             if cands is None and needs_constituents(spec, fj_fields):
-                cands = constituents(events, jets)
+                cands = constituents(events, jets, fields=cand_fields)  # once, for every model
             built[key] = build_inputs(spec, events, jets, jet_mask=mask, cands=cands)
         probs_of[name] = probs = tagger.predict(built[key])
         scores[name] = probs[:, tagger.signal_index]
@@ -551,7 +561,8 @@ class JetTaggingProcessor(processor.ProcessorABC):
         for t in self.taggers.values():
             spec = t.input_spec
             if needs_constituents(spec, jf):
-                want |= set(_needed_leaves(events, self.jets, detect_layout(events, self.jets)))
+                want |= set(_needed_leaves(events, self.jets, detect_layout(events, self.jets),
+                                           _cand_fields(self.taggers.values(), jf)))
             if spec["kind"] == "features":
                 for f in spec["features"]:
                     for g in FEATURE_ALIASES.get(f, (f,)):

@@ -109,6 +109,45 @@ def test_delphes_eager_equals_dask(delphes_file):
     )
 
 
+def test_fields_subset_reads_and_gathers_only_those(pfnano_file, pfnano_events):
+    """``fields=`` keeps the 4-vector plus the named fields, with the same values, and the dask
+    graph then loads only those PFCands branches."""
+    import dask_awkward as dak
+
+    full = cj.constituents(pfnano_events, "FatJet")
+    sub = cj.constituents(pfnano_events, "FatJet", fields=("charge",))
+    assert sub.fields == ["pt", "eta", "phi", "mass", "charge"]
+    for f in sub.fields:
+        assert ak.almost_equal(sub[f], full[f]), f
+    assert cj.constituents(pfnano_events, "FatJet", fields=()).fields == ["pt", "eta", "phi", "mass"]
+    # still Lorentz vectors
+    assert ak.all(ak.sum(sub, axis=2).mass >= 0)
+
+    lazy = cj.open_events(pfnano_file, mode="dask")
+    cols = set().union(*dak.necessary_columns(cj.constituents(lazy, "FatJet", fields=("charge",))).values())
+    pf_cols = {c for c in cols if c.startswith("PFCands_")}
+    assert pf_cols == {"PFCands_pt", "PFCands_eta", "PFCands_phi", "PFCands_mass", "PFCands_charge"}, pf_cols
+    all_cols = set().union(*dak.necessary_columns(cj.constituents(lazy, "FatJet")).values())
+    assert {"PFCands_pdgId", "PFCands_puppiWeight", "PFCands_d0"} <= all_cols
+
+
+def test_delphes_fields_subset(delphes_file):
+    ev = cj.open_events(delphes_file)
+    full = cj.constituents(ev, "ParticleFlowJet08")
+    sub = cj.constituents(ev, "ParticleFlowJet08", fields=["charge"])
+    assert sub.fields == ["pt", "eta", "phi", "mass", "charge"]
+    for f in sub.fields:
+        assert ak.almost_equal(sub[f], full[f]), f
+    lazy = cj.open_events(delphes_file, mode="dask")
+    dsub = cj.constituents(lazy, "ParticleFlowJet08", fields=["charge"])
+    assert ak.almost_equal(dsub.compute(), sub)
+
+
+def test_unknown_field_is_named(pfnano_events):
+    with pytest.raises(ValueError, match="'charges'.*known: pt, eta"):
+        cj.constituents(pfnano_events, "FatJet", fields=("charges",))
+
+
 def test_masked_and_sliced_events(pfnano_events):
     ev = pfnano_events
     keep = np.arange(len(ev)) % 2 == 0

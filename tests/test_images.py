@@ -339,6 +339,28 @@ def test_real_pfnano_images_finite(pfnano_constituents):
     assert np.all(img[:, 3].sum(axis=(1, 2)) <= img[:, 0].sum(axis=(1, 2)) * (1 + 1e-5))
 
 
+@pytest.mark.parametrize("channels, tower, expect", [
+    (("all",), None, ()),
+    (("charged", "neutral"), None, ("charge",)),
+    (("all",), 0.1, ("charge",)),
+    (("puppi", "leading_vertex"), None, ("charge", "fromPV", "puppiWeight")),
+])
+def test_constituent_fields_suffice(pfnano_file, pfnano_constituents, channels, tower, expect):
+    """Images from constituents gathered with only ``constituent_fields(spec)`` equal those from
+    all fields: the list is enough, and it is no longer than the channels need."""
+    from coffea_jetimg import constituents
+    from coffea_jetimg._io import open_events
+    from coffea_jetimg.images import constituent_fields
+
+    spec = JetImageSpec(channels=channels, tower_size=tower, npix=24, pixel_size=0.05, normalize="none")
+    assert constituent_fields(spec) == expect
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        few = constituents(open_events(pfnano_file), fields=constituent_fields(spec))
+    assert set(few.fields) <= {"pt", "eta", "phi", "mass"} | set(expect)
+    np.testing.assert_array_equal(jet_images(few, spec), jet_images(pfnano_constituents[0], spec))
+
+
 @pytest.mark.parametrize("spec", ["deeptop", JetImageSpec(channels=("charged", "neutral"), npix=24, pixel_size=0.05)])
 def test_eager_equals_dask(pfnano_constituents, spec):
     import dask_awkward as dak

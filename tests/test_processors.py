@@ -121,6 +121,17 @@ def test_executors_and_dask_agree_on_pfnano(models, pfnano_file):
     assert list(h["image"]) == ["img0"] and set(h["pixel_xy"]) == {"cnn", "cnn_b", "feat", "lola"}
 
 
+def test_processor_reads_only_the_constituent_fields_its_models_use(models, pfnano_file):
+    """A pT-image CNN and LoLa need the candidates' 4-vectors only: the dask graph loads no
+    PFCands charge, pdgId, d0, dz or PUPPI weight."""
+    import coffea_jetimg as cj
+
+    proc = JetTaggingProcessor({k: models[k] for k in ("cnn", "lola")})
+    cols = {f"{c}_{f}" for c, f in proc._needed_columns(cj.open_events(pfnano_file, mode="dask"))}
+    assert {c for c in cols if c.startswith("PFCands_")} == {f"PFCands_{f}" for f in ("pt", "eta", "phi", "mass")}
+    assert {"FatJetPFCands_jetIdx", "FatJetPFCands_pFCandsIdx", "FatJet_pt"} <= cols
+
+
 def test_generated_executors_agree(models, generated_top, generated_qcd):
     proc = JetTaggingProcessor({"cnn": models["cnn"], "lola": models["lola"]}, selection={"pt": (300, None)})
     fs = _fileset({"top": (generated_top, "top"), "qcd": (generated_qcd, "qcd")})
