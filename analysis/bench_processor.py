@@ -234,7 +234,7 @@ def _breakdown(f, proc, chunksize, repeats=3):
         cols, _, _ = jt._jet_parts(ev, taggers={}, jets=proc.jets, selection=proc.selection, class_names=classes,
                                    truth_names=proc.truth_names, dataset_class="top", mask=mask)
         t = tick("jet columns", t)
-        cands = constituents(ev, proc.jets)
+        cands = constituents(ev, proc.jets, fields=jt._cand_fields([tagger], list(fj.fields)))  # as the processor
         t = tick("constituents", t)
         x = build_inputs(tagger.input_spec, ev, proc.jets, jet_mask=mask, cands=cands)
         t = tick("images", t)
