@@ -186,6 +186,11 @@ def main(argv=None) -> int:
     ap.add_argument("--lola-weight-decay", type=float, default=1e-3,
                     help="Adam weight decay (L2) for LoLa: without it LoLa overfits at 35k training jets per class "
                          "(50k/class sample: 1/eB(0.3) 418 without, 684 with 1e-3)")
+    ap.add_argument("--max-train-minutes", type=float, default=None,
+                    help="time budget per network: stop before an epoch that would end past it, keeping the best "
+                         "weights so far (the json records stopped_on_time)")
+    ap.add_argument("--resume-training", action="store_true",
+                    help="continue each network from its checkpoint in the artifacts directory")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--n-constituents", type=int, default=40, help="LoLa constituents")
@@ -282,10 +287,13 @@ def main(argv=None) -> int:
                        lr=args.lr, seed=model_seed, device=device, patience=args.patience, progress=False,
                        lr_decay=args.lr_decay, lr_patience=args.lr_patience,
                        weight_decay=args.lola_weight_decay if name == "lola" else 0.0,
+                       checkpoint=art_dir / f"{name}_checkpoint.pt", resume=args.resume_training,
+                       max_seconds=None if args.max_train_minutes is None else 60 * args.max_train_minutes,
                        log=lambda m, n=name: log(f"  {n} {m}"))
             train_time = time.perf_counter() - t0
             scores = predict(model, X[te], device=device)[:, 1]
             extra = {"epochs_run": len(hist.train_loss), "best_epoch": hist.best_epoch,
+                     "stopped_early": hist.stopped_early, "stopped_on_time": hist.stopped_on_time,
                      "n_parameters": int(sum(p.numel() for p in model.parameters()))}
             spec = {"name": f"{name}-top-vs-qcd", "architecture": name, "input": {**specs[name], "shape": list(X.shape[1:])},
                     "class_names": ["qcd", "top"], "signal_class": "top",

@@ -88,6 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="'hardened' training: scale each training jet's constituent pT by 1 + X*N(0,1) "
                         "(e.g. 0.05 for 5%%)")
     t.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
+    t.add_argument("--max-minutes", type=float, default=None,
+                   help="time budget of the epochs: stop before an epoch that would end past it, keeping the best "
+                        "weights (--resume goes on later)")
     t.add_argument("--name", default=None, help="model name stored in spec.json")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("-o", "--output", required=True, metavar="ARTIFACT_DIR", help="artifact directory to write")
@@ -138,7 +141,8 @@ def main(args) -> int:
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
             patience=args.patience, lr_decay=args.lr_decay, lr_patience=args.lr_patience, decorrelate=None if args.decorrelate == "none" else args.decorrelate,
             lam=_lambda(args), mass_bins=args.mass_bins,
-            jes_smear=args.jes_smear, resume=args.resume, name=args.name, progress=not args.no_progress,
+            jes_smear=args.jes_smear, resume=args.resume,
+            max_seconds=None if args.max_minutes is None else 60 * args.max_minutes, name=args.name, progress=not args.no_progress,
         )
     except (TrainingError, ValueError, KeyError) as err:
         print(f"coffea-jetimg train: error: {err}", file=sys.stderr)

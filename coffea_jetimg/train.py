@@ -176,6 +176,7 @@ class History:
     best_epoch: int = -1
     best_val_loss: float = float("inf")
     stopped_early: bool = False
+    stopped_on_time: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -250,7 +251,7 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
         mass_bins: int = 10, adversary=None, adv_lr: float | None = None, adv_steps: int = 1,
         pretrain_adversary_epochs: int = 1,
         jes_smear: float = 0.0, checkpoint: str | Path | None = None, resume: bool = False,
-        progress: bool = True, log=None) -> History:
+        max_seconds: float | None = None, progress: bool = True, log=None) -> History:
     """Train ``model`` in place on numpy arrays; the best-validation-loss weights are kept.
 
     Parameters
@@ -293,6 +294,11 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
         types only, read back with ``torch.load(weights_only=True)``).
     resume : bool
         Continue from ``checkpoint`` if it exists.
+    max_seconds : float, optional
+        A time budget for the epochs of this call: stop before an epoch that would end past
+        it (judged by the last epoch's time), keeping the best weights so far
+        (``History.stopped_on_time``). For a run that must end by a deadline; resume it later
+        from ``checkpoint`` to go on.
 
     Returns
     -------
@@ -421,6 +427,7 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
     except ImportError:  # pragma: no cover
         pass
 
+    t_start = time.perf_counter()
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         model.train()
@@ -516,6 +523,12 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
             tmp.replace(ckpt)
         if patience and bad_epochs >= patience:
             hist.stopped_early = True
+            break
+        if max_seconds is not None and epoch + 1 < epochs and \
+                time.perf_counter() - t_start + hist.epoch_time_s[-1] > max_seconds:
+            hist.stopped_on_time = True
+            if log:
+                log(f"stopping after epoch {epoch}: another epoch would pass the {max_seconds:.0f} s budget")
             break
     if bar is not None:
         bar.close()
@@ -739,8 +752,8 @@ def train_model(signal_files, background_files, architecture: str, output_dir, *
                 lr: float = 1e-3, seed: int = 0, device: str = "auto", patience: int = 5,
                 lr_decay: float = 1.0, lr_patience: int = 2,
                 decorrelate: str | None = None, lam: float = 0.0, mass_bins: int = 10, jes_smear: float = 0.0,
-                resume: bool = False, model_kwargs: dict | None = None, name: str | None = None,
-                progress: bool = True, log=print) -> dict:
+                resume: bool = False, max_seconds: float | None = None, model_kwargs: dict | None = None,
+                name: str | None = None, progress: bool = True, log=print) -> dict:
     """Train a tagger on signal vs background ROOT files and save an artifact.
 
     Parameters
@@ -770,6 +783,8 @@ def train_model(signal_files, background_files, architecture: str, output_dir, *
         other kinds a smeared copy is built once through the same input code path).
     resume : bool
         Continue from ``output_dir/checkpoint.pt``.
+    max_seconds : float, optional
+        Time budget of the epochs (see :func:`fit`); the artifact holds the best weights so far.
 
     Returns
     -------
@@ -843,7 +858,7 @@ def train_model(signal_files, background_files, architecture: str, output_dir, *
                lr=lr, seed=seed, device=device, patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
                signal_index=1, decorrelate=decorrelate, lam=lam,
                mass_bins=mass_bins, jes_smear=jes_smear if kind == "lorentz" else 0.0,
-               checkpoint=out / "checkpoint.pt", resume=resume, progress=progress)
+               checkpoint=out / "checkpoint.pt", resume=resume, max_seconds=max_seconds, progress=progress)
     train_time = time.perf_counter() - t0
     probs = predict(model, X[te], device=device)
     metrics = evaluate_scores(probs[:, 1], y[te])

@@ -174,6 +174,25 @@ def test_checkpoint_resume(tmp_path):
     assert torch.load(ck, weights_only=True)["epoch"] == 3
 
 
+def test_time_budget_stops_between_epochs_and_resume_goes_on(tmp_path):
+    """``max_seconds``: the run stops before an epoch that would end past the budget, keeps the
+    best weights, and a resume from the checkpoint continues where it stopped."""
+    X, y = _toy_images(400)
+    ck = tmp_path / "ck.pt"
+    torch.manual_seed(0)
+    m = build_model("fc", (1, 16, 16), hidden=(16,))
+    h = fit(m, X, y, epochs=5, patience=0, checkpoint=ck, max_seconds=0.0, progress=False)
+    assert len(h.train_loss) == 1 and h.stopped_on_time and not h.stopped_early
+    probs = predict(m, X[:50])
+    assert np.isfinite(probs).all()
+    h2 = fit(m, X, y, epochs=3, patience=0, checkpoint=ck, resume=True, max_seconds=1e6, progress=False)
+    assert len(h2.train_loss) == 3 and not h2.stopped_on_time
+    # a budget that is not reached changes nothing
+    torch.manual_seed(0)
+    h3 = fit(build_model("fc", (1, 16, 16), hidden=(16,)), X, y, epochs=2, patience=0, max_seconds=1e6, progress=False)
+    assert len(h3.train_loss) == 2 and not h3.stopped_on_time
+
+
 def test_jes_smearing_scales_inputs():
     X, y = _toy_images(200)
     with pytest.raises(TrainingError, match="mass"):
@@ -272,5 +291,5 @@ def test_cli_help_lists_every_option():
     assert r.returncode == 0
     for opt in ("--signal", "--background", "--model", "--image-preset", "--n-constituents", "--epochs",
                 "--batch-size", "--lr", "--seed", "--device", "--decorrelate", "--lambda", "--jes-smear",
-                "--resume", "--output", "--channels", "--normalize", "--filters"):
+                "--resume", "--output", "--channels", "--normalize", "--filters", "--max-minutes"):
         assert opt in r.stdout, opt
