@@ -134,13 +134,20 @@ def rejection_at(s_sig: np.ndarray, s_bkg_sorted: np.ndarray, eff: float) -> tup
     return (len(s_bkg_sorted) / n_pass if n_pass else float("inf")), n_pass
 
 
-def metrics(scores: dict, n_boot: int = 300, seed: int = 0, reference: str = "bdt") -> dict:
+def metrics(scores: dict, n_boot: int = 300, seed: int = 0, reference: str = "bdt", pairs=()) -> dict:
     """Per-model AUC, rejections, bootstrap 68% intervals and ratios to the BDT (the model named
-    ``reference``; the keys stay ``ratio_to_bdt_*``)."""
+    ``reference``; the keys stay ``ratio_to_bdt_*``). ``pairs``: ``(a, b)`` model names whose
+    rejection ratio a ÷ b is also wanted, stored as ``res[a]["paired"][b]["0.3"] = [ratio, lo,
+    hi]``. Ratios come from the same bootstrap resamples for both models (paired: the shared
+    QCD jets cancel in the interval)."""
     from sklearn.metrics import roc_auc_score
 
     y = scores["y"].astype(bool)
     names = [k for k in scores if k != "y"]
+    for a, b in pairs:
+        for n in (a, b):
+            if n not in names:
+                raise KeyError(f"--compare names model {n!r}; the models are {names}")
     rng = np.random.default_rng(seed)
     i_s, i_b = np.flatnonzero(y), np.flatnonzero(~y)
     boots = [(rng.choice(i_s, len(i_s)), rng.choice(i_b, len(i_b))) for _ in range(n_boot)]
@@ -159,19 +166,31 @@ def metrics(scores: dict, n_boot: int = 300, seed: int = 0, reference: str = "bd
             m[f"n_background_pass_at_{eff:g}"] = n_pass
             m[f"inv_eff_bkg_at_{eff:g}_68cl"] = [float(lo), float(hi)]
         res[name] = m
+
+    def ratio(a, b, eff):
+        """(a ÷ b, 16th and 84th percentiles over the resamples, fraction ≥ 2); None when no QCD
+        jet passes b's cut (its rejection, and so the ratio, unknown)."""
+        if res[b][f"n_background_pass_at_{eff:g}"] == 0:
+            return None
+        rb = rej_boot[(a, eff)] / rej_boot[(b, eff)]
+        with np.errstate(invalid="ignore"):
+            lo, hi = np.percentile(rb, [16, 84])
+        return (float(res[a][f"inv_eff_bkg_at_{eff:g}"] / res[b][f"inv_eff_bkg_at_{eff:g}"]), float(lo), float(hi),
+                float(np.mean(rb >= 2.0)))
+
     if reference in res:
         for name in names:
             if name == reference:
                 continue
             for eff in EFFS:
-                if res[reference][f"n_background_pass_at_{eff:g}"] == 0:
-                    continue  # no QCD jet passes the BDT's cut: its rejection, and so the ratio, unknown
-                ratio = res[name][f"inv_eff_bkg_at_{eff:g}"] / res[reference][f"inv_eff_bkg_at_{eff:g}"]
-                rb = rej_boot[(name, eff)] / rej_boot[(reference, eff)]
-                lo, hi = np.percentile(rb, [16, 84])
-                res[name][f"ratio_to_bdt_at_{eff:g}"] = float(ratio)
-                res[name][f"ratio_to_bdt_at_{eff:g}_68cl"] = [float(lo), float(hi)]
-                res[name][f"ratio_to_bdt_at_{eff:g}_fraction_of_bootstraps_ge_2"] = float(np.mean(rb >= 2.0))
+                r = ratio(name, reference, eff)
+                if r is not None:
+                    res[name][f"ratio_to_bdt_at_{eff:g}"] = r[0]
+                    res[name][f"ratio_to_bdt_at_{eff:g}_68cl"] = [r[1], r[2]]
+                    res[name][f"ratio_to_bdt_at_{eff:g}_fraction_of_bootstraps_ge_2"] = r[3]
+    for a, b in pairs:
+        res[a].setdefault("paired", {})[b] = {
+            f"{eff:g}": (list(r[:3]) if (r := ratio(a, b, eff)) is not None else None) for eff in EFFS}
     return res
 
 

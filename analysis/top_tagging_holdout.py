@@ -205,6 +205,16 @@ def write_markdown(summary: dict, path: Path) -> None:
 
     for name, m in r.items():
         lines.append(f"| {name} | {m['auc']:.4f} | {rej(m, 0.3)} | {rej(m, 0.5)} | {ratio(m, 0.3)} | {ratio(m, 0.5)} |")
+    paired = [(a, b, r[a]["paired"][b]) for a, b in summary.get("compare", [])]
+    if paired:
+        lines += ["", "Paired rejection ratios (`--compare`; both models scored on each bootstrap resample):", "",
+                  "| comparison | at ε_S = 0.3 | at ε_S = 0.5 |", "|---|---|---|"]
+
+        def cell(v):
+            return "–" if v is None else f"{v[0]:.2f} [{v[1]:.2f}, {v[2]:.2f}]"
+
+        for a, b, v in paired:
+            lines.append(f"| {a} ÷ {b} | {cell(v['0.3'])} | {cell(v['0.5'])} |")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -260,6 +270,8 @@ def main(argv=None) -> int:
     ap.add_argument("--scores-from", type=Path, help="recompute the metrics from a saved scores file")
     ap.add_argument("--n-bootstrap", type=int, default=300)
     ap.add_argument("--bdt", default="bdt", help="the model that ratios are taken to (e.g. LABEL:bdt)")
+    ap.add_argument("--compare", nargs="*", default=[], metavar="A/B",
+                    help="also give the paired rejection ratio of model A to model B (e.g. c32:deeptop/c16:deeptop)")
     args = ap.parse_args(argv)
     if args.seed == 1:
         ap.error("--seed 1 is the training sample's seed; a holdout needs another")
@@ -297,7 +309,16 @@ def main(argv=None) -> int:
         machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                    "torch": torch.__version__, "device": device}
     add_ensembles(scores, args.ensemble)
-    res = metrics(scores, n_boot=args.n_bootstrap, reference=args.bdt)
+    pairs = []
+    for text in args.compare:
+        a, sep, b = text.partition("/")
+        if not (sep and a and b):
+            ap.error(f"--compare {text!r}: expected A/B, two model names")
+        pairs.append((a, b))
+    try:
+        res = metrics(scores, n_boot=args.n_bootstrap, reference=args.bdt, pairs=pairs)
+    except KeyError as err:
+        ap.error(str(err).strip("'\""))
     n_top = int(scores["y"].sum())
     summary = {
         "benchmark": "top taggers of analysis/top_tagging.py on an independent holdout sample",
@@ -308,14 +329,15 @@ def main(argv=None) -> int:
         "files": files, "workers": None if args.scores_from else args.workers,
         "round_events": None if args.scores_from else args.round_events,
         "machine": machine,
+        "compare": pairs,
         "results": res,
     }
     (args.results / "top_tagging_holdout.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
     write_markdown(summary, args.results / "top_tagging_holdout.md")
     plot_rejections(_finite(res), args.results / "top_tagging_holdout_rejection.png", bdt=args.bdt)
     for name, m in res.items():
-        extra = "".join(f", /BDT(0.3) {m['ratio_to_bdt_at_0.3']:.2f} {m['ratio_to_bdt_at_0.3_68cl']}"
-                        for _ in [0] if "ratio_to_bdt_at_0.3" in m)
+        extra = "".join(f", /BDT(0.3) {m['ratio_to_bdt_at_0.3']:.2f} [{lo:.2f}, {hi:.2f}]"
+                        for lo, hi in [m.get("ratio_to_bdt_at_0.3_68cl", (0, 0))] if "ratio_to_bdt_at_0.3" in m)
         log(f"{name}: AUC {m['auc']:.4f}, 1/eB(0.3) {m['inv_eff_bkg_at_0.3']:.0f} "
             f"({m['n_background_pass_at_0.3']} QCD), 1/eB(0.5) {m['inv_eff_bkg_at_0.5']:.0f}{extra}")
     log(f"wrote {args.results / 'top_tagging_holdout.json'}")

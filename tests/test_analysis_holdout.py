@@ -59,6 +59,19 @@ def test_better_model_has_ratio_above_one_and_ensemble_of_one_model_is_that_mode
         H.add_ensembles(scores, ["e=good+missing"])
 
 
+def test_compare_pairs_give_the_paired_ratio_and_unknown_names_are_refused():
+    y, s = _toy()
+    rng = np.random.default_rng(9)
+    noisy = s + rng.normal(0.0, 1.0, len(s))
+    res = H.metrics({"y": y, "bdt": noisy, "good": s}, n_boot=40, pairs=[("good", "bdt"), ("bdt", "good")])
+    fwd, back = res["good"]["paired"]["bdt"]["0.3"], res["bdt"]["paired"]["good"]["0.3"]
+    assert fwd[0] == pytest.approx(res["good"]["ratio_to_bdt_at_0.3"])  # the same as the ratio to the BDT
+    assert fwd[1:] == pytest.approx(res["good"]["ratio_to_bdt_at_0.3_68cl"])
+    assert back[0] == pytest.approx(1 / fwd[0]) and back[2] < 1.0  # the inverse, interval below 1
+    with pytest.raises(KeyError, match="'nope'"):
+        H.metrics({"y": y, "bdt": noisy}, n_boot=5, pairs=[("nope", "bdt")])
+
+
 def test_no_ratio_when_no_background_jet_passes_the_bdt():
     # a perfect BDT: no QCD jet above its cut, so its rejection is unbounded and a ratio to it unknown
     y, s = _toy(n_s=500, n_b=2000)
