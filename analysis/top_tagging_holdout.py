@@ -178,6 +178,22 @@ def add_ensembles(scores: dict, ensembles: list[str]) -> None:
         scores[name] = np.mean([scores[p] for p in parts], axis=0)
 
 
+def drop_repeats(scores: dict, keep=()) -> dict:
+    """Remove models whose scores equal an earlier model's, jet for jet (the BDT of every
+    ``top_tagging.py`` run on the same sample is the same BDT); returns {dropped: first}.
+    Names in ``keep`` stay."""
+    same_as: dict = {}
+    seen: list = []
+    for name in [k for k in scores if k != "y"]:
+        first = next((o for o in seen if np.array_equal(scores[o], scores[name])), None)
+        if first is not None and name not in keep:
+            same_as[name] = first
+            del scores[name]
+        else:
+            seen.append(name)
+    return same_as
+
+
 def write_markdown(summary: dict, path: Path) -> None:
     r = summary["results"]
     lines = [
@@ -205,6 +221,9 @@ def write_markdown(summary: dict, path: Path) -> None:
 
     for name, m in r.items():
         lines.append(f"| {name} | {m['auc']:.4f} | {rej(m, 0.3)} | {rej(m, 0.5)} | {ratio(m, 0.3)} | {ratio(m, 0.5)} |")
+    if summary.get("same_scores_as"):
+        lines += ["", "Left out, with the same scores as the model named: " + ", ".join(
+            f"{a} (= {b})" for a, b in summary["same_scores_as"].items()) + "."]
     paired = [(a, b, r[a]["paired"][b]) for a, b in summary.get("compare", [])]
     if paired:
         lines += ["", "Paired rejection ratios (`--compare`; both models scored on each bootstrap resample):", "",
@@ -309,6 +328,9 @@ def main(argv=None) -> int:
         machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                    "torch": torch.__version__, "device": device}
     add_ensembles(scores, args.ensemble)
+    same_as = drop_repeats(scores, keep=[args.bdt] + [n for t in args.compare for n in t.split("/")])
+    for name, first in same_as.items():
+        log(f"{name}: the same scores as {first} (e.g. one BDT retrained on the same jets); left out of the tables")
     pairs = []
     for text in args.compare:
         a, sep, b = text.partition("/")
@@ -330,6 +352,7 @@ def main(argv=None) -> int:
         "round_events": None if args.scores_from else args.round_events,
         "machine": machine,
         "compare": pairs,
+        "same_scores_as": same_as,
         "results": res,
     }
     (args.results / "top_tagging_holdout.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")

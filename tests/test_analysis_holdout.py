@@ -72,6 +72,14 @@ def test_compare_pairs_give_the_paired_ratio_and_unknown_names_are_refused():
         H.metrics({"y": y, "bdt": noisy}, n_boot=5, pairs=[("nope", "bdt")])
 
 
+def test_repeated_models_are_dropped_once_named():
+    y, s = _toy(n_s=50, n_b=200)
+    scores = {"y": y, "a:bdt": s, "b:bdt": s.copy(), "b:cnn": s + 1e-3, "c:bdt": s.copy()}
+    same = H.drop_repeats(scores, keep=["c:bdt"])
+    assert same == {"b:bdt": "a:bdt"}
+    assert list(scores) == ["y", "a:bdt", "b:cnn", "c:bdt"]
+
+
 def test_no_ratio_when_no_background_jet_passes_the_bdt():
     # a perfect BDT: no QCD jet above its cut, so its rejection is unbounded and a ratio to it unknown
     y, s = _toy(n_s=500, n_b=2000)
