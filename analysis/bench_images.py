@@ -55,7 +55,7 @@ import numpy as np  # noqa: E402
 from coffea_jetimg import _kernels as K  # noqa: E402
 from coffea_jetimg._io import open_events  # noqa: E402
 from coffea_jetimg import constituents, flat_jet_constituents  # noqa: E402
-from coffea_jetimg._constituents import CANDIDATE_FIELDS, OPTIONAL_FIELDS  # noqa: E402
+from coffea_jetimg._constituents import CANDIDATE_FIELDS, KINEMATIC_FIELDS, OPTIONAL_FIELDS  # noqa: E402
 from coffea_jetimg.images import (JetImageSpec, constituent_fields, image_kernel_call, images_from_flat,  # noqa: E402
                                   jet_images)
 
@@ -160,7 +160,7 @@ def chunk_cost(events, label, spec, repeats, t_cold=None):
         t_c, _ = timeit(lambda: constituents(events, fields=few), repeats)
         cands = constituents(events, fields=few)
     nj = int(ak.sum(ak.num(cands, axis=1)))
-    need = ("pt", "eta", "phi", "mass") + few
+    need = KINEMATIC_FIELDS + few
     t_f, _ = timeit(lambda: flat_jet_constituents(cands, need), repeats)
     o2, c2 = flat_jet_constituents(cands, need)
     t_kk, _ = timeit(lambda: images_from_flat(o2, c2, spec), repeats)

@@ -328,15 +328,15 @@ def main(argv=None) -> int:
         machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                    "torch": torch.__version__, "device": device}
     add_ensembles(scores, args.ensemble)
-    same_as = drop_repeats(scores, keep=[args.bdt] + [n for t in args.compare for n in t.split("/")])
-    for name, first in same_as.items():
-        log(f"{name}: the same scores as {first} (e.g. one BDT retrained on the same jets); left out of the tables")
     pairs = []
     for text in args.compare:
         a, sep, b = text.partition("/")
         if not (sep and a and b):
             ap.error(f"--compare {text!r}: expected A/B, two model names")
         pairs.append((a, b))
+    same_as = drop_repeats(scores, keep=[args.bdt] + [n for pair in pairs for n in pair])
+    for name, first in same_as.items():
+        log(f"{name}: the same scores as {first} (e.g. one BDT retrained on the same jets); left out of the tables")
     try:
         res = metrics(scores, n_boot=args.n_bootstrap, reference=args.bdt, pairs=pairs)
     except KeyError as err:
@@ -359,8 +359,10 @@ def main(argv=None) -> int:
     write_markdown(summary, args.results / "top_tagging_holdout.md")
     plot_rejections(_finite(res), args.results / "top_tagging_holdout_rejection.png", bdt=args.bdt)
     for name, m in res.items():
-        extra = "".join(f", /BDT(0.3) {m['ratio_to_bdt_at_0.3']:.2f} [{lo:.2f}, {hi:.2f}]"
-                        for lo, hi in [m.get("ratio_to_bdt_at_0.3_68cl", (0, 0))] if "ratio_to_bdt_at_0.3" in m)
+        extra = ""
+        if "ratio_to_bdt_at_0.3" in m:
+            lo, hi = m["ratio_to_bdt_at_0.3_68cl"]
+            extra = f", /BDT(0.3) {m['ratio_to_bdt_at_0.3']:.2f} [{lo:.2f}, {hi:.2f}]"
         log(f"{name}: AUC {m['auc']:.4f}, 1/eB(0.3) {m['inv_eff_bkg_at_0.3']:.0f} "
             f"({m['n_background_pass_at_0.3']} QCD), 1/eB(0.5) {m['inv_eff_bkg_at_0.5']:.0f}{extra}")
     log(f"wrote {args.results / 'top_tagging_holdout.json'}")

@@ -558,11 +558,11 @@ class JetTaggingProcessor(processor.ProcessorABC):
             want.add((self.jets, "mass"))
         if "PV" in _fields(events) and "npvs" in _fields(events.PV):
             want.add(("PV", "npvs"))
+        cand_fields = _cand_fields(self.taggers.values(), jf)
         for t in self.taggers.values():
             spec = t.input_spec
             if needs_constituents(spec, jf):
-                want |= set(_needed_leaves(events, self.jets, detect_layout(events, self.jets),
-                                           _cand_fields(self.taggers.values(), jf)))
+                want |= set(_needed_leaves(events, self.jets, detect_layout(events, self.jets), cand_fields))
             if spec["kind"] == "features":
                 for f in spec["features"]:
                     for g in FEATURE_ALIASES.get(f, (f,)):
