@@ -231,10 +231,15 @@ def main(argv=None) -> int:
     ap.add_argument("--deeptop-normalize", default="sum", choices=["sum", "sum_all", "none", "max"],
                     help="DeepTop image normalisation ('sum_all' keeps the charged/neutral pT shares)")
     ap.add_argument("--deeptop-filters", type=int, default=8, help="filters per DeepTop convolution (paper: 8)")
+    ap.add_argument("--deeptop-dropout", type=float, default=0.0,
+                    help="dropout after each hidden dense layer of DeepTop (paper: none)")
+    ap.add_argument("--deeptop-weight-decay", type=float, default=0.0, help="Adam L2 weight decay for DeepTop")
     ap.add_argument("--n-bootstrap", type=int, default=300, help="bootstrap resamples of the test split")
     args = ap.parse_args(argv)
     if not 0 < args.train_fraction <= 1:
         ap.error(f"--train-fraction must be in (0, 1], got {args.train_fraction}")
+    if not 0 <= args.deeptop_dropout < 1:
+        ap.error(f"--deeptop-dropout must be in [0, 1), got {args.deeptop_dropout}")
     model_seed = args.seed if args.model_seed is None else args.model_seed
 
     warnings.filterwarnings("ignore", category=RuntimeWarning)
@@ -300,12 +305,12 @@ def main(argv=None) -> int:
             extra = {"n_iterations": int(model._clf.n_iter_)}
         else:
             torch.manual_seed(model_seed)
-            kw = {"filters": args.deeptop_filters} if name == "deeptop" else {}
+            kw = {"filters": args.deeptop_filters, "dropout": args.deeptop_dropout} if name == "deeptop" else {}
             model = build_model(name, X.shape[1:], 2, **kw)
             hist = fit(model, X[tr], y[tr], X_val=X[va], y_val=y[va], epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, seed=model_seed, device=device, patience=args.patience, progress=False,
                        lr_decay=args.lr_decay, lr_patience=args.lr_patience,
-                       weight_decay=args.lola_weight_decay if name == "lola" else 0.0,
+                       weight_decay=args.lola_weight_decay if name == "lola" else args.deeptop_weight_decay,
                        checkpoint=art_dir / f"{name}_checkpoint.pt", resume=args.resume_training,
                        max_seconds=None if args.max_train_minutes is None else 60 * args.max_train_minutes,
                        log=lambda m, n=name: log(f"  {n} {m}"))
@@ -354,7 +359,8 @@ def main(argv=None) -> int:
                      "lola_weight_decay": args.lola_weight_decay, "n_constituents": args.n_constituents,
                      "bdt_features": BDT_FEATURES, "deeptop_channels": list(args.deeptop_channels),
                      "deeptop_normalize": args.deeptop_normalize,
-                     "deeptop_filters": args.deeptop_filters,
+                     "deeptop_filters": args.deeptop_filters, "deeptop_dropout": args.deeptop_dropout,
+                     "deeptop_weight_decay": args.deeptop_weight_decay,
                      "seed": args.seed, "model_seed": model_seed, "train_fraction": args.train_fraction,
                      "device": device, "torch_threads": args.threads},
         "generation_time_s": {k: round(v, 1) for k, v in gen_time.items()},
