@@ -267,7 +267,10 @@ def _delphes(events, jets, fields=None):
     found = (len(sorted_keys) > 0) & (sorted_keys[pos_c] == want) if len(want) else np.zeros(0, bool)
     src = order[pos_c]
     records = {k: np.concatenate(v)[src] for k, v in cols.items()}
-    jet_idx = np.where(found, ref_jet, -1)  # references to other objects (e.g. muons) are dropped
+    # references to other objects (e.g. muons) are dropped, and so are flow objects with zero pT:
+    # Delphes writes Eta = 999.9 for those (EFlowTracks of zero pT in ../shared delphes.root), which
+    # would give an infinite energy and NaN pz in every 4-vector input (LoLa) of their jet
+    jet_idx = np.where(found & (records["pt"] > 0), ref_jet, -1)
     return n_jets, ref_ev, jet_idx, records, None
 
 
