@@ -172,6 +172,27 @@ def chunk_cost(events, label, spec, repeats, t_cold=None):
           f"vs kernel {t_kk / nj * 1e6:.2f} µs{cold})")
 
 
+def open_cost(path, spec, repeats):
+    """open_events → constituents(fields) → jet_images per file, eager (reads every branch) against
+    virtual (reads the branches touched; what train.load_jets does), medians of fresh opens."""
+    few = constituent_fields(spec)
+
+    def run(mode):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ev = open_events(str(path), mode=mode)
+            return jet_images(constituents(ev, fields=few), spec)
+
+    t = {m: timeit(lambda m=m: run(m), repeats)[0] for m in ("eager", "virtual")}
+    same = np.array_equal(run("eager"), run("virtual"))
+    import uproot
+
+    with uproot.open(str(path)) as f:
+        n_br = len(f["Events"].keys())
+    print(f"file → images ({Path(path).name}, {n_br} branches): eager open {t['eager'] * 1e3:.0f} ms, virtual "
+          f"{t['virtual'] * 1e3:.0f} ms ({t['eager'] / max(t['virtual'], 1e-12):.2f}x); same images: {same}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n-jets", type=int, default=100_000)
@@ -320,6 +341,8 @@ def main(argv=None):
             flat_jet_constituents(constituents(big), ("pt", "eta", "phi", "mass"))
         t_cold = time.perf_counter() - t0
         chunk_cost(big, args.chunk_file.name, spec, args.repeats, t_cold)
+    for f in [path] + ([args.chunk_file] if args.chunk_file else []):
+        open_cost(f, spec, args.repeats)
 
     floor_ratio = res["a"]["ours"] / res["a"]["floor"]
     speedup = res["a"]["ours"] / ef_speed if ef_speed == ef_speed else float("nan")

@@ -57,7 +57,7 @@ def _round_stats(path: str, truth: int) -> tuple[int, int]:
 
     from coffea_jetimg import open_events
 
-    ev = open_events(path)
+    ev = open_events(path, mode="virtual")  # reads the four FatJet branches used, not the file
     j = ev.FatJet
     sel = (j.pt >= PT_RANGE[0]) & (j.pt < PT_RANGE[1]) & (abs(j.eta) < ABS_ETA_MAX) & (j.truthLabel == truth)
     return int(ak.sum(sel)), max(len(ev), 1)
@@ -99,15 +99,15 @@ def build_dataset(files: list[str], truth: int, specs: dict[str, dict], max_jets
     import awkward as ak
 
     from coffea_jetimg import constituents, open_events
-    from coffea_jetimg.inputs import build_inputs
+    from coffea_jetimg.inputs import build_inputs, constituent_fields
 
     out = {k: [] for k in specs}
     n = 0
     for path in files:
-        ev = open_events(path)
+        ev = open_events(path, mode="virtual")  # only the branches the inputs use are read
         j = ev.FatJet
         mask = (j.pt >= PT_RANGE[0]) & (j.pt < PT_RANGE[1]) & (abs(j.eta) < ABS_ETA_MAX) & (j.truthLabel == truth)
-        cands = constituents(ev, "FatJet")
+        cands = constituents(ev, "FatJet", fields=sorted(set().union(*(constituent_fields(sp) for sp in specs.values()))))
         for k, spec in specs.items():
             out[k].append(build_inputs(spec, ev, "FatJet", jet_mask=mask, cands=cands))
         n += int(ak.sum(mask))

@@ -137,7 +137,11 @@ def open_events(
     schema : {'auto', 'pfnano', 'nanoaod', 'delphes'}
         ``'auto'`` picks from the branch names.
     mode : {'eager', 'dask', 'virtual'}
-        coffea's NanoEvents mode: eager awkward, dask-awkward or virtual arrays.
+        coffea's NanoEvents mode: eager awkward, dask-awkward or virtual arrays. ``'eager'``
+        reads every branch of the file; ``'virtual'`` gives the same arrays but reads a branch
+        when it is first touched, so ``constituents(events, jets, fields=...)`` and the inputs
+        built from it read only the branches they use (what :func:`coffea_jetimg.train.load_jets`
+        does).
 
     Returns
     -------

@@ -640,7 +640,8 @@ def load_jets(files, input_spec: dict, *, jets: str = "FatJet", pt_range=None, a
     n_total = 0
     warned = False
     for fi, path in enumerate(files):
-        events = open_events(str(path))
+        # virtual: only the branches the inputs touch are read (eager reads the whole file)
+        events = open_events(str(path), mode="virtual")
         if input_spec["kind"] == "event_image":
             X = build_inputs(input_spec, events, jets)
             info = {"pt": np.zeros(len(X)), "eta": np.zeros(len(X)), "mass": np.zeros(len(X)),
