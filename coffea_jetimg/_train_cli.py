@@ -56,6 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "'charged neutral' for colour images")
     m.add_argument("--normalize", choices=("sum", "sum_all", "none", "max"), default=None,
                    help="image normalisation instead of the preset's ('sum_all' keeps the channels' pT shares)")
+    m.add_argument("--pixel-size", type=float, nargs=2, default=None, metavar=("ETA", "PHI"),
+                   help="image pixel edges instead of the preset's (e.g. 0.05 0.05 for deeptop on R = 0.8 jets)")
+    m.add_argument("--image-axis", choices=("constituents", "jet"), default=None,
+                   help="image centring axis: the constituents' 4-vector sum (default) or the jets' stored "
+                        "eta/phi ('jet'; e.g. CMS PUPPI jets, whose stored candidates are unweighted)")
     m.add_argument("--filters", type=int, default=None,
                    help="filters per convolution of the deeptop/qg/wtag CNNs (default: the paper's)")
     m.add_argument("--n-constituents", type=int, default=40,
@@ -97,7 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _image_overrides(args) -> dict | None:
-    out = {k: v for k, v in (("channels", args.channels), ("normalize", args.normalize)) if v is not None}
+    out = {k: v for k, v in (("channels", args.channels), ("normalize", args.normalize),
+                             ("pixel_size", args.pixel_size), ("axis", args.image_axis)) if v is not None}
     return out or None
 
 
@@ -121,7 +127,7 @@ def main(args) -> int:
               f"and a positive count; --model is {args.model}", file=sys.stderr)
         return 2
     if _image_overrides(args) and not (cnn or args.model in ("fc", "maxout")):
-        print(f"coffea-jetimg train: error: --channels/--normalize set jet-image settings, but --model "
+        print(f"coffea-jetimg train: error: --channels/--normalize/--pixel-size/--image-axis set jet-image settings, but --model "
               f"{args.model} does not take jet images here", file=sys.stderr)
         return 2
     pt_range = None

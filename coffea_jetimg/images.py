@@ -55,6 +55,7 @@ _FLIPS = {"none": K.FLIP_NONE, "third_maximum": K.FLIP_THIRD_MAX, "heavier_half"
 _NORMS = {"none": K.NORM_NONE, "sum": K.NORM_SUM, "sum_all": K.NORM_SUM_ALL, "max": K.NORM_MAX}
 _COORDS = {"eta": K.COORD_ETA, "rapidity": K.COORD_RAPIDITY}
 _INTENSITIES = ("pt", "et", "e")
+_AXES = ("constituents", "jet")
 
 
 def _pair(value, name, kind):
@@ -126,6 +127,15 @@ class JetImageSpec(JsonSpec):
         drops each jet's charged/neutral pT shares and ``sum_all`` keeps them (a DeepTop on
         ``('charged', 'neutral', 'charged_count')`` with ``sum`` trailed the one on the pT
         image alone in validation loss over the 6 epochs it ran; analysis/results/top_tagging_100k_color).
+    axis : {'constituents', 'jet'}
+        Where the jet axis of ``centre='jet_axis'`` (and the starting point of the
+        ``'hardest_pixel'`` search) comes from when images are built from events
+        (:func:`coffea_jetimg.inputs.build_inputs`: the processor and training):
+        ``'constituents'``, the direction of the constituents' 4-vector sum (the default,
+        and what artifacts without this field used), or ``'jet'``, the jet collection's stored
+        eta (rapidity with ``coordinate='rapidity'``) and phi. They differ where the stored
+        jet is not the plain sum of its stored constituents (CMS PUPPI jets: PFNano stores
+        unweighted candidates). With ``'jet'``, :func:`jet_images` needs ``jet_eta``/``jet_phi``.
     maxima_dr : float
         Maxima are pixels of the pT image on the computation grid, at the pT-weighted mean
         position of their constituents: maximum 1 is the hardest pixel, maximum 2 the hardest
@@ -151,6 +161,7 @@ class JetImageSpec(JsonSpec):
     grid: tuple[int, int] | None = None
     normalize: str = "sum"
     maxima_dr: float = 0.2
+    axis: str = "constituents"
 
     def __post_init__(self):
         def put(name, value):
@@ -166,7 +177,7 @@ class JetImageSpec(JsonSpec):
         put("pixel_size", ps)
         for name, allowed in (("coordinate", _COORDS), ("centre", _CENTRES), ("rotation", _ROTATIONS),
                               ("rotation_method", ("coords", "pixel")), ("flip", _FLIPS),
-                              ("intensity", _INTENSITIES), ("normalize", _NORMS)):
+                              ("intensity", _INTENSITIES), ("normalize", _NORMS), ("axis", _AXES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {tuple(allowed)}, got {getattr(self, name)!r}")
         chans = (self.channels,) if isinstance(self.channels, str) else tuple(self.channels)
@@ -512,8 +523,10 @@ def jet_images(x, spec: JetImageSpec | str | dict = "komiske", *, jet_eta=None, 
         empty jets, None constituents are dropped.
     spec : JetImageSpec, preset name or dict
     jet_eta, jet_phi : array-like (n_jets,) or events → jets, optional
-        Jet axes for ``centre='jet_axis'``/``'hardest_pixel'``; otherwise the axis is the
-        direction of the constituents' 4-vector sum. With dask input, dask-awkward arrays
+        Jet axes for ``centre='jet_axis'``/``'hardest_pixel'`` (in the image coordinate:
+        rapidity with ``coordinate='rapidity'``); otherwise the axis is the direction of the
+        constituents' 4-vector sum. Required when ``spec.axis == 'jet'``; given ones are used
+        whatever ``spec.axis`` says. With dask input, dask-awkward arrays
         partitioned as ``x`` (e.g. ``events.FatJet.eta`` beside ``constituents(events)``).
     return_mask : bool
         Also return ``valid``: True where the image is not all zero (False for empty jets).
@@ -527,6 +540,9 @@ def jet_images(x, spec: JetImageSpec | str | dict = "komiske", *, jet_eta=None, 
     valid : ndarray bool (n_jets,) (or dask-awkward), if ``return_mask``
     """
     spec = _as_spec(spec)
+    if spec.axis == "jet" and jet_eta is None and jet_phi is None:
+        raise ValueError("spec.axis is 'jet': give jet_eta and jet_phi (the jets' stored axes; "
+                         "coffea_jetimg.inputs.build_inputs passes them from the events)")
     if _is_dask(x):
         axes = _dask_axes(x, jet_eta, jet_phi)
         fields = _needed_fields(spec, _record_fields(x._meta))

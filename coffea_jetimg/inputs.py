@@ -198,6 +198,19 @@ def _jets_to_cands(cands):
     return ak.flatten(cands, axis=1) if cands.ndim == 3 else cands
 
 
+def _jet_axes(events, jets: str, jet_mask, coordinate: str):
+    """The selected jets' stored axes, flat: (eta or rapidity, phi) as float64 numpy arrays."""
+    j = ak.flatten(_apply_jet_mask(events[jets], jet_mask), axis=1)  # events → jets to jets
+    eta = ak.to_numpy(j.eta).astype(np.float64)
+    phi = ak.to_numpy(j.phi).astype(np.float64)
+    if coordinate == "rapidity":  # y = asinh(pT sinh(eta) / mT), stable for any mass
+        pt = ak.to_numpy(j.pt).astype(np.float64)
+        m = np.maximum(ak.to_numpy(j.mass).astype(np.float64), 0.0)
+        mt = np.hypot(pt, m)
+        eta = np.arcsinh(np.divide(pt, mt, out=np.ones_like(pt), where=mt > 0) * np.sinh(eta))
+    return eta, phi
+
+
 def build_inputs(input_spec: dict, x, jets: str | None = None, *, jet_mask=None, cands=None) -> np.ndarray:
     """Build the network input of ``input_spec`` for every jet (or event) in ``x``.
 
@@ -243,8 +256,9 @@ def build_inputs(input_spec: dict, x, jets: str | None = None, *, jet_mask=None,
         return jet_features(_apply_jet_mask(jets_arr, jet_mask), feats, cands)
     if kind not in ("image", "lorentz"):
         raise InputsError(f"unknown input kind {kind!r}")
+    is_ev = _is_events(x, jets)
     if cands is None:
-        if _is_events(x, jets):
+        if is_ev:
             check_compatible(input_spec, x, jets)
             cands = constituents(x, jets, fields=constituent_fields(input_spec))
         else:
@@ -254,7 +268,13 @@ def build_inputs(input_spec: dict, x, jets: str | None = None, *, jet_mask=None,
         from .images import JetImageSpec, jet_images
 
         spec = JetImageSpec.from_dict(input_spec["image_spec"])
-        out = jet_images(cands, spec)
+        axes = {}
+        if spec.axis == "jet":
+            if not is_ev:
+                raise InputsError(f"image_spec axis 'jet' takes the axes of the jets '{jets}': pass the events, "
+                                  "not constituents alone")
+            axes = dict(zip(("jet_eta", "jet_phi"), _jet_axes(x, jets, jet_mask, spec.coordinate)))
+        out = jet_images(cands, spec, **axes)
     else:
         from .lorentz import constituent_p4s
 

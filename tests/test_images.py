@@ -484,3 +484,41 @@ def test_dask_with_given_jet_axes(pfnano_file):
     np.testing.assert_allclose(ak.to_numpy(ak.flatten(fd, axis=1)), f, rtol=1e-6, atol=0)
     with pytest.raises(TypeError, match="dask-awkward"):
         jet_images(xd, spec, jet_eta=ev.FatJet.eta, jet_phi=ev.FatJet.phi)
+
+
+def test_spec_axis_jet_takes_the_stored_jet_axes(pfnano_file):
+    """axis='jet': build_inputs centres on the jets' stored eta (rapidity) and phi, for the
+    selected jets only; without axes jet_images refuses; specs without the field keep the
+    constituent-sum axis."""
+    from coffea_jetimg import constituents, open_events
+    from coffea_jetimg.inputs import InputsError, build_inputs
+    from coffea_jetimg.train import make_input_spec
+
+    assert JetImageSpec.from_dict({k: v for k, v in PRESETS["qg"].to_dict().items() if k != "axis"}).axis == "constituents"
+    with pytest.raises(ValueError, match="axis"):
+        JetImageSpec(axis="fatjet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ev = open_events(pfnano_file)
+        cands = constituents(ev, "FatJet")
+    fj = ev.FatJet
+    mask = fj.pt > 200
+    sel = ak.flatten(fj[mask])
+    for coordinate in ("eta", "rapidity"):
+        spec = make_input_spec("qg", jets="FatJet", image_overrides={"axis": "jet", "coordinate": coordinate})
+        img_spec = JetImageSpec.from_dict(spec["image_spec"])
+        assert img_spec.axis == "jet" and JetImageSpec.from_dict(img_spec.to_dict()) == img_spec
+        got = build_inputs(spec, ev, "FatJet", jet_mask=mask, cands=cands)
+        x = ak.flatten(cands[mask], axis=1)
+        y_jet = np.asarray(sel.eta) if coordinate == "eta" else np.asarray(sel.rapidity)
+        want = jet_images(x, img_spec, jet_eta=y_jet, jet_phi=np.asarray(sel.phi))
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+        own = build_inputs(make_input_spec("qg", jets="FatJet", image_overrides={"coordinate": coordinate}),
+                           ev, "FatJet", jet_mask=mask, cands=cands)
+        # CMS's stored axes differ from the candidates' sums by up to ~0.01: some images move
+        assert 0 < int((np.abs(got - own).reshape(len(got), -1).max(axis=1) > 1e-6).sum()) < len(got)
+        np.testing.assert_allclose(got.sum(axis=(1, 2, 3)), 1.0, rtol=1e-5)
+        with pytest.raises(ValueError, match="jet_eta"):
+            jet_images(x, img_spec)
+        with pytest.raises(InputsError, match="axis 'jet'"):
+            build_inputs(spec, cands, "FatJet")

@@ -288,11 +288,12 @@ def test_cli_train_colour_images(generated_top, generated_qcd, tmp_path, capsys)
     argv = ["train", "--signal", generated_top, "--background", generated_qcd, "--model", "deeptop",
             "--pt-min", "500", "--pt-max", "700", "--epochs", "1", "--batch-size", "64", "--no-progress"]
     assert main_cli(argv + ["--channels", "charged", "neutral", "--normalize", "sum_all", "--filters", "4",
-                            "-o", str(out)]) == 0
+                            "--pixel-size", "0.05", "0.05", "--image-axis", "jet", "-o", str(out)]) == 0
     art = load_artifact(out)
     inp = art.spec["input"]
     assert inp["shape"] == [2, 40, 40]
     assert inp["image_spec"]["channels"] == ["charged", "neutral"] and inp["image_spec"]["normalize"] == "sum_all"
+    assert inp["image_spec"]["pixel_size"] == [0.05, 0.05] and inp["image_spec"]["axis"] == "jet"
     assert art.spec["training"]["model_kwargs"] == {"filters": 4}
     assert tuple(art.module.state_dict()["features.2.weight"].shape) == (4, 2, 4, 4)  # norm, pad, conv 2 -> 4
     X, _ = load_jets([generated_top], inp, pt_range=(500, 700), truth_label=1)
