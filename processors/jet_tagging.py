@@ -563,6 +563,9 @@ class JetTaggingProcessor(processor.ProcessorABC):
             spec = t.input_spec
             if needs_constituents(spec, jf):
                 want |= set(_needed_leaves(events, self.jets, detect_layout(events, self.jets), cand_fields))
+            if spec["kind"] == "image" and (spec.get("image_spec") or {}).get("axis") == "jet":
+                # images centred on the stored jet axis (rapidity needs pt and mass too)
+                want |= {(self.jets, f) for f in ("pt", "eta", "phi", "mass") if f in jf}
             if spec["kind"] == "features":
                 for f in spec["features"]:
                     for g in FEATURE_ALIASES.get(f, (f,)):

@@ -121,6 +121,27 @@ def test_executors_and_dask_agree_on_pfnano(models, pfnano_file):
     assert list(h["image"]) == ["img0"] and set(h["pixel_xy"]) == {"cnn", "cnn_b", "feat", "lola"}
 
 
+def test_image_axis_from_the_jets_runs_eager_and_dask_alike(tmp_path, pfnano_file):
+    """An artifact whose images centre on the stored jet axis (axis='jet', in rapidity): the dask
+    graph loads the jets' phi and mass too, and gives the eager histograms."""
+    import coffea_jetimg as cj
+    from coffea_jetimg.images import JetImageSpec
+
+    torch.manual_seed(5)
+    img = JetImageSpec(npix=(8, 8), pixel_size=(0.1, 0.1), centre="jet_axis", coordinate="rapidity", axis="jet")
+    art = save_artifact(tmp_path / "cnn_axis", TinyCNN().eval(),
+                        {"name": "cnn_axis", "input": {"kind": "image", "image_spec": img.to_dict()},
+                         "class_names": ["qcd", "top"], "signal_class": "top", "architecture": "tiny"},
+                        torch.randn(2, 1, 8, 8))
+    proc = JetTaggingProcessor({"cnn_axis": str(art)})
+    cols = {f"{c}_{f}" for c, f in proc._needed_columns(cj.open_events(pfnano_file, mode="dask"))}
+    assert {"FatJet_eta", "FatJet_phi", "FatJet_mass"} <= cols
+    fs = _fileset({"qcd": (pfnano_file, "qcd")})
+    it = _run_runner(processor.IterativeExecutor(status=False), fs, proc)
+    _assert_same(it, _run_dask(fs, proc))
+    assert it["qcd"]["cutflow"]["jets_scored"] > 0
+
+
 def test_processor_reads_only_the_constituent_fields_its_models_use(models, pfnano_file):
     """A pT-image CNN and LoLa need the candidates' 4-vectors only: the dask graph loads no
     PFCands charge, pdgId, d0, dz or PUPPI weight."""
