@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="image pixel edges instead of the preset's (e.g. 0.05 0.05 for deeptop on R = 0.8 jets)")
     m.add_argument("--image-axis", choices=("constituents", "jet"), default=None,
                    help="image centring axis: the constituents' 4-vector sum (default) or the jets' stored "
-                        "eta/phi ('jet'; e.g. CMS PUPPI jets, whose stored candidates are unweighted)")
+                        "eta/phi ('jet'; they differ where a stored jet is not the sum of its stored candidates)")
     m.add_argument("--filters", type=int, default=None,
                    help="filters per convolution of the deeptop/qg/wtag CNNs (default: the paper's)")
     m.add_argument("--n-constituents", type=int, default=40,
@@ -127,8 +127,8 @@ def main(args) -> int:
               f"and a positive count; --model is {args.model}", file=sys.stderr)
         return 2
     if _image_overrides(args) and not (cnn or args.model in ("fc", "maxout")):
-        print(f"coffea-jetimg train: error: --channels/--normalize/--pixel-size/--image-axis set jet-image settings, but --model "
-              f"{args.model} does not take jet images here", file=sys.stderr)
+        print(f"coffea-jetimg train: error: --channels/--normalize/--pixel-size/--image-axis set jet-image "
+              f"settings, but --model {args.model} does not take jet images here", file=sys.stderr)
         return 2
     pt_range = None
     if args.pt_min is not None or args.pt_max is not None:
