@@ -233,6 +233,7 @@ def _jet_parts(events, *, taggers, jets="FatJet", selection=None, class_names=()
             if cands is None and needs_constituents(spec, fj_fields):
                 cands = constituents(events, jets, fields=cand_fields)  # once, for every model
             built[key] = build_inputs(spec, events, jets, jet_mask=mask, cands=cands)
+            _warn_non_finite(built[key], events, jets, name)
         probs_of[name] = probs = tagger.predict(built[key])
         scores[name] = probs[:, tagger.signal_index]
     for name, members in (ensembles or {}).items():  # members share class names (checked by the processor)
@@ -242,6 +243,20 @@ def _jet_parts(events, *, taggers, jets="FatJet", selection=None, class_names=()
         cols[f"s_{name}"] = np.minimum(scores[name], _SCORE_MAX).astype(np.float64)
         cols[f"pred_{name}"] = (np.argmax(probs, axis=1) if len(probs) else np.zeros(0)).astype(np.int32)
     return cols, built, scores
+
+
+def _warn_non_finite(X: np.ndarray, events, jets: str, model: str) -> None:
+    """Warn, naming the file, when some jets' network inputs hold NaN or inf: their scores come
+    out NaN, and hist files NaN in the overflow bin without a word."""
+    if X.size == 0:
+        return
+    bad = ~np.isfinite(X.reshape(len(X), -1)).all(axis=1)
+    if bad.any():
+        meta = getattr(events, "metadata", None) or {}
+        where = meta.get("filename", "input file unknown")
+        warnings.warn(f"{where}: {int(bad.sum())} of {len(X)} selected {jets} jets have non-finite inputs for "
+                      f"model {model!r} (first at jet {int(np.flatnonzero(bad)[0])} of the chunk's selection); "
+                      "their scores are NaN and land in the histograms' overflow bins", RuntimeWarning, stacklevel=2)
 
 
 def parse_ensembles(texts) -> dict[str, list[str]]:

@@ -142,6 +142,31 @@ def test_image_axis_from_the_jets_runs_eager_and_dask_alike(tmp_path, pfnano_fil
     assert it["qcd"]["cutflow"]["jets_scored"] > 0
 
 
+def test_non_finite_inputs_are_named_with_the_file(models, pfnano_file, monkeypatch):
+    """Inputs with NaN (e.g. from a broken constituent) give a warning naming the file, the
+    model and the number of jets; clean inputs give none."""
+    import coffea_jetimg.processors.jet_tagging as jt
+
+    proc = JetTaggingProcessor({"lola": models["lola"]})
+    fs = _fileset({"qcd": (pfnano_file, "qcd")})
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        _run_runner(processor.IterativeExecutor(status=False), fs, proc)
+    assert not [w for w in rec if "non-finite" in str(w.message)]
+    real = jt.build_inputs
+
+    def poisoned(*a, **kw):
+        X = real(*a, **kw)
+        X[:1] = np.nan  # the first selected jet of each chunk
+        return X
+
+    monkeypatch.setattr(jt, "build_inputs", poisoned)
+    runner = processor.Runner(executor=processor.IterativeExecutor(status=False), schema=PFNanoAODSchema, chunksize=4)
+    with pytest.warns(RuntimeWarning, match=r"pfnano\.root: 1 of \d+ selected FatJet jets have non-finite inputs "
+                                            r"for model 'lola'"):
+        runner(fs, processor_instance=proc, treename="Events")
+
+
 def test_processor_reads_only_the_constituent_fields_its_models_use(models, pfnano_file):
     """A pT-image CNN and LoLa need the candidates' 4-vectors only: the dask graph loads no
     PFCands charge, pdgId, d0, dz or PUPPI weight."""
