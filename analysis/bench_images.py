@@ -53,7 +53,7 @@ import awkward as ak  # noqa: E402
 import numpy as np  # noqa: E402
 
 from coffea_jetimg import _kernels as K  # noqa: E402
-from coffea_jetimg._io import open_events  # noqa: E402
+from coffea_jetimg._io import check_file, open_events  # noqa: E402
 from coffea_jetimg import constituents, flat_jet_constituents  # noqa: E402
 from coffea_jetimg._constituents import CANDIDATE_FIELDS, KINEMATIC_FIELDS, OPTIONAL_FIELDS  # noqa: E402
 from coffea_jetimg.images import (JetImageSpec, constituent_fields, image_kernel_call, images_from_flat,  # noqa: E402
@@ -185,10 +185,7 @@ def open_cost(path, spec, repeats):
 
     t = {m: timeit(lambda m=m: run(m), repeats)[0] for m in ("eager", "virtual")}
     same = np.array_equal(run("eager"), run("virtual"))
-    import uproot
-
-    with uproot.open(str(path)) as f:
-        n_br = len(f["Events"].keys())
+    n_br = len(check_file(str(path))[2])
     print(f"file → images ({Path(path).name}, {n_br} branches): eager open {t['eager'] * 1e3:.0f} ms, virtual "
           f"{t['virtual'] * 1e3:.0f} ms ({t['eager'] / max(t['virtual'], 1e-12):.2f}x); same images: {same}")
 

@@ -201,14 +201,8 @@ def _jets_to_cands(cands):
 def _jet_axes(events, jets: str, jet_mask, coordinate: str):
     """The selected jets' stored axes, flat: (eta or rapidity, phi) as float64 numpy arrays."""
     j = ak.flatten(_apply_jet_mask(events[jets], jet_mask), axis=1)  # events → jets to jets
-    eta = ak.to_numpy(j.eta).astype(np.float64)
-    phi = ak.to_numpy(j.phi).astype(np.float64)
-    if coordinate == "rapidity":  # y = asinh(pT sinh(eta) / mT), stable for any mass
-        pt = ak.to_numpy(j.pt).astype(np.float64)
-        m = np.maximum(ak.to_numpy(j.mass).astype(np.float64), 0.0)
-        mt = np.hypot(pt, m)
-        eta = np.arcsinh(np.divide(pt, mt, out=np.ones_like(pt), where=mt > 0) * np.sinh(eta))
-    return eta, phi
+    y = j.rapidity if coordinate == "rapidity" else j.eta  # rapidity: coffea's Lorentz-vector behaviour
+    return ak.to_numpy(y).astype(np.float64), ak.to_numpy(j.phi).astype(np.float64)
 
 
 def build_inputs(input_spec: dict, x, jets: str | None = None, *, jet_mask=None, cands=None) -> np.ndarray:
