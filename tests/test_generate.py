@@ -13,7 +13,7 @@ import uproot
 import coffea_jetimg as cj
 from coffea_jetimg.generate import generate, task_sizes
 from coffea_jetimg.generate._cli import add_arguments
-from coffea_jetimg.generate._jets import nsubjettiness, pseudojets, softdrop_mass
+from coffea_jetimg.generate._jets import cluster, input_indices, nsubjettiness, pseudojets, softdrop_mass
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -164,6 +164,33 @@ def test_softdrop_and_nsubjettiness_two_prong():
     assert softdrop_mass(pj) == pytest.approx(m_two, rel=1e-9)
     tau = nsubjettiness(pj, pt, eta, phi)
     assert tau[0] > 0 and tau[1] < tau[0] and tau[2] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_fast_pseudojet_inputs_cluster_like_public_pseudojets():
+    # pseudojets() hands FastJet raw SWIG pointers in one vectorPJ (for speed); the jets and the
+    # constituent -> input-position links must be those of a list of fastjet.PseudoJet
+    import fastjet as fj
+
+    rng = np.random.default_rng(3)
+    n = 600
+    pt = rng.exponential(4.0, n) + 0.3
+    eta, phi = rng.uniform(-3, 3, n), rng.uniform(-np.pi, np.pi, n)
+    pt[:2] = [400.0, 300.0]  # two hard "jets" with the soft particles around
+    px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+    e = np.sqrt(px**2 + py**2 + pz**2 + 0.14**2)
+    fast = pseudojets(px, py, pz, e)
+    public = [fj.PseudoJet(*v) for v in zip(px.tolist(), py.tolist(), pz.tolist(), e.tolist())]
+    assert len(fast) == n
+    for r, ptmin in ((0.8, 20.0), (0.4, 5.0)):
+        (cs_a, a), (cs_b, b) = cluster(fast, r, ptmin), cluster(public, r, ptmin)
+        assert len(a) == len(b) >= 2
+        for ja, jb in zip(a, b):
+            assert (ja.px(), ja.py(), ja.pz(), ja.E()) == (jb.px(), jb.py(), jb.pz(), jb.E())
+            ia, ib = input_indices(ja.constituents()), input_indices(jb.constituents())
+            assert np.array_equal(np.sort(ia), np.sort(ib))
+            # the link points at the right particle: the constituents' sum is the jet
+            assert np.sum(px[ia]) == pytest.approx(ja.px(), rel=1e-9)
+    assert softdrop_mass(list(a[0].constituents())) > 0
 
 
 # ---------------------------------------------------------------- reproducibility

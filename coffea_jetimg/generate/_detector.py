@@ -90,26 +90,28 @@ def extract_final(event, with_hadrons: bool = True):
         ``px, py, pz, e`` and ``flav`` (5 or 4) of every B / C hadron in the record (empty when
         ``with_hadrons`` is false).
     """
+    # pythia8mc has no bulk (numpy) access to the event record, so every value is one bound C++
+    # call per particle. ``map`` over the unbound methods skips a Python frame and an attribute
+    # look-up per call: 2.9 vs 6.2 ms per ttbar event of ~1400 entries (analysis/bench_generate.py).
     parts = event.particles()
-    n = len(parts)
-    ids = np.fromiter((p.id() for p in parts), dtype=np.int64, count=n)
-    status = np.fromiter((p.status() for p in parts), dtype=np.int64, count=n)
+    P = type(parts[0])  # entry 0 is Pythia's "system" line: always there
+    ids, status = _columns(parts, (P.id, P.status), np.int64)
     final_idx = np.flatnonzero(status > 0)
-    fin = [parts[i] for i in final_idx]
-    mom = np.array([(p.px(), p.py(), p.pz(), p.e(), p.charge()) for p in fin], dtype=np.float64).reshape(-1, 5)
-    final = {
-        "px": mom[:, 0], "py": mom[:, 1], "pz": mom[:, 2], "e": mom[:, 3],
-        "pdgId": ids[final_idx], "charge": np.rint(mom[:, 4]).astype(np.int64),
-    }
+    px, py, pz, e, charge = _columns([parts[i] for i in final_idx], (P.px, P.py, P.pz, P.e, P.charge))
+    final = {"px": px, "py": py, "pz": pz, "e": e, "pdgId": ids[final_idx], "charge": np.rint(charge).astype(np.int64)}
     if with_hadrons:
         flav = _heavy_flavour(np.abs(ids))
         h_idx = np.flatnonzero(flav)
-        hm = np.array([(parts[i].px(), parts[i].py(), parts[i].pz(), parts[i].e()) for i in h_idx],
-                      dtype=np.float64).reshape(-1, 4)
-        hadrons = {"px": hm[:, 0], "py": hm[:, 1], "pz": hm[:, 2], "e": hm[:, 3], "flav": flav[h_idx]}
+        hpx, hpy, hpz, he = _columns([parts[i] for i in h_idx], (P.px, P.py, P.pz, P.e))
+        hadrons = {"px": hpx, "py": hpy, "pz": hpz, "e": he, "flav": flav[h_idx]}
     else:
         hadrons = {k: np.zeros(0) for k in ("px", "py", "pz", "e")} | {"flav": np.zeros(0, np.int64)}
     return final, hadrons
+
+
+def _columns(parts, getters, dtype=np.float64) -> list[np.ndarray]:
+    """One array per getter (an unbound ``pythia8mc.Particle`` method) over ``parts``."""
+    return [np.fromiter(map(g, parts), dtype=dtype, count=len(parts)) for g in getters]
 
 
 def extract_hard_process(process):

@@ -63,17 +63,28 @@ def four_momenta(pt, eta, phi, mass):
 
 
 def pseudojets(px, py, pz, e):
-    """A list of ``fastjet.PseudoJet``.
+    """The input particles of a clustering, as one FastJet ``std::vector<PseudoJet>``.
 
-    A constituent of a jet clustered from this list has ``cluster_hist_index()`` equal to its
-    position in the list (FastJet numbers the input particles first), which is how the
+    A constituent of a jet clustered from it has ``cluster_hist_index()`` equal to its position
+    in the input (FastJet numbers the input particles first), which is how the
     constituent → ``PFCands`` link is made without a ``user_index`` per particle.
+
+    Why not a list of ``fastjet.PseudoJet``: SWIG wraps each one in a Python proxy (~3 µs), and
+    ``ClusterSequence`` converts a Python list back to a C++ vector element by element. The
+    plain SWIG pointers of ``new_PseudoJet`` copied once into a ``vectorPJ`` (which two
+    clusterings of the same particles share) cost 0.4 µs a particle: 800 particles
+    took 2.7 + 1.3 ms (proxies, list conversion) against 0.24 + 0.1 ms here. The clustering
+    itself is the same FastJet call either way.
     """
     import fastjet as fj
 
     _silence_banner()
-    PJ = fj.PseudoJet
-    return [PJ(x, y, z, t) for x, y, z, t in zip(px.tolist(), py.tolist(), pz.tolist(), e.tolist())]
+    args = (px.tolist(), py.tolist(), pz.tolist(), e.tolist())
+    swig = fj._swig
+    new = getattr(getattr(swig, "_fastjet_swig", None), "new_PseudoJet", None)
+    if new is None or not hasattr(swig, "vectorPJ"):  # another FastJet binding: the public path
+        return list(map(fj.PseudoJet, *args))
+    return swig.vectorPJ(list(map(new, *args)))
 
 
 def input_indices(constituents) -> np.ndarray:
@@ -101,9 +112,9 @@ def cluster(particles, r: float, pt_min: float, alg: str = "antikt"):
     """
     import fastjet as fj
 
-    if not particles:
+    if len(particles) == 0:
         return None, []
-    cs = fj.ClusterSequence(particles, _jetdef(alg, r))
+    cs = fj._swig.ClusterSequence(particles, _jetdef(alg, r))  # takes a vectorPJ or a list
     jets = fj.sorted_by_pt(cs.inclusive_jets(pt_min))
     return cs, list(jets)
 
@@ -114,7 +125,7 @@ def softdrop_mass(constituents, z_cut: float = 0.1, beta: float = 0.0, r0: float
 
     if len(constituents) == 0:
         return 0.0
-    cs = fj.ClusterSequence(constituents, _jetdef("ca", _MAX_R))
+    cs = fj._swig.ClusterSequence(constituents, _jetdef("ca", _MAX_R))
     j = fj.sorted_by_pt(cs.inclusive_jets(0.0))[0]
     while True:
         p1, p2 = fj.PseudoJet(), fj.PseudoJet()
@@ -147,7 +158,7 @@ def nsubjettiness(constituents, pt, rap, phi, n_max: int = 3, r0: float = 0.8) -
     if n == 0:
         return out
     d0 = float(np.sum(pt)) * r0
-    cs = fj.ClusterSequence(constituents, _jetdef("kt", _MAX_R))
+    cs = fj._swig.ClusterSequence(constituents, _jetdef("kt", _MAX_R))
     for k in range(1, min(n_max, n) + 1):
         axes = cs.exclusive_jets(k)
         arap = np.array([a.rap() for a in axes])
