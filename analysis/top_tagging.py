@@ -199,6 +199,8 @@ def main(argv=None) -> int:
     ap.add_argument("--jets-per-class", type=int, default=50000, help="selected jets per class")
     ap.add_argument("--epochs", type=int, default=30, help="maximum epochs for DeepTop and LoLa")
     ap.add_argument("--patience", type=int, default=5, help="early-stopping patience (epochs)")
+    ap.add_argument("--monitor", choices=("loss", "auc"), default="loss",
+                    help="validation figure that picks the kept weights, early stopping and --lr-decay")
     ap.add_argument("--lr-decay", type=float, default=1.0,
                     help="learning-rate factor after --lr-patience epochs without a lower validation loss (1: constant)")
     ap.add_argument("--lr-patience", type=int, default=2, help="epochs without improvement before --lr-decay")
@@ -313,7 +315,7 @@ def main(argv=None) -> int:
             model = build_model(name, X.shape[1:], 2, **kw)
             hist = fit(model, X[tr], y[tr], X_val=X[va], y_val=y[va], epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, seed=model_seed, device=device, patience=args.patience, progress=False,
-                       lr_decay=args.lr_decay, lr_patience=args.lr_patience,
+                       lr_decay=args.lr_decay, lr_patience=args.lr_patience, monitor=args.monitor,
                        weight_decay=args.lola_weight_decay if name == "lola" else args.deeptop_weight_decay,
                        checkpoint=art_dir / f"{name}_checkpoint.pt", resume=args.resume_training,
                        max_seconds=None if args.max_train_minutes is None else 60 * args.max_train_minutes,
@@ -360,7 +362,7 @@ def main(argv=None) -> int:
         "jets": {"top": n_s, "qcd": n_b, "train": len(tr), "val": len(va), "test": len(te)},
         "settings": {"epochs_max": args.epochs, "patience": args.patience, "batch_size": args.batch_size,
                      "lr": args.lr, "lr_decay": args.lr_decay, "lr_patience": args.lr_patience,
-                     "lola_weight_decay": args.lola_weight_decay, "n_constituents": args.n_constituents,
+                     "monitor": args.monitor, "lola_weight_decay": args.lola_weight_decay, "n_constituents": args.n_constituents,
                      "bdt_features": BDT_FEATURES, "deeptop_channels": list(args.deeptop_channels),
                      "deeptop_normalize": args.deeptop_normalize,
                      "deeptop_filters": args.deeptop_filters, "deeptop_dropout": args.deeptop_dropout,

@@ -72,10 +72,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--batch-size", type=int, default=128, help="mini-batch size")
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     t.add_argument("--patience", type=int, default=5,
-                   help="early stopping: epochs without a lower validation loss (0: never)")
+                   help="early stopping: epochs without a better validation --monitor (0: never)")
+    t.add_argument("--monitor", choices=("loss", "auc"), default="loss",
+                   help="what picks the kept weights, early stopping and --lr-decay: the lowest validation loss or "
+                        "the highest validation AUC (better with dropout or decorrelation, whose loss can move "
+                        "while the ranking of jets does not)")
     t.add_argument("--lr-decay", type=float, default=1.0,
-                   help="multiply the learning rate by this after --lr-patience epochs without a lower validation "
-                        "loss (ReduceLROnPlateau; 1: constant)")
+                   help="multiply the learning rate by this after --lr-patience epochs without a better validation "
+                        "--monitor (ReduceLROnPlateau; 1: constant)")
     t.add_argument("--lr-patience", type=int, default=2, help="epochs without improvement before --lr-decay applies")
     t.add_argument("--split", type=float, nargs=3, default=(0.7, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"),
                    help="train/validation/test fractions")
@@ -145,7 +149,8 @@ def main(args) -> int:
             background_truth=None if args.background_truth < 0 else args.background_truth,
             max_jets_per_class=args.max_jets, class_names=tuple(args.class_names), split=tuple(args.split),
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
-            patience=args.patience, lr_decay=args.lr_decay, lr_patience=args.lr_patience, decorrelate=None if args.decorrelate == "none" else args.decorrelate,
+            patience=args.patience, lr_decay=args.lr_decay, lr_patience=args.lr_patience, monitor=args.monitor,
+            decorrelate=None if args.decorrelate == "none" else args.decorrelate,
             lam=_lambda(args), mass_bins=args.mass_bins,
             jes_smear=args.jes_smear, resume=args.resume,
             max_seconds=None if args.max_minutes is None else 60 * args.max_minutes, name=args.name, progress=not args.no_progress,

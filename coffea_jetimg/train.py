@@ -175,13 +175,16 @@ class History:
     lr: list = field(default_factory=list)
     best_epoch: int = -1
     best_val_loss: float = float("inf")
+    best_val_auc: float = float("nan")  # at best_epoch
+    monitor: str = "loss"
     stopped_early: bool = False
     stopped_on_time: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if not math.isfinite(d["best_val_loss"]):
-            d["best_val_loss"] = None
+        for k in ("best_val_loss", "best_val_auc"):
+            if not math.isfinite(d[k]):
+                d[k] = None
         return d
 
     @classmethod
@@ -189,6 +192,8 @@ class History:
         d = dict(d)
         if d.get("best_val_loss") is None:
             d["best_val_loss"] = float("inf")
+        if d.get("best_val_auc") is None:  # also histories written before it was recorded
+            d["best_val_auc"] = float("nan")
         return cls(**d)
 
 
@@ -246,13 +251,13 @@ def _state_to_cpu(state: dict) -> dict:
 def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
         val_fraction: float = 0.15, epochs: int = 20, batch_size: int = 128, lr: float = 1e-3,
         weight_decay: float = 0.0, seed: int = 0, device: str = "auto", patience: int = 5,
-        lr_decay: float = 1.0, lr_patience: int = 2,
+        lr_decay: float = 1.0, lr_patience: int = 2, monitor: str = "loss",
         balance: bool = True, signal_index: int = 1, decorrelate: str | None = None, lam: float = 0.0,
         mass_bins: int = 10, adversary=None, adv_lr: float | None = None, adv_steps: int = 1,
         pretrain_adversary_epochs: int = 1,
         jes_smear: float = 0.0, checkpoint: str | Path | None = None, resume: bool = False,
         max_seconds: float | None = None, progress: bool = True, log=None) -> History:
-    """Train ``model`` in place on numpy arrays; the best-validation-loss weights are kept.
+    """Train ``model`` in place on numpy arrays; the weights of the best validation epoch are kept.
 
     Parameters
     ----------
@@ -269,10 +274,15 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
         Multiplies the class-balancing weights.
     epochs, batch_size, lr, weight_decay : training settings (Adam).
     patience : int
-        Stop after this many epochs without a lower validation loss (0: never stop early).
+        Stop after this many epochs without a better validation ``monitor`` (0: never stop early).
     lr_decay, lr_patience : float, int
-        Multiply the learning rate by ``lr_decay`` after ``lr_patience`` epochs without a lower
-        validation loss (``torch.optim.lr_scheduler.ReduceLROnPlateau``); 1.0: constant rate.
+        Multiply the learning rate by ``lr_decay`` after ``lr_patience`` epochs without a better
+        validation ``monitor`` (``torch.optim.lr_scheduler.ReduceLROnPlateau``); 1.0: constant rate.
+    monitor : {'loss', 'auc'}
+        What "better" means for keeping weights, early stopping and the learning-rate decay: a
+        lower validation loss, or a higher validation AUC (signal class vs the rest). The AUC
+        suits training with dropout or a decorrelation penalty, whose validation loss can move
+        while the ranking of jets does not.
     balance : bool
         Weight classes to equal total weight (train and validation loss).
     signal_index : int
@@ -343,9 +353,11 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     if not 0.0 < lr_decay <= 1.0:
         raise TrainingError(f"lr_decay must be in (0, 1], got {lr_decay!r}")
+    if monitor not in ("loss", "auc"):
+        raise TrainingError(f"monitor must be 'loss' or 'auc', got {monitor!r}")
     sched = None
     if lr_decay < 1.0:
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=lr_decay,
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min" if monitor == "loss" else "max", factor=lr_decay,
                                                            patience=max(int(lr_patience), 0))
     ce = nn.CrossEntropyLoss(reduction="none")
 
@@ -364,7 +376,7 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
     mass_t = torch.as_tensor(np.asarray(mass, dtype=np.float32)) if mass is not None else None
     mass_bin_t = torch.as_tensor(np.searchsorted(bin_edges, np.asarray(mass)), dtype=torch.long) if bin_edges is not None else None
 
-    hist = History()
+    hist = History(monitor=monitor)
     best_state = _state_to_cpu(model.state_dict())
     start_epoch = 0
     bad_epochs = 0
@@ -380,6 +392,9 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
             adversary.load_state_dict(state["adversary"])
             adv_opt.load_state_dict(state["adversary_optimizer"])
         hist = History.from_dict(json.loads(state["history_json"]))
+        if hist.monitor != monitor:
+            raise TrainingError(f"checkpoint {ckpt} was trained with monitor={hist.monitor!r}; "
+                                f"resume it with that, not monitor={monitor!r}")
         start_epoch = int(state["epoch"]) + 1
         bad_epochs = int(state["bad_epochs"])
         rng = np.random.default_rng([seed, start_epoch])
@@ -492,10 +507,16 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
         hist.decor_penalty.append(tot_pen / n_adv if (decorrelate == "disco" and n_adv) else None)
         hist.epoch_time_s.append(time.perf_counter() - t0)
         hist.lr.append(float(opt.param_groups[0]["lr"]))  # the rate this epoch trained with
+        if monitor == "loss":
+            improved = val_loss < hist.best_val_loss - 1e-6
+        else:  # a NaN AUC (one class in the validation set) never improves on a finite one
+            best = hist.best_val_auc if math.isfinite(hist.best_val_auc) else -math.inf
+            improved = hist.best_epoch < 0 or bool(val_auc > best + 1e-6)
         if sched is not None:
-            sched.step(val_loss)
-        if val_loss < hist.best_val_loss - 1e-6:
+            sched.step(val_loss if monitor == "loss" else (val_auc if math.isfinite(val_auc) else 0.0))
+        if improved:
             hist.best_val_loss = val_loss
+            hist.best_val_auc = val_auc
             hist.best_epoch = epoch
             best_state = _state_to_cpu(model.state_dict())
             bad_epochs = 0
@@ -751,7 +772,7 @@ def train_model(signal_files, background_files, architecture: str, output_dir, *
                 background_truth: int | None = 0, max_jets_per_class: int | None = None,
                 class_names=("qcd", "top"), split=(0.7, 0.15, 0.15), epochs: int = 20, batch_size: int = 128,
                 lr: float = 1e-3, seed: int = 0, device: str = "auto", patience: int = 5,
-                lr_decay: float = 1.0, lr_patience: int = 2,
+                lr_decay: float = 1.0, lr_patience: int = 2, monitor: str = "loss",
                 decorrelate: str | None = None, lam: float = 0.0, mass_bins: int = 10, jes_smear: float = 0.0,
                 resume: bool = False, max_seconds: float | None = None, model_kwargs: dict | None = None,
                 name: str | None = None, progress: bool = True, log=print) -> dict:
@@ -776,7 +797,7 @@ def train_model(signal_files, background_files, architecture: str, output_dir, *
     max_jets_per_class : int, optional
     class_names : (background name, signal name)
     split : train/val/test fractions (seeded by ``seed``).
-    epochs, batch_size, lr, seed, device, patience, lr_decay, lr_patience : see :func:`fit`.
+    epochs, batch_size, lr, seed, device, patience, lr_decay, lr_patience, monitor : see :func:`fit`.
     decorrelate, lam, mass_bins : mass decorrelation against the jet soft-drop mass (see module doc).
     jes_smear : float
         "Hardened" training: the training jets' constituents are JES-scaled per jet by
@@ -856,7 +877,7 @@ def train_model(signal_files, background_files, architecture: str, output_dir, *
     X_train = Xsm[tr] if Xsm is not None else X[tr]
     t0 = time.perf_counter()
     hist = fit(model, X_train, y[tr], X_val=X[va], y_val=y[va], mass=mass[tr], epochs=epochs, batch_size=batch_size,
-               lr=lr, seed=seed, device=device, patience=patience, lr_decay=lr_decay, lr_patience=lr_patience,
+               lr=lr, seed=seed, device=device, patience=patience, lr_decay=lr_decay, lr_patience=lr_patience, monitor=monitor,
                signal_index=1, decorrelate=decorrelate, lam=lam,
                mass_bins=mass_bins, jes_smear=jes_smear if kind == "lorentz" else 0.0,
                checkpoint=out / "checkpoint.pt", resume=resume, max_seconds=max_seconds, progress=progress)
@@ -883,7 +904,7 @@ def train_model(signal_files, background_files, architecture: str, output_dir, *
             "n_jets": {"train": int(len(tr)), "val": int(len(va)), "test": int(len(te))},
             "split": list(split), "seed": seed, "epochs": epochs, "epochs_run": len(hist.train_loss),
             "batch_size": batch_size, "lr": lr, "optimizer": "Adam", "patience": patience,
-            "lr_decay": lr_decay, "lr_patience": lr_patience,
+            "lr_decay": lr_decay, "lr_patience": lr_patience, "monitor": monitor,
             "class_balancing": "per-class weights n/(k n_c)", "device": device,
             "decorrelate": decorrelate, "lambda": lam, "mass_bins": mass_bins, "decorrelation_mass": "msoftdrop",
             "jes_smear": jes_smear, "model_kwargs": model_kwargs or {}, "history": hist.to_dict(),

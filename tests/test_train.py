@@ -67,6 +67,40 @@ def test_learning_rate_decays_on_plateau():
         fit(model, X[:300], y[:300], epochs=1, lr_decay=0.0, progress=False)
 
 
+def test_monitor_auc_keeps_the_best_auc_epoch_not_the_lowest_loss():
+    """An over-confident toy run: the validation loss is lowest at the last epoch, the AUC peaks
+    earlier. ``monitor`` decides which weights are kept; the kept model must reproduce the
+    recorded validation figure of its epoch."""
+    X, y = _toy_images(600, seed=2)
+    Xv, yv = X[300:], y[300:]
+    kept = {}
+    for monitor in ("loss", "auc"):
+        torch.manual_seed(0)
+        m = build_model("fc", (1, 16, 16), hidden=(64,))
+        h = fit(m, X[:300], y[:300], X_val=Xv, y_val=yv, epochs=8, lr=1e-2, batch_size=32, patience=0,
+                seed=0, monitor=monitor, progress=False)
+        assert h.monitor == monitor
+        best = int(np.argmin(h.val_loss)) if monitor == "loss" else int(np.argmax(h.val_auc))
+        assert h.best_epoch == best
+        auc = evaluate_scores(predict(m, Xv)[:, 1], yv)["auc"]
+        assert auc == pytest.approx(h.val_auc[best], abs=1e-9) and h.best_val_auc == pytest.approx(auc, abs=1e-9)
+        kept[monitor] = (h.best_epoch, auc)
+        assert History.from_dict(h.to_dict()) == h
+    assert kept["auc"][0] != kept["loss"][0]  # the toy does separate the two choices
+    assert kept["auc"][1] > kept["loss"][1]
+    with pytest.raises(TrainingError, match="monitor"):
+        fit(build_model("fc", (1, 16, 16)), X[:100], y[:100], epochs=1, monitor="accuracy", progress=False)
+
+
+def test_resume_refuses_another_monitor(tmp_path):
+    X, y = _toy_images(200)
+    ck = tmp_path / "ck.pt"
+    fit(build_model("fc", (1, 16, 16), hidden=(8,)), X, y, epochs=1, checkpoint=ck, progress=False)
+    with pytest.raises(TrainingError, match=r"ck\.pt.*monitor='loss'"):
+        fit(build_model("fc", (1, 16, 16), hidden=(8,)), X, y, epochs=2, checkpoint=ck, resume=True,
+            monitor="auc", progress=False)
+
+
 def test_metrics_on_known_scores():
     y = np.array([0] * 10 + [1] * 10)
     s = np.concatenate([np.linspace(0, 0.5, 10), np.linspace(0.45, 1, 10)])
@@ -317,5 +351,5 @@ def test_cli_help_lists_every_option():
     assert r.returncode == 0
     for opt in ("--signal", "--background", "--model", "--image-preset", "--n-constituents", "--epochs",
                 "--batch-size", "--lr", "--seed", "--device", "--decorrelate", "--lambda", "--jes-smear",
-                "--resume", "--output", "--channels", "--normalize", "--filters", "--max-minutes"):
+                "--resume", "--output", "--channels", "--normalize", "--filters", "--max-minutes", "--monitor"):
         assert opt in r.stdout, opt
