@@ -178,6 +178,36 @@ def add_ensembles(scores: dict, ensembles: list[str]) -> None:
         scores[name] = np.mean([scores[p] for p in parts], axis=0)
 
 
+def merge_scores(scores: dict, paths) -> list[str]:
+    """Add the models of earlier runs' ``top_tagging_holdout_scores.npz`` to ``scores``.
+
+    The artifacts of a model can be gone (they are not kept in git) while its holdout scores
+    are: a new model is then compared with it jet for jet, but only on the same holdout jets.
+    The generator is reproducible, so a rerun with the same ``--seed``, ``--round-events`` and
+    jet counts makes the same sample; the labels must agree jet for jet, else the file is refused.
+    A name already present must carry the same scores. Returns the names added.
+    """
+    added = []
+    for path in paths:
+        with np.load(path, allow_pickle=False) as f:
+            other = {k: f[k] for k in f.files}
+        if "y" not in other:
+            raise SystemExit(f"--with-scores {path}: no labels 'y' (not a top_tagging_holdout_scores.npz)")
+        if len(other["y"]) != len(scores["y"]) or not np.array_equal(other["y"], scores["y"]):
+            raise SystemExit(f"--with-scores {path}: its labels differ from this run's jet for jet "
+                             f"({len(other['y'])} vs {len(scores['y'])} jets): not the same holdout sample")
+        for name, values in other.items():
+            if name == "y":
+                continue
+            if name in scores:
+                if not np.array_equal(scores[name], values):
+                    raise SystemExit(f"--with-scores {path}: model {name!r} is already here with other scores")
+                continue
+            scores[name] = values
+            added.append(name)
+    return added
+
+
 def drop_repeats(scores: dict, keep=()) -> dict:
     """Remove models whose scores equal an earlier model's, jet for jet (the BDT of every
     ``top_tagging.py`` run on the same sample is the same BDT); returns {dropped: first}.
@@ -221,6 +251,10 @@ def write_markdown(summary: dict, path: Path) -> None:
 
     for name, m in r.items():
         lines.append(f"| {name} | {m['auc']:.4f} | {rej(m, 0.3)} | {rej(m, 0.5)} | {ratio(m, 0.3)} | {ratio(m, 0.5)} |")
+    ws = summary.get("with_scores") or {}
+    if ws.get("models"):
+        lines += ["", f"Scored in earlier runs on the same jets (labels checked jet for jet), from "
+                  f"{', '.join(f'`{f}`' for f in ws['files'])}: {', '.join(ws['models'])}."]
     if summary.get("same_scores_as"):
         lines += ["", "Left out, with the same scores as the model named: " + ", ".join(
             f"{a} (= {b})" for a, b in summary["same_scores_as"].items()) + "."]
@@ -287,6 +321,9 @@ def main(argv=None) -> int:
                     help="also score the mean probability of these models")
     ap.add_argument("--results", type=Path, default=HERE / "results")
     ap.add_argument("--scores-from", type=Path, help="recompute the metrics from a saved scores file")
+    ap.add_argument("--with-scores", type=Path, nargs="*", default=[], metavar="NPZ",
+                    help="add the models of earlier runs' scores files on the same holdout jets (labels must "
+                         "match jet for jet), e.g. to compare with models whose artifacts are gone")
     ap.add_argument("--n-bootstrap", type=int, default=300)
     ap.add_argument("--bdt", default="bdt", help="the model that ratios are taken to (e.g. LABEL:bdt)")
     ap.add_argument("--compare", nargs="*", default=[], metavar="A/B",
@@ -327,6 +364,9 @@ def main(argv=None) -> int:
 
         machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                    "torch": torch.__version__, "device": device}
+    added = merge_scores(scores, args.with_scores)
+    if added:
+        log(f"added from {', '.join(map(str, args.with_scores))}: {', '.join(added)}")
     add_ensembles(scores, args.ensemble)
     pairs = []
     for text in args.compare:
@@ -352,6 +392,7 @@ def main(argv=None) -> int:
         "round_events": None if args.scores_from else args.round_events,
         "machine": machine,
         "compare": pairs,
+        "with_scores": {"files": [str(p) for p in args.with_scores], "models": added},
         "same_scores_as": same_as,
         "results": res,
     }

@@ -105,3 +105,22 @@ def test_paired_comparison_keeps_only_jets_the_smaller_run_never_saw():
     # a test jet beyond the first m of its class was never in the smaller sample: always kept
     new = [k for k in te if (m <= k < n) or k >= n + m]
     assert set(new) <= set(idx.tolist())
+
+
+def test_scores_of_earlier_runs_join_only_on_the_same_jets(tmp_path):
+    y, s = _toy(n_s=500, n_b=5000)
+    old = tmp_path / "old.npz"
+    np.savez_compressed(old, y=y, **{"a:deeptop": s, "a:bdt": s * 0.5})
+    scores = {"y": y.copy(), "b:deeptop": s + 1.0, "a:bdt": s * 0.5}
+    assert H.merge_scores(scores, [old]) == ["a:deeptop"]  # a:bdt is already here, the same
+    assert np.array_equal(scores["a:deeptop"], s)
+    res = H.metrics(scores, n_boot=20, reference="a:bdt", pairs=[("b:deeptop", "a:deeptop")])
+    assert res["b:deeptop"]["inv_eff_bkg_at_0.3"] == pytest.approx(res["a:deeptop"]["inv_eff_bkg_at_0.3"])
+    other = tmp_path / "other.npz"
+    np.savez_compressed(other, y=y[::-1].copy(), **{"c:deeptop": s})
+    with pytest.raises(SystemExit, match="other.npz.*labels differ"):
+        H.merge_scores(scores, [other])
+    clash = tmp_path / "clash.npz"
+    np.savez_compressed(clash, y=y, **{"b:deeptop": s})
+    with pytest.raises(SystemExit, match="clash.npz.*'b:deeptop' is already here"):
+        H.merge_scores(scores, [clash])
