@@ -193,7 +193,7 @@ def merge_scores(scores: dict, paths) -> list[str]:
             other = {k: f[k] for k in f.files}
         if "y" not in other:
             raise SystemExit(f"--with-scores {path}: no labels 'y' (not a top_tagging_holdout_scores.npz)")
-        if len(other["y"]) != len(scores["y"]) or not np.array_equal(other["y"], scores["y"]):
+        if not np.array_equal(other["y"], scores["y"]):
             raise SystemExit(f"--with-scores {path}: its labels differ from this run's jet for jet "
                              f"({len(other['y'])} vs {len(scores['y'])} jets): not the same holdout sample")
         for name, values in other.items():

@@ -175,13 +175,17 @@ class History:
     lr: list = field(default_factory=list)
     best_epoch: int = -1
     best_val_loss: float = float("inf")
-    best_val_auc: float = float("nan")  # at best_epoch
     monitor: str = "loss"
     stopped_early: bool = False
     stopped_on_time: bool = False
 
+    @property
+    def best_val_auc(self) -> float:
+        """The validation AUC of ``best_epoch`` (NaN before any epoch)."""
+        return float(self.val_auc[self.best_epoch]) if self.best_epoch >= 0 else float("nan")
+
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = asdict(self) | {"best_val_auc": self.best_val_auc}  # derived, written for readers of the json
         for k in ("best_val_loss", "best_val_auc"):
             if not math.isfinite(d[k]):
                 d[k] = None
@@ -192,8 +196,7 @@ class History:
         d = dict(d)
         if d.get("best_val_loss") is None:
             d["best_val_loss"] = float("inf")
-        if d.get("best_val_auc") is None:  # also histories written before it was recorded
-            d["best_val_auc"] = float("nan")
+        d.pop("best_val_auc", None)  # derived from val_auc and best_epoch
         return cls(**d)
 
 
@@ -516,7 +519,6 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
             sched.step(val_loss if monitor == "loss" else (val_auc if math.isfinite(val_auc) else 0.0))
         if improved:
             hist.best_val_loss = val_loss
-            hist.best_val_auc = val_auc
             hist.best_epoch = epoch
             best_state = _state_to_cpu(model.state_dict())
             bad_epochs = 0

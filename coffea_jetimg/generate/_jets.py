@@ -81,12 +81,8 @@ def pseudojets(px, py, pz, e):
     import fastjet as fj
 
     _silence_banner()
-    args = (px.tolist(), py.tolist(), pz.tolist(), e.tolist())
-    swig = fj._swig
-    new = getattr(getattr(swig, "_fastjet_swig", None), "new_PseudoJet", None)
-    if new is None or not hasattr(swig, "vectorPJ"):  # another FastJet binding: the public path
-        return list(map(fj.PseudoJet, *args))
-    return swig.vectorPJ(list(map(new, *args)))
+    new = fj._swig._fastjet_swig.new_PseudoJet
+    return fj._swig.vectorPJ(list(map(new, px.tolist(), py.tolist(), pz.tolist(), e.tolist())))
 
 
 def input_indices(constituents) -> np.ndarray:
