@@ -204,6 +204,10 @@ def main(argv=None) -> int:
     ap.add_argument("--lr-decay", type=float, default=1.0,
                     help="learning-rate factor after --lr-patience epochs without a lower validation loss (1: constant)")
     ap.add_argument("--lr-patience", type=int, default=2, help="epochs without improvement before --lr-decay")
+    ap.add_argument("--swa-start", type=int, default=None, metavar="EPOCH",
+                    help="DeepTop and LoLa: average the weights of every epoch from this one (0-based) on "
+                         "(stochastic weight averaging); the averaged network is kept")
+    ap.add_argument("--swa-lr", type=float, default=None, help="constant learning rate while averaging")
     ap.add_argument("--lola-weight-decay", type=float, default=1e-3,
                     help="Adam weight decay (L2) for LoLa: without it LoLa overfits at 35k training jets per class "
                          "(50k/class sample: 1/eB(0.3) 418 without, 684 with 1e-3)")
@@ -316,6 +320,7 @@ def main(argv=None) -> int:
             hist = fit(model, X[tr], y[tr], X_val=X[va], y_val=y[va], epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, seed=model_seed, device=device, patience=args.patience, progress=False,
                        lr_decay=args.lr_decay, lr_patience=args.lr_patience, monitor=args.monitor,
+                       swa_start=args.swa_start, swa_lr=args.swa_lr,
                        weight_decay=args.lola_weight_decay if name == "lola" else args.deeptop_weight_decay,
                        checkpoint=art_dir / f"{name}_checkpoint.pt", resume=args.resume_training,
                        max_seconds=None if args.max_train_minutes is None else 60 * args.max_train_minutes,
@@ -362,7 +367,7 @@ def main(argv=None) -> int:
         "jets": {"top": n_s, "qcd": n_b, "train": len(tr), "val": len(va), "test": len(te)},
         "settings": {"epochs_max": args.epochs, "patience": args.patience, "batch_size": args.batch_size,
                      "lr": args.lr, "lr_decay": args.lr_decay, "lr_patience": args.lr_patience,
-                     "monitor": args.monitor, "lola_weight_decay": args.lola_weight_decay, "n_constituents": args.n_constituents,
+                     "monitor": args.monitor, "swa_start": args.swa_start, "swa_lr": args.swa_lr, "lola_weight_decay": args.lola_weight_decay, "n_constituents": args.n_constituents,
                      "bdt_features": BDT_FEATURES, "deeptop_channels": list(args.deeptop_channels),
                      "deeptop_normalize": args.deeptop_normalize,
                      "deeptop_filters": args.deeptop_filters, "deeptop_dropout": args.deeptop_dropout,

@@ -81,6 +81,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="multiply the learning rate by this after --lr-patience epochs without a better validation "
                         "--monitor (ReduceLROnPlateau; 1: constant)")
     t.add_argument("--lr-patience", type=int, default=2, help="epochs without improvement before --lr-decay applies")
+    t.add_argument("--swa-start", type=int, default=None, metavar="EPOCH",
+                   help="average the weights of every epoch from this one (0-based) on, at a constant learning "
+                        "rate (stochastic weight averaging, arXiv:1803.05407); the averaged network is kept")
+    t.add_argument("--swa-lr", type=float, default=None,
+                   help="the constant learning rate while averaging (default: the rate in use at --swa-start)")
     t.add_argument("--split", type=float, nargs=3, default=(0.7, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"),
                    help="train/validation/test fractions")
     t.add_argument("--seed", type=int, default=0, help="seed of the split, the initialisation and the batches")
@@ -150,6 +155,7 @@ def main(args) -> int:
             max_jets_per_class=args.max_jets, class_names=tuple(args.class_names), split=tuple(args.split),
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
             patience=args.patience, lr_decay=args.lr_decay, lr_patience=args.lr_patience, monitor=args.monitor,
+            swa_start=args.swa_start, swa_lr=args.swa_lr,
             decorrelate=None if args.decorrelate == "none" else args.decorrelate,
             lam=_lambda(args), mass_bins=args.mass_bins,
             jes_smear=args.jes_smear, resume=args.resume,

@@ -176,6 +176,7 @@ class History:
     best_epoch: int = -1
     best_val_loss: float = float("inf")
     monitor: str = "loss"
+    swa_start: int | None = None
     stopped_early: bool = False
     stopped_on_time: bool = False
 
@@ -255,6 +256,7 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
         val_fraction: float = 0.15, epochs: int = 20, batch_size: int = 128, lr: float = 1e-3,
         weight_decay: float = 0.0, seed: int = 0, device: str = "auto", patience: int = 5,
         lr_decay: float = 1.0, lr_patience: int = 2, monitor: str = "loss",
+        swa_start: int | None = None, swa_lr: float | None = None,
         balance: bool = True, signal_index: int = 1, decorrelate: str | None = None, lam: float = 0.0,
         mass_bins: int = 10, adversary=None, adv_lr: float | None = None, adv_steps: int = 1,
         pretrain_adversary_epochs: int = 1,
@@ -286,6 +288,14 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
         lower validation loss, or a higher validation AUC (signal class vs the rest). The AUC
         suits training with dropout or a decorrelation penalty, whose validation loss can move
         while the ranking of jets does not.
+    swa_start, swa_lr : int, float, optional
+        Stochastic weight averaging (Izmailov et al., arXiv:1803.05407): from epoch ``swa_start``
+        (0-based) on, train at the constant rate ``swa_lr`` (default: the rate in use then) and
+        average the weights (and batch-norm buffers) at the end of every epoch, with equal
+        weights (``torch.optim.swa_utils.AveragedModel``). From that epoch on, the validation
+        figures, the kept weights and early stopping are those of the averaged model, which
+        replaces the best plain model; the learning-rate decay stops. The result is one network
+        of the same shape, so it exports like any other.
     balance : bool
         Weight classes to equal total weight (train and validation loss).
     signal_index : int
@@ -358,6 +368,15 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
         raise TrainingError(f"lr_decay must be in (0, 1], got {lr_decay!r}")
     if monitor not in ("loss", "auc"):
         raise TrainingError(f"monitor must be 'loss' or 'auc', got {monitor!r}")
+    if swa_start is not None and not (isinstance(swa_start, int) and 0 <= swa_start < epochs):
+        raise TrainingError(f"swa_start must be an epoch index in [0, {epochs}), got {swa_start!r}")
+    if swa_lr is not None and not swa_lr > 0:
+        raise TrainingError(f"swa_lr must be > 0, got {swa_lr!r}")
+    swa_model = None
+    if swa_start is not None:
+        from torch.optim.swa_utils import AveragedModel
+
+        swa_model = AveragedModel(model, use_buffers=True)
     sched = None
     if lr_decay < 1.0:
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min" if monitor == "loss" else "max", factor=lr_decay,
@@ -379,7 +398,7 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
     mass_t = torch.as_tensor(np.asarray(mass, dtype=np.float32)) if mass is not None else None
     mass_bin_t = torch.as_tensor(np.searchsorted(bin_edges, np.asarray(mass)), dtype=torch.long) if bin_edges is not None else None
 
-    hist = History(monitor=monitor)
+    hist = History(monitor=monitor, swa_start=swa_start)
     best_state = _state_to_cpu(model.state_dict())
     start_epoch = 0
     bad_epochs = 0
@@ -395,9 +414,12 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
             adversary.load_state_dict(state["adversary"])
             adv_opt.load_state_dict(state["adversary_optimizer"])
         hist = History.from_dict(json.loads(state["history_json"]))
-        if hist.monitor != monitor:
-            raise TrainingError(f"checkpoint {ckpt} was trained with monitor={hist.monitor!r}; "
-                                f"resume it with that, not monitor={monitor!r}")
+        for name, value in (("monitor", monitor), ("swa_start", swa_start)):
+            if getattr(hist, name) != value:
+                raise TrainingError(f"checkpoint {ckpt} was trained with {name}={getattr(hist, name)!r}; "
+                                    f"resume it with that, not {name}={value!r}")
+        if swa_model is not None and "swa_model" in state:
+            swa_model.load_state_dict(state["swa_model"])
         start_epoch = int(state["epoch"]) + 1
         bad_epochs = int(state["bad_epochs"])
         rng = np.random.default_rng([seed, start_epoch])
@@ -448,6 +470,10 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
     t_start = time.perf_counter()
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
+        averaging = swa_model is not None and epoch >= swa_start
+        if averaging and epoch == swa_start and swa_lr is not None:
+            for g in opt.param_groups:
+                g["lr"] = swa_lr
         model.train()
         tot = tot_w = tot_adv = tot_pen = 0.0
         n_adv = 0
@@ -495,8 +521,12 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
             tot_w += wb.sum().item()
         train_loss = tot / max(tot_w, 1e-12)
 
+        if averaging:
+            swa_model.update_parameters(model)
+        kept = swa_model.module if averaging else model  # what this epoch's validation judges
+
         # validation
-        probs = predict(model, X_val, batch_size=max(batch_size, 512), device=device)
+        probs = predict(kept, X_val, batch_size=max(batch_size, 512), device=device)
         p_true = np.clip(probs[np.arange(len(y_val)), y_val], 1e-7, 1.0)
         val_loss = float(np.sum(-np.log(p_true) * w_val) / np.sum(w_val))
         try:
@@ -510,17 +540,19 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
         hist.decor_penalty.append(tot_pen / n_adv if (decorrelate == "disco" and n_adv) else None)
         hist.epoch_time_s.append(time.perf_counter() - t0)
         hist.lr.append(float(opt.param_groups[0]["lr"]))  # the rate this epoch trained with
-        if monitor == "loss":
+        if averaging and epoch == swa_start:  # the first average replaces the best plain model
+            improved = True
+        elif monitor == "loss":
             improved = val_loss < hist.best_val_loss - 1e-6
         else:  # a NaN AUC (one class in the validation set) never improves on a finite one
             best = hist.best_val_auc if math.isfinite(hist.best_val_auc) else -math.inf
             improved = hist.best_epoch < 0 or bool(val_auc > best + 1e-6)
-        if sched is not None:
+        if sched is not None and not averaging:
             sched.step(val_loss if monitor == "loss" else (val_auc if math.isfinite(val_auc) else 0.0))
         if improved:
             hist.best_val_loss = val_loss
             hist.best_epoch = epoch
-            best_state = _state_to_cpu(model.state_dict())
+            best_state = _state_to_cpu(kept.state_dict())
             bad_epochs = 0
         else:
             bad_epochs += 1
@@ -531,13 +563,16 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
             bar.set_postfix(post)
             bar.update(1)
         if log:
-            log(f"epoch {epoch}: loss {train_loss:.4f} val_loss {val_loss:.4f} val_auc {val_auc:.4f}")
+            avg = f" (weights averaged over {int(swa_model.n_averaged)} epochs)" if averaging else ""
+            log(f"epoch {epoch}: loss {train_loss:.4f} val_loss {val_loss:.4f} val_auc {val_auc:.4f}{avg}")
         if ckpt is not None:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "best_model": best_state,
                      "epoch": epoch, "bad_epochs": bad_epochs, "history_json": json.dumps(hist.to_dict())}
             if sched is not None:
                 state["scheduler"] = sched.state_dict()
+            if averaging:
+                state["swa_model"] = swa_model.state_dict()
             if adversary is not None:
                 state["adversary"] = adversary.state_dict()
                 state["adversary_optimizer"] = adv_opt.state_dict()
@@ -775,6 +810,7 @@ def train_model(signal_files, background_files, architecture: str, output_dir, *
                 class_names=("qcd", "top"), split=(0.7, 0.15, 0.15), epochs: int = 20, batch_size: int = 128,
                 lr: float = 1e-3, seed: int = 0, device: str = "auto", patience: int = 5,
                 lr_decay: float = 1.0, lr_patience: int = 2, monitor: str = "loss",
+                swa_start: int | None = None, swa_lr: float | None = None,
                 decorrelate: str | None = None, lam: float = 0.0, mass_bins: int = 10, jes_smear: float = 0.0,
                 resume: bool = False, max_seconds: float | None = None, model_kwargs: dict | None = None,
                 name: str | None = None, progress: bool = True, log=print) -> dict:
@@ -799,7 +835,8 @@ def train_model(signal_files, background_files, architecture: str, output_dir, *
     max_jets_per_class : int, optional
     class_names : (background name, signal name)
     split : train/val/test fractions (seeded by ``seed``).
-    epochs, batch_size, lr, seed, device, patience, lr_decay, lr_patience, monitor : see :func:`fit`.
+    epochs, batch_size, lr, seed, device, patience, lr_decay, lr_patience, monitor, swa_start, swa_lr :
+        see :func:`fit`.
     decorrelate, lam, mass_bins : mass decorrelation against the jet soft-drop mass (see module doc).
     jes_smear : float
         "Hardened" training: the training jets' constituents are JES-scaled per jet by
@@ -880,6 +917,7 @@ def train_model(signal_files, background_files, architecture: str, output_dir, *
     t0 = time.perf_counter()
     hist = fit(model, X_train, y[tr], X_val=X[va], y_val=y[va], mass=mass[tr], epochs=epochs, batch_size=batch_size,
                lr=lr, seed=seed, device=device, patience=patience, lr_decay=lr_decay, lr_patience=lr_patience, monitor=monitor,
+               swa_start=swa_start, swa_lr=swa_lr,
                signal_index=1, decorrelate=decorrelate, lam=lam,
                mass_bins=mass_bins, jes_smear=jes_smear if kind == "lorentz" else 0.0,
                checkpoint=out / "checkpoint.pt", resume=resume, max_seconds=max_seconds, progress=progress)
@@ -906,7 +944,7 @@ def train_model(signal_files, background_files, architecture: str, output_dir, *
             "n_jets": {"train": int(len(tr)), "val": int(len(va)), "test": int(len(te))},
             "split": list(split), "seed": seed, "epochs": epochs, "epochs_run": len(hist.train_loss),
             "batch_size": batch_size, "lr": lr, "optimizer": "Adam", "patience": patience,
-            "lr_decay": lr_decay, "lr_patience": lr_patience, "monitor": monitor,
+            "lr_decay": lr_decay, "lr_patience": lr_patience, "monitor": monitor, "swa_start": swa_start, "swa_lr": swa_lr,
             "class_balancing": "per-class weights n/(k n_c)", "device": device,
             "decorrelate": decorrelate, "lambda": lam, "mass_bins": mass_bins, "decorrelation_mass": "msoftdrop",
             "jes_smear": jes_smear, "model_kwargs": model_kwargs or {}, "history": hist.to_dict(),

@@ -101,6 +101,58 @@ def test_resume_refuses_another_monitor(tmp_path):
             monitor="auc", progress=False)
 
 
+def test_swa_keeps_the_equal_average_of_the_epoch_weights(tmp_path):
+    """Stochastic weight averaging from epoch 2: the kept network is the plain mean of the
+    end-of-epoch weights 2..best_epoch of the same training trajectory (read back from plain
+    runs' checkpoints), and the validation history judged that averaged network."""
+    X, y = _toy_images(500, seed=4)
+    Xv, yv = X[300:], y[300:]
+    kw = dict(X_val=Xv, y_val=yv, lr=3e-3, batch_size=32, patience=0, seed=0, progress=False)
+
+    def net():
+        torch.manual_seed(0)
+        return build_model("fc", (1, 16, 16), hidden=(32, 16))  # with an input batch-norm (buffers)
+
+    raw = []  # the plain trajectory: the weights at the end of epochs 0..4
+    for e in range(1, 6):
+        ck = tmp_path / f"plain{e}.pt"
+        fit(net(), X[:300], y[:300], epochs=e, checkpoint=ck, **kw)
+        raw.append(torch.load(ck, weights_only=True)["model"])
+    m = net()
+    h = fit(m, X[:300], y[:300], epochs=5, swa_start=2, checkpoint=tmp_path / "swa.pt", **kw)
+    assert h.swa_start == 2 and History.from_dict(h.to_dict()) == h
+    assert h.best_epoch > 2  # the toy keeps improving, so the kept average spans several epochs
+
+    def mean_of(epochs):
+        return {k: torch.stack([raw[e][k] for e in epochs]).mean(0) for k, v in raw[0].items() if v.is_floating_point()}
+
+    last = torch.load(tmp_path / "swa.pt", weights_only=True)["swa_model"]  # the average after epoch 4
+    assert int(last["n_averaged"]) == 3
+    for k, v in mean_of([2, 3, 4]).items():
+        torch.testing.assert_close(last["module." + k], v, rtol=1e-5, atol=1e-6, msg=k)
+        assert k.endswith("num_batches_tracked") or not torch.allclose(v, raw[4][k])  # an average, not the last epoch
+    got = m.state_dict()  # the kept network: the average at its best epoch
+    for k, v in mean_of(range(2, h.best_epoch + 1)).items():
+        torch.testing.assert_close(got[k], v, rtol=1e-5, atol=1e-6, msg=k)
+    p = np.clip(predict(m, Xv)[np.arange(len(yv)), yv], 1e-7, 1)
+    w = balanced_weights(yv)
+    assert float(np.sum(-np.log(p) * w) / np.sum(w)) == pytest.approx(h.val_loss[h.best_epoch], rel=1e-5)
+    # while averaging, the rate is the constant swa_lr and the plateau decay stops
+    h2 = fit(net(), X[:300], y[:300], epochs=4, swa_start=1, swa_lr=1e-3, lr_decay=0.5, lr_patience=0, **kw)
+    assert h2.lr == pytest.approx([3e-3, 1e-3, 1e-3, 1e-3])
+    # a resumed run goes on adding to the average it had
+    fit(net(), X[:300], y[:300], epochs=4, swa_start=2, checkpoint=tmp_path / "cut.pt", **kw)
+    fit(net(), X[:300], y[:300], epochs=5, swa_start=2, checkpoint=tmp_path / "cut.pt", resume=True, **kw)
+    assert int(torch.load(tmp_path / "cut.pt", weights_only=True)["swa_model"]["n_averaged"]) == 3
+    # the averaging is part of the checkpoint's identity; bad settings are refused by name
+    with pytest.raises(TrainingError, match=r"swa\.pt.*swa_start=2"):
+        fit(net(), X[:300], y[:300], epochs=6, checkpoint=tmp_path / "swa.pt", resume=True, **kw)
+    with pytest.raises(TrainingError, match="swa_start"):
+        fit(net(), X[:300], y[:300], epochs=3, swa_start=3, **kw)
+    with pytest.raises(TrainingError, match="swa_lr"):
+        fit(net(), X[:300], y[:300], epochs=3, swa_start=1, swa_lr=0.0, **kw)
+
+
 def test_metrics_on_known_scores():
     y = np.array([0] * 10 + [1] * 10)
     s = np.concatenate([np.linspace(0, 0.5, 10), np.linspace(0.45, 1, 10)])
