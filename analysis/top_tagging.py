@@ -219,6 +219,10 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--n-constituents", type=int, default=40, help="LoLa constituents")
+    ap.add_argument("--lola-combinations", type=int, default=15,
+                    help="CoLa's trainable combinations M - N (paper: 15)")
+    ap.add_argument("--lola-hidden", type=int, nargs="+", default=[100, 50], metavar="WIDTH",
+                    help="LoLa's dense layers after the Lorentz layer (paper: 100 50)")
     ap.add_argument("--seed", type=int, default=1, help="sample seed: generator seeds, file names and the split")
     ap.add_argument("--model-seed", type=int, help="weight initialisation and batch order (default: --seed)")
     ap.add_argument("--train-fraction", type=float, default=1.0,
@@ -315,7 +319,8 @@ def main(argv=None) -> int:
             extra = {"n_iterations": int(model._clf.n_iter_)}
         else:
             torch.manual_seed(model_seed)
-            kw = {"filters": args.deeptop_filters, "dropout": args.deeptop_dropout} if name == "deeptop" else {}
+            kw = ({"filters": args.deeptop_filters, "dropout": args.deeptop_dropout} if name == "deeptop" else
+                  {"n_combinations": args.lola_combinations, "hidden": list(args.lola_hidden)})
             model = build_model(name, X.shape[1:], 2, **kw)
             hist = fit(model, X[tr], y[tr], X_val=X[va], y_val=y[va], epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, seed=model_seed, device=device, patience=args.patience, progress=False,
@@ -368,6 +373,7 @@ def main(argv=None) -> int:
         "settings": {"epochs_max": args.epochs, "patience": args.patience, "batch_size": args.batch_size,
                      "lr": args.lr, "lr_decay": args.lr_decay, "lr_patience": args.lr_patience,
                      "monitor": args.monitor, "swa_start": args.swa_start, "swa_lr": args.swa_lr, "lola_weight_decay": args.lola_weight_decay, "n_constituents": args.n_constituents,
+                     "lola_combinations": args.lola_combinations, "lola_hidden": list(args.lola_hidden),
                      "bdt_features": BDT_FEATURES, "deeptop_channels": list(args.deeptop_channels),
                      "deeptop_normalize": args.deeptop_normalize,
                      "deeptop_filters": args.deeptop_filters, "deeptop_dropout": args.deeptop_dropout,
