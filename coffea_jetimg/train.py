@@ -563,8 +563,10 @@ def fit(model, X, y, *, X_val=None, y_val=None, mass=None, sample_weight=None,
             bar.set_postfix(post)
             bar.update(1)
         if log:
-            n_avg = int(swa_model.n_averaged) if averaging else 0
-            avg = f" (weights averaged over {n_avg} epoch{'s' if n_avg > 1 else ''})" if averaging else ""
+            avg = ""
+            if averaging:
+                n_avg = int(swa_model.n_averaged)
+                avg = f" (weights averaged over {n_avg} epoch{'s' if n_avg > 1 else ''})"
             log(f"epoch {epoch}: loss {train_loss:.4f} val_loss {val_loss:.4f} val_auc {val_auc:.4f}{avg}")
         if ckpt is not None:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
