@@ -13,10 +13,13 @@ __version__ = "0.1.0"
 
 #: public name -> module that defines it
 _LAZY = {
-    "InputFileError": "._io",
+    "JetImgError": ".errors",
+    "InputFileError": ".errors",
+    "InputsError": ".errors",
+    "TrainingError": ".errors",
     "open_events": "._io",
     "check_file": "._io",
-    "ConstituentsError": "._constituents",
+    "ConstituentsError": ".errors",
     "constituents": "._constituents",
     "detect_layout": "._constituents",
     "flat_jet_constituents": "._constituents",
@@ -28,7 +31,7 @@ _LAZY = {
     "constituent_features": ".lorentz",
     "load_artifact": ".artifact",
     "save_artifact": ".artifact",
-    "ArtifactError": ".artifact",
+    "ArtifactError": ".errors",
     "build_inputs": ".inputs",
     "Tagger": ".inference",
 }

@@ -19,6 +19,7 @@ import awkward as ak
 import numpy as np
 
 from ._util import fields_of as _fields
+from .errors import ConstituentsError
 
 __all__ = ["constituents", "ConstituentsError", "flat_jet_constituents", "CANDIDATE_FIELDS", "OPTIONAL_FIELDS"]
 
@@ -30,13 +31,6 @@ OPTIONAL_FIELDS = ("d0", "dz", "puppiWeight", "fromPV")
 KINEMATIC_FIELDS = ("pt", "eta", "phi", "mass")
 
 _DELPHES_UID_MASK = 0xFFFFFF  # TRef stores the lower 24 bits of TObject::fUniqueID
-
-
-class ConstituentsError(KeyError):
-    """The events lack the branches needed for jet constituents."""
-
-    def __str__(self):  # KeyError would quote the message
-        return str(self.args[0])
 
 
 def _has(events, name: str) -> bool:

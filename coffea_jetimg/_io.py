@@ -12,26 +12,11 @@ import os
 import warnings
 from typing import Literal
 
+from .errors import InputFileError
+
 __all__ = ["InputFileError", "open_events", "check_file", "detect_schema", "SCHEMAS"]
 
 SCHEMAS = ("pfnano", "nanoaod", "delphes")
-
-
-class InputFileError(ValueError):
-    """A problem with one input file: unreadable, wrong format, or a missing collection.
-
-    Attributes
-    ----------
-    path : str
-        The file.
-    reason : str
-        What is wrong, in words.
-    """
-
-    def __init__(self, path: str, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
 
 
 def _tree_name_for(fobj) -> str:

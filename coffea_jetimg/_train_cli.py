@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 
+from .selection import truth_help
+
 HELP = "train a tagger (CNN, LoLa, dense, ResNet) on ROOT files and save a model artifact"
 
 MODELS = ("deeptop", "qg", "wtag", "lola", "fc", "maxout", "resnet18", "resnet34", "resnet50")
@@ -35,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "--signal-truth, background files --background-truth, when the jets have truthLabel); "
                         "'truth': pool all files and label truthLabel == --signal-truth as signal")
     g.add_argument("--signal-truth", type=int, default=1,
-                   help="truthLabel of signal jets (generated files: 0 QCD, 1 top, 2 W); -1 to not require one")
+                   help=f"truthLabel of signal jets (generated files: {truth_help()}); -1 to not require one")
     g.add_argument("--background-truth", type=int, default=0,
                    help="truthLabel required of background-file jets; -1 to not require one")
     g.add_argument("--pt-min", type=float, default=None, help="keep jets with pt >= this (GeV)")

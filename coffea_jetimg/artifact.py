@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import ArtifactError
+
 __all__ = [
     "ArtifactError",
     "Artifact",
@@ -66,10 +68,6 @@ _INPUT_DEFAULTS = {
     "jets": "FatJet",
     "shape": None,
 }
-
-
-class ArtifactError(ValueError):
-    """A model artifact is missing, incomplete or corrupt; the message names the file."""
 
 
 def validate_spec(spec: dict, where: str = "spec") -> dict:

@@ -22,6 +22,7 @@ import numpy as np
 
 from ._constituents import ConstituentsError, constituents, detect_layout
 from ._util import fields_of as _fields
+from .errors import InputsError
 
 __all__ = [
     "build_inputs",
@@ -33,10 +34,6 @@ __all__ = [
     "needs_constituents",
     "FEATURE_ALIASES",
 ]
-
-
-class InputsError(ValueError):
-    """The events cannot provide what a model's input spec asks for."""
 
 
 #: Derived feature names → how to compute them from jet fields.

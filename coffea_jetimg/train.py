@@ -39,15 +39,13 @@ from typing import Sequence
 
 import numpy as np
 
+from .errors import TrainingError
+
 __all__ = [
     "fit", "train_model", "History", "adversary_loss", "mass_bin_edges", "evaluate_scores", "predict", "distance_correlation", "Adversary",
     "split_indices", "balanced_weights", "load_jets", "make_input_spec", "plot_history", "resolve_device",
     "TrainingError",
 ]
-
-
-class TrainingError(ValueError):
-    """Bad training settings or inputs (no jets selected, unknown model, ...)."""
 
 
 # ----------------------------------------------------------------------------- small helpers

@@ -36,6 +36,7 @@ from coffea import processor
 
 from coffea_jetimg._constituents import ConstituentsError, _needed_leaves, constituents, detect_layout
 from coffea_jetimg.inference import Tagger
+from coffea_jetimg.selection import DEFAULT_SELECTION, OTHER, TRUTH_NAMES, select_jets
 from coffea_jetimg._util import fields_of as _fields
 from coffea_jetimg._util import is_dask as _is_dask
 from coffea_jetimg.inputs import (FEATURE_ALIASES, build_inputs, check_compatible, constituent_fields, input_key,
@@ -51,12 +52,6 @@ __all__ = [
     "DEFAULT_AXES",
 ]
 
-#: ``FatJet_truthLabel`` code → class name (as written by ``coffea_jetimg.generate``).
-TRUTH_NAMES = {0: "qcd", 1: "top", 2: "w"}
-OTHER = "other"
-
-DEFAULT_SELECTION = {"pt": (200.0, None), "abs_eta": 2.4, "msd": None}
-
 #: Histogram binning: score bins, pT edges (GeV), soft-drop mass (bins, lo, hi) in GeV, |η| edges, n PV edges.
 DEFAULT_AXES = {
     "score_bins": 40,
@@ -67,50 +62,6 @@ DEFAULT_AXES = {
 }
 
 _SCORE_MAX = np.nextafter(np.float32(1.0), np.float32(0.0))
-
-
-def select_jets(jets, pt=(200.0, None), abs_eta=2.4, msd=None, return_steps: bool = False):
-    """Jet selection mask.
-
-    Parameters
-    ----------
-    jets : ak.Array or dask_awkward.Array
-        ``n_events * var * {pt, eta, msoftdrop}``.
-    pt : (float or None, float or None)
-        pT window in GeV, ``[min, max)``; ``None`` for an open side.
-    abs_eta : float or None
-        Maximum |η|.
-    msd : (float or None, float or None) or None
-        Soft-drop mass window in GeV, ``[min, max)``.
-    return_steps : bool
-        Also return the cumulative masks after each cut, for the cutflow.
-
-    Returns
-    -------
-    mask : ``n_events * var * bool``
-    steps : list of (name, mask), only with ``return_steps``
-    """
-    mask = ak.ones_like(jets.pt, dtype=bool)
-    steps = []
-    if pt is not None:
-        mask = _window(mask, jets.pt, *pt)
-        steps.append(("pt", mask))
-    if abs_eta is not None:
-        mask = mask & (abs(jets.eta) < abs_eta)
-        steps.append(("abs_eta", mask))
-    if msd is not None:
-        mask = _window(mask, jets.msoftdrop, *msd)
-        steps.append(("msd", mask))
-    return (mask, steps) if return_steps else mask
-
-
-def _window(mask, values, lo, hi):
-    """``mask`` and ``lo <= values < hi``; ``None`` leaves that side open."""
-    if lo is not None:
-        mask = mask & (values >= lo)
-    if hi is not None:
-        mask = mask & (values < hi)
-    return mask
 
 
 def _np(a, dtype) -> np.ndarray:

@@ -21,6 +21,7 @@ from ._jets import (
     pseudojets,
     softdrop_mass,
 )
+from ..selection import TruthLabel
 from ._processes import make_pythia, pileup_settings, pythia_settings
 
 __all__ = ["EventGenerator", "JetConfig", "BTAG_WP", "BTAG_EFF"]
@@ -271,6 +272,6 @@ def _truth_labels(jet_eta, jet_phi, hard, hd_eta, hd_phi, r) -> np.ndarray:
             hit |= np.all(dr < r, axis=1)
         return hit
 
-    lab[contained(ws)] = 2
-    lab[contained(tops)] = 1
+    lab[contained(ws)] = TruthLabel.W
+    lab[contained(tops)] = TruthLabel.TOP
     return lab
