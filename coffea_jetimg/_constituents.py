@@ -380,33 +380,20 @@ def _needed_leaves(events, jets: str, layout: str, fields=None) -> dict[tuple[st
 
 
 def _constituents_dask(events, jets, sanitize, fields=None):
-    import dask_awkward as dak
+    from ._bridge import map_partitions
 
     layout = detect_layout(events, jets)  # fails now, before any work, on a file without them
     leaves = _needed_leaves(events, jets, layout, fields)
     keys = list(leaves)
 
-    def _rebuild(arrays):
+    def _from_leaves(*arrays):  # the leaves → a minimal events record → the eager function
         colls: dict[str, dict] = {}
         for (coll, f), a in zip(keys, arrays):
             colls.setdefault(coll, {})[f] = a
-        return ak.zip({c: ak.zip(v, depth_limit=2) for c, v in colls.items()}, depth_limit=1)
+        ev = ak.zip({c: ak.zip(v, depth_limit=2) for c, v in colls.items()}, depth_limit=1)
+        return _constituents_eager(ev, jets, sanitize, fields)
 
-    # meta from a length-zero run of the real function (the typetracer cannot run numpy code)
-    empties = [ak.Array(a._meta.layout.form.length_zero_array(), behavior=a._meta.behavior) for a in leaves.values()]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        meta = _constituents_eager(_rebuild(empties), jets, sanitize, fields)
-    meta = ak.Array(meta.layout.to_typetracer(forget_length=True), behavior=meta.behavior)
-
-    def _part(*arrays):
-        if ak.backend(*arrays) == "typetracer":  # column-optimisation pass: report what we read
-            for a in arrays:
-                ak.typetracer.touch_data(a)
-            return meta
-        return _constituents_eager(_rebuild(arrays), jets, sanitize, fields)
-
-    return dak.map_partitions(_part, *leaves.values(), label=f"{jets.lower()}-constituents", meta=meta)
+    return map_partitions(_from_leaves, *leaves.values(), label=f"{jets.lower()}-constituents")
 
 
 def flat_jet_constituents(cands, fields=("pt", "eta", "phi", "mass")):

@@ -164,22 +164,14 @@ def _check_fields(events, spec: EventImageSpec) -> None:
 
 
 def _event_images_dask(events, spec: EventImageSpec):
-    """dask-awkward path: the eager function on every partition (length-zero run for the meta;
-    the optimisation pass touches only :func:`needed_columns`)."""
-    import dask_awkward as dak
+    """dask-awkward path: the eager function on every partition, touching only
+    :func:`needed_columns`."""
+    from ._bridge import map_partitions
 
-    cols = needed_columns(events._meta, spec)
     w, h = spec.npix
-    meta = ak.Array(ak.from_numpy(np.zeros((0, 3, h, w), np.float32)).layout.to_typetracer(forget_length=True))
-
-    def _part(ev):
-        if ak.backend(ev) == "typetracer":
-            for coll, f in cols:
-                ak.typetracer.touch_data(ev[coll][f])
-            return meta
-        return ak.from_numpy(event_images(ev, spec))
-
-    return dak.map_partitions(_part, events, label="event-images", meta=meta)
+    meta = ak.from_numpy(np.zeros((0, 3, h, w), np.float32))
+    return map_partitions(lambda ev: ak.from_numpy(event_images(ev, spec)), events,
+                          touch=[needed_columns(events._meta, spec)], meta=meta, label="event-images")
 
 
 def event_images(events, spec: EventImageSpec | None = None):

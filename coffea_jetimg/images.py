@@ -22,17 +22,14 @@ Conventions (all documented on :class:`JetImageSpec`)
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import awkward as ak
 import numpy as np
 
 from . import _kernels as K
-from ._constituents import flat_jet_constituents
+from ._bridge import axis_arrays, dask_axes, fields_of, flat, is_dask, per_jet
 from ._util import JsonSpec
-from ._util import fields_of as _record_fields
-from ._util import is_dask as _is_dask
 
 __all__ = ["JetImageSpec", "PRESETS", "jet_images", "transform_constituents", "CHANNELS", "constituent_fields"]
 
@@ -312,19 +309,6 @@ def _needed_fields(spec: JetImageSpec, available) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------------------
 # eager adapter
 # ---------------------------------------------------------------------------------------
-def _flat(x, fields):
-    """Offsets + flat columns; None candidates are dropped, None jets/events count as empty."""
-    if not isinstance(x, ak.Array):
-        x = ak.Array(x)
-    if x.ndim not in (2, 3):
-        raise ValueError(f"expected jets → constituents or events → jets → constituents, got type {x.type}")
-    if x.ndim == 3:
-        x = ak.flatten(ak.fill_none(x, [], axis=0), axis=1)
-    x = ak.drop_none(x, axis=1)
-    offsets, cols = flat_jet_constituents(x, fields)
-    return offsets, cols
-
-
 def _channel_weights(spec: JetImageSpec, cols) -> np.ndarray:
     pt = cols["pt"]
     if spec.intensity == "pt":
@@ -362,24 +346,6 @@ def _channel_weights(spec: JetImageSpec, cols) -> np.ndarray:
     if len(rows) == 1:
         return np.ascontiguousarray(rows[0])[None, :]
     return np.ascontiguousarray(np.stack(rows).astype(inten.dtype, copy=False))
-
-
-def _axis_arrays(jet_eta, jet_phi, n_jets):
-    if jet_eta is None and jet_phi is None:
-        return np.zeros(0), np.zeros(0)
-    if jet_eta is None or jet_phi is None:
-        raise ValueError("give both jet_eta and jet_phi, or neither")
-    arrs = []
-    for a in (jet_eta, jet_phi):
-        a = ak.Array(a) if not isinstance(a, np.ndarray) else a
-        if isinstance(a, ak.Array):
-            if a.ndim == 2:
-                a = ak.flatten(a, axis=1)
-            a = ak.to_numpy(ak.fill_none(a, 0.0))
-        arrs.append(np.ascontiguousarray(a, dtype=np.float64))
-    if len(arrs[0]) != n_jets or len(arrs[1]) != n_jets:
-        raise ValueError(f"jet_eta/jet_phi have {len(arrs[0])}/{len(arrs[1])} entries for {n_jets} jets")
-    return arrs[0], arrs[1]
 
 
 def _kernel_params(spec: JetImageSpec):
@@ -446,70 +412,10 @@ def image_kernel_call(offsets, cols, spec: JetImageSpec, axis_eta=None, axis_phi
 
 
 def _jet_images_eager(x, spec, jet_eta, jet_phi):
-    fields = _needed_fields(spec, _record_fields(x))
-    offsets, cols = _flat(x, fields)
-    ax_e, ax_p = _axis_arrays(jet_eta, jet_phi, len(offsets) - 1)
+    fields = _needed_fields(spec, fields_of(x))
+    offsets, cols = flat(x, fields)
+    ax_e, ax_p = axis_arrays(jet_eta, jet_phi, len(offsets) - 1)
     return images_from_flat(offsets, cols, spec, ax_e, ax_p)
-
-
-# ---------------------------------------------------------------------------------------
-# dask adapter (shared with lorentz)
-# ---------------------------------------------------------------------------------------
-def _regroup(x, per_jet: dict[str, np.ndarray]):
-    """Per-jet numpy results → awkward, in the jagged structure of ``x`` (record of fields)."""
-    arrays = {k: ak.Array(v) for k, v in per_jet.items()}
-    rec = ak.zip(arrays, depth_limit=1)
-    if x.ndim == 3:
-        counts = ak.to_numpy(ak.num(ak.fill_none(x, [], axis=0), axis=1))
-        rec = ak.unflatten(rec, counts)
-    return rec
-
-
-def _dask_per_jet(x, eager_fn, fields, label, extra=()):
-    """Run ``eager_fn(partition, *extra_partitions) -> dict of per-jet numpy arrays`` on every
-    partition of ``x``.
-
-    The result is a dask-awkward record array ``[events →] jets → {fields of the dict}``, with
-    a meta taken from a length-zero run of the eager function; the optimisation pass touches
-    only ``fields`` of the constituents (and the whole of each ``extra`` array: dask-awkward
-    arrays partitioned as ``x``, e.g. the jet axes ``events.FatJet.eta``).
-    """
-    import dask_awkward as dak
-
-    def _empty(a):
-        return ak.Array(a._meta.layout.form.length_zero_array(), behavior=a._meta.behavior)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        meta_eager = _regroup(_empty(x), eager_fn(_empty(x), *[_empty(e) for e in extra]))
-    meta = ak.Array(meta_eager.layout.to_typetracer(forget_length=True))
-
-    def _part(arr, *more):
-        if ak.backend(arr) == "typetracer":
-            for f in fields:
-                ak.typetracer.touch_data(arr[f])
-            for m in more:
-                ak.typetracer.touch_data(m)
-            return meta
-        return _regroup(arr, eager_fn(arr, *more))
-
-    return dak.map_partitions(_part, x, *extra, label=label, meta=meta)
-
-
-def _dask_axes(x, jet_eta, jet_phi):
-    """The jet axes for a dask input: () for none, else both as dask-awkward arrays aligned with
-    ``x`` (same partitions: e.g. ``events.FatJet.eta`` beside ``constituents(events)``)."""
-    if jet_eta is None and jet_phi is None:
-        return ()
-    if jet_eta is None or jet_phi is None:
-        raise ValueError("give both jet_eta and jet_phi, or neither")
-    if not (_is_dask(jet_eta) and _is_dask(jet_phi)):
-        raise TypeError("with dask input, jet_eta and jet_phi must be dask-awkward arrays partitioned as the "
-                        f"constituents (got {type(jet_eta).__name__}, {type(jet_phi).__name__})")
-    if jet_eta.npartitions != x.npartitions or jet_phi.npartitions != x.npartitions:
-        raise ValueError(f"jet_eta/jet_phi have {jet_eta.npartitions}/{jet_phi.npartitions} partitions, "
-                         f"the constituents {x.npartitions}")
-    return (jet_eta, jet_phi)
 
 
 def jet_images(x, spec: JetImageSpec | str | dict = "komiske", *, jet_eta=None, jet_phi=None, return_mask: bool = False):
@@ -544,15 +450,14 @@ def jet_images(x, spec: JetImageSpec | str | dict = "komiske", *, jet_eta=None, 
     if spec.axis == "jet" and jet_eta is None and jet_phi is None:
         raise ValueError("spec.axis is 'jet': give jet_eta and jet_phi (the jets' stored axes; "
                          "coffea_jetimg.inputs.build_inputs passes them from the events)")
-    if _is_dask(x):
-        axes = _dask_axes(x, jet_eta, jet_phi)
-        fields = _needed_fields(spec, _record_fields(x._meta))
+    if is_dask(x):
+        fields = _needed_fields(spec, fields_of(x._meta))
 
         def fn(arr, *ax):
             img, valid = _jet_images_eager(arr, spec, *(ax or (None, None)))
             return {"image": img, "valid": valid}
 
-        res = _dask_per_jet(x, fn, fields, "jet-images", axes)
+        res = per_jet(fn, x, *dask_axes(x, jet_eta, jet_phi), fields=fields, label="jet-images")
         return (res["image"], res["valid"]) if return_mask else res["image"]
     img, valid = _jet_images_eager(x, spec, jet_eta, jet_phi)
     return (img, valid) if return_mask else img
@@ -570,9 +475,9 @@ def transform_constituents(x, spec: JetImageSpec | str | dict = "komiske", *, je
         no rotation, (pt, u, v, mass) is the boosted (or translated) constituent 4-vector.
     """
     spec = _as_spec(spec)
-    offsets, cols = _flat(x, ("pt", "eta", "phi", "mass"))
+    offsets, cols = flat(x, ("pt", "eta", "phi", "mass"))
     n_jets = len(offsets) - 1
-    ax_e, ax_p = _axis_arrays(jet_eta, jet_phi, n_jets)
+    ax_e, ax_p = axis_arrays(jet_eta, jet_phi, n_jets)
     n = len(cols["pt"])
     u = np.zeros(n, np.float64)
     v = np.zeros(n, np.float64)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _kernels as K
-from .images import _axis_arrays, _dask_axes, _dask_per_jet, _flat, _is_dask, _record_fields
+from ._bridge import axis_arrays, dask_axes, fields_of, flat, is_dask, per_jet
 
 __all__ = ["constituent_p4s", "constituent_features", "FEATURES", "DEFAULT_FEATURES"]
 
@@ -79,12 +79,12 @@ def constituent_p4s(x, n_constituents: int = 40, *, sort: bool = True, return_ma
     n = _check_n(n_constituents)
 
     def fn(arr):
-        offsets, cols = _flat(arr, ("pt", "eta", "phi", "mass"))
+        offsets, cols = flat(arr, ("pt", "eta", "phi", "mass"))
         p4, mask = _p4s_flat(offsets, cols, n, sort)
         return {"p4s": p4, "mask": mask}
 
-    if _is_dask(x):
-        res = _dask_per_jet(x, fn, ("pt", "eta", "phi", "mass"), "constituent-p4s")
+    if is_dask(x):
+        res = per_jet(fn, x, fields=("pt", "eta", "phi", "mass"), label="constituent-p4s")
         return (res["p4s"], res["mask"]) if return_mask else res["p4s"]
     res = fn(x)
     return (res["p4s"], res["mask"]) if return_mask else res["p4s"]
@@ -123,10 +123,10 @@ def constituent_features(x, n_constituents: int = 40, features=DEFAULT_FEATURES,
     codes = np.array([_CODES[f] for f in features], dtype=np.int64)
 
     def fn(arr, jet_eta=None, jet_phi=None):
-        fields = ("pt", "eta", "phi", "mass") + (("charge",) if "charge" in _record_fields(arr) else ())
-        offsets, cols = _flat(arr, fields)
+        fields = ("pt", "eta", "phi", "mass") + (("charge",) if "charge" in fields_of(arr) else ())
+        offsets, cols = flat(arr, fields)
         n_jets = len(offsets) - 1
-        ax_e, ax_p = _axis_arrays(jet_eta, jet_phi, n_jets)
+        ax_e, ax_p = axis_arrays(jet_eta, jet_phi, n_jets)
         charge = cols.get("charge", np.zeros(len(cols["pt"]), dtype=np.float32))
         out = np.zeros((n_jets, len(codes), n), dtype=np.float32)
         mask = np.zeros((n_jets, n), dtype=bool)
@@ -135,9 +135,9 @@ def constituent_features(x, n_constituents: int = 40, features=DEFAULT_FEATURES,
                                           ax_e, ax_p, codes, out, mask, bool(sort))
         return {"features": out, "mask": mask}
 
-    if _is_dask(x):
-        fields = ("pt", "eta", "phi", "mass") + (("charge",) if "charge" in _record_fields(x._meta) else ())
-        res = _dask_per_jet(x, fn, fields, "constituent-features", _dask_axes(x, jet_eta, jet_phi))
+    if is_dask(x):
+        fields = ("pt", "eta", "phi", "mass") + (("charge",) if "charge" in fields_of(x._meta) else ())
+        res = per_jet(fn, x, *dask_axes(x, jet_eta, jet_phi), fields=fields, label="constituent-features")
         return (res["features"], res["mask"]) if return_mask else res["features"]
     res = fn(x, jet_eta, jet_phi)
     return (res["features"], res["mask"]) if return_mask else res["features"]

@@ -24,8 +24,7 @@ import awkward as ak
 import numba
 import numpy as np
 
-from ._constituents import flat_jet_constituents
-from ._util import is_dask
+from ._bridge import flat, is_dask, per_jet
 
 __all__ = [
     "jet_mass", "jet_width", "n_track", "softdrop", "nsubjettiness", "energy_correlation_ratios",
@@ -44,7 +43,7 @@ def _flat(cands, puppi: bool, extra=()):
     if puppi:
         fields += ("puppiWeight",)
     try:
-        offsets, cols = flat_jet_constituents(cands, fields)
+        offsets, cols = flat(cands, fields)
     except KeyError as err:
         raise KeyError(f"{err.args[0]}; substructure needs {fields}") from None
     pt = cols["pt"].astype(np.float64)
@@ -320,11 +319,9 @@ def substructure(cands, *, puppi: bool = False, beta_sd: float = 0.0, z_cut: flo
     kw = dict(puppi=puppi, beta_sd=beta_sd, z_cut=z_cut, R0=R0, tau_axes=tau_axes, ecf_beta=ecf_beta,
               track_pt_min=track_pt_min)
     if is_dask(cands):
-        from .images import _dask_per_jet
-
         fields = ("pt", "eta", "phi", "mass") + (("charge",) if _has_charge(cands._meta) else ()) + \
             (("puppiWeight",) if puppi else ())
-        return _dask_per_jet(cands, lambda arr: substructure(arr, **kw), fields, "substructure")
+        return per_jet(lambda arr: substructure(arr, **kw), cands, fields=fields, label="substructure")
     taus = nsubjettiness(cands, (1, 2, 3), beta=1.0, R0=R0, axes=tau_axes, puppi=puppi)
     ecf = energy_correlation_ratios(cands, ecf_beta, puppi=puppi)
     out = {
