@@ -14,7 +14,7 @@ from typing import Literal
 
 from .errors import InputFileError
 
-__all__ = ["InputFileError", "open_events", "check_file", "detect_schema", "SCHEMAS"]
+__all__ = ["InputFileError", "open_events", "check_file", "detect_schema", "schema_class", "missing_event_ids", "SCHEMAS"]
 
 SCHEMAS = ("pfnano", "nanoaod", "delphes")
 
@@ -33,8 +33,8 @@ def check_file(path: str, treename: str | None = None):
     Raises
     ------
     InputFileError
-        If the file does not exist, is empty, is not a ROOT file, is truncated, or has no
-        ``Events`` / ``Delphes`` tree.
+        If the file does not exist, is a directory or empty, is not a ROOT file, is truncated,
+        has no ``Events`` / ``Delphes`` tree, or has no tree ``treename``.
     """
     import uproot
 
@@ -42,6 +42,8 @@ def check_file(path: str, treename: str | None = None):
     if "://" not in path:
         if not os.path.exists(path):
             raise InputFileError(path, "file does not exist")
+        if os.path.isdir(path):
+            raise InputFileError(path, "is a directory, not a ROOT file")
         size = os.path.getsize(path)
         if size == 0:
             raise InputFileError(path, "file is empty (0 bytes)")
@@ -60,6 +62,11 @@ def check_file(path: str, treename: str | None = None):
             raise InputFileError(
                 path, f"has no 'Events' (NanoAOD) or 'Delphes' tree; top-level keys: {err.args[0]}"
             ) from None
+        if treename is not None:
+            keys = {k.split(";")[0]: c for k, c in fobj.classnames(recursive=False).items()}
+            if treename not in keys:
+                trees = sorted(k for k, c in keys.items() if c in ("TTree", "ROOT::RNTuple", "ROOT::Experimental::RNTuple"))
+                raise InputFileError(path, f"has no tree {treename!r}; its trees: {trees or sorted(keys)}")
         try:
             tree = fobj[name]
             branches = list(tree.keys())
@@ -96,13 +103,105 @@ def detect_schema(branches) -> str:
     return "nanoaod"
 
 
-def schema_class(schema: str):
-    from coffea.nanoevents import DelphesSchema, NanoAODSchema, PFNanoAODSchema
+def _jetimg_build_collections(self, field_names, input_contents):
+    """``_build_collections`` of coffea's NanoAOD schemas, with two per-file mends (the decision
+    is made from the branch names of each file, so one schema class serves a mixed fileset):
 
+    - older *inline* PFNano (``{jets}PFCands_pt`` etc. stored, no ``{jets}PFCands_pFCandsIdx``):
+      coffea builds ``{jets}.pFCandsIdxG`` by cutting ``{jets}PFCands`` into runs of
+      ``{jets}_nConstituents``, which assumes every constituent of every jet is stored. The
+      inline files store a filtered subset (the 2017 UL test file keeps candidates only for AK4
+      jets with pT >= 20 GeV), so the counts do not fit and the eager read fails (``structure
+      imposed by 'counts' does not fit``), or worse, candidates are given to the wrong jets. The
+      index is left out for that layout; :func:`coffea_jetimg.constituents` links candidates to
+      jets by ``{jets}PFCands_jetIdx``, which is right in every case.
+    - a ``Vertex``-type collection without ``x``/``y``/``z`` (e.g. ``PV`` with only ``PV_npvs``)
+      is built as a plain collection: coffea's ``VertexArray`` refuses to exist without them.
+    """
+    names = set(field_names)
+    nested = dict(self.nested_index_items)
+    for key, (counts, target) in list(nested.items()):
+        if f"{target}_pt" in names and f"{target}_jetIdx" in names and f"{target}_pFCandsIdx" not in names:
+            del nested[key]
+    mixins = dict(self.mixins)
+    for coll, mixin in list(mixins.items()):
+        if mixin in ("Vertex", "SecondaryVertex") and any(n.startswith(f"{coll}_") for n in names):
+            if not all(f"{coll}_{f}" in names for f in ("x", "y", "z")):
+                mixins[coll] = "NanoCollection"
+    self.nested_index_items, self.mixins = nested, mixins  # instance attributes shadow the class's
     try:
-        return {"pfnano": PFNanoAODSchema, "nanoaod": NanoAODSchema, "delphes": DelphesSchema}[schema]
-    except KeyError:
-        raise ValueError(f"unknown schema {schema!r}; choose one of {SCHEMAS} or 'auto'") from None
+        return self._coffea_base._build_collections(self, field_names, input_contents)
+    finally:
+        del self.nested_index_items, self.mixins
+
+
+def _make_schemas():
+    from coffea.nanoevents import NanoAODSchema, PFNanoAODSchema
+
+    out = {}
+    for key, base in (("pfnano", PFNanoAODSchema), ("nanoaod", NanoAODSchema)):
+        for allow in (False, True):
+            name = f"JetImg{base.__name__}" + ("AllowMissingEventIds" if allow else "")
+            cls = type(name, (base,), {
+                "__module__": __name__, "__qualname__": name, "_coffea_base": base,
+                "_build_collections": _jetimg_build_collections,
+                "__doc__": f"coffea's {base.__name__} with the mends of :func:`schema_class`"
+                           + ("; a file without run/luminosityBlock/event is a warning, not an error" if allow else ""),
+            })
+            if allow:
+                cls.error_missing_event_ids = False
+            globals()[name] = cls  # importable by name, so the class pickles to Dask/futures workers
+            out[key, allow] = cls
+    return out
+
+
+_SCHEMAS: dict = {}
+
+#: The message for a NanoAOD file without event-ID branches ({missing}: their names).
+MISSING_EVENT_IDS = ("has no event-ID branches ({missing}); coffea refuses such files by default "
+                     "(they cannot be matched to runs/lumi sections or other files). To open it anyway pass "
+                     "allow_missing_event_ids=True (coffea-jetimg run/train: --allow-missing-event-ids)")
+
+
+def missing_event_ids(branches, schema) -> list[str]:
+    """The event-ID branches (``run``, ``luminosityBlock``, ``event``) a NanoAOD-type file lacks;
+    ``[]`` for other schemas."""
+    ids = getattr(schema, "event_ids", None) or []
+    bset = set(branches)
+    return [b for b in ids if b not in bset]
+
+
+def schema_class(schema: str, allow_missing_event_ids: bool = False):
+    """The coffea schema class for ``schema`` ('pfnano', 'nanoaod' or 'delphes').
+
+    The NanoAOD ones are subclasses of coffea's that open the older inline PFNano layout and
+    files whose ``PV`` lacks ``x``/``y``/``z`` (see :func:`_jetimg_build_collections`).
+
+    Parameters
+    ----------
+    schema : str
+        One of :data:`SCHEMAS`.
+    allow_missing_event_ids : bool
+        Follow coffea's advice for files without ``run``/``luminosityBlock``/``event``
+        (``error_missing_event_ids = False``): open them with a warning instead of an error.
+    """
+    from coffea.nanoevents import DelphesSchema
+
+    if schema == "delphes":
+        return DelphesSchema
+    if schema not in SCHEMAS:
+        raise ValueError(f"unknown schema {schema!r}; choose one of {SCHEMAS} or 'auto'")
+    if not _SCHEMAS:
+        _SCHEMAS.update(_make_schemas())
+    return _SCHEMAS[schema, bool(allow_missing_event_ids)]
+
+
+def __getattr__(name):  # the schema classes by name (unpickling on a worker that has not built them)
+    if name.startswith("JetImg") and name.endswith(("Schema", "AllowMissingEventIds")):
+        schema_class("pfnano")
+        if name in globals():
+            return globals()[name]
+    raise AttributeError(name)
 
 
 def open_events(
@@ -112,6 +211,7 @@ def open_events(
     entry_start: int | None = None,
     entry_stop: int | None = None,
     treename: str | None = None,
+    allow_missing_event_ids: bool = False,
 ):
     """Open one file as coffea NanoEvents, after checking it can be read.
 
@@ -127,6 +227,13 @@ def open_events(
         when it is first touched, so ``constituents(events, jets, fields=...)`` and the inputs
         built from it read only the branches they use (what :func:`coffea_jetimg.train.load_jets`
         does).
+    entry_start, entry_stop : int, optional
+        Read only these entries (eager and virtual modes).
+    treename : str, optional
+        The tree; by default ``Events`` or ``Delphes``, whichever the file has.
+    allow_missing_event_ids : bool
+        Open a NanoAOD/PFNano file that lacks ``run``, ``luminosityBlock`` or ``event``
+        (coffea refuses by default, ``error_missing_event_ids``) with a warning instead.
 
     Returns
     -------
@@ -135,13 +242,21 @@ def open_events(
     Raises
     ------
     InputFileError
-        Naming the file, if it cannot be read or holds no events tree.
+        Naming the file, if it cannot be read, holds no events tree, or lacks the event-ID
+        branches (and ``allow_missing_event_ids`` is False).
     """
     from coffea.nanoevents import NanoEventsFactory
 
     name, n, branches = check_file(path, treename)
     if schema == "auto":
         schema = detect_schema(branches)
+    cls = schema_class(schema, allow_missing_event_ids)
+    missing = missing_event_ids(branches, cls)
+    if missing and not allow_missing_event_ids:
+        raise InputFileError(path, MISSING_EVENT_IDS.format(missing=", ".join(missing)))
+    if missing:
+        warnings.warn(f"{path}: no event-ID branches {missing}; opened anyway (allow_missing_event_ids=True)",
+                      RuntimeWarning, stacklevel=2)
     kwargs = {}
     if mode != "dask":
         kwargs = {"entry_start": entry_start, "entry_stop": entry_stop}
@@ -149,7 +264,7 @@ def open_events(
         warnings.simplefilter("ignore")
         try:
             factory = NanoEventsFactory.from_root(
-                {str(path): name}, schemaclass=schema_class(schema), mode=mode, **kwargs
+                {str(path): name}, schemaclass=cls, mode=mode, **kwargs
             )
             return factory.events()
         except InputFileError:
