@@ -20,6 +20,8 @@ COMMANDS = {
     "run": "coffea_jetimg._run_cli",
     "report": "coffea_jetimg._report_cli",
     "demo": "coffea_jetimg._demo",
+    "serve": "coffea_jetimg._serve_cli",
+    "export-triton": "coffea_jetimg.serving._export_cli",
 }
 
 

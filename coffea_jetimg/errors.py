@@ -15,6 +15,7 @@ __all__ = [
     "InputsError",
     "ArtifactError",
     "TrainingError",
+    "ServerError",
 ]
 
 
@@ -56,3 +57,28 @@ class ArtifactError(JetImgError):
 
 class TrainingError(JetImgError):
     """Training cannot start or go on with the given samples or settings."""
+
+
+class ServerError(JetImgError):
+    """An inference server cannot score for a served tagger: unreachable, lacking the model, serving
+    other shapes than the artifact's spec, or failing a batch after its retries.
+
+    Attributes
+    ----------
+    server : str
+        The server's URL (``grpc://host:port``).
+    model : str or None
+        The model name on the server.
+    reason : str
+        What is wrong, in words (which micro-batch, which models the server has...).
+    """
+
+    def __init__(self, server: str, model: str | None, reason: str):
+        self.server = str(server)
+        self.model = model
+        self.reason = reason
+        where = f"inference server {self.server}" + (f", model {model!r}" if model else "")
+        super().__init__(f"{where}: {reason}")
+
+    def __reduce__(self):  # pickles across Dask workers with all three arguments
+        return (type(self), (self.server, self.model, self.reason))

@@ -2,34 +2,95 @@
 
 :class:`Tagger` wraps an artifact (see :mod:`coffea_jetimg.artifact`). It pickles without the
 network, so it can be shipped to Dask workers inside a processor; each process loads the
-network on first use and keeps it in a module-level cache keyed by
-``(artifact path, device, backend)``. Inputs are moved to the device explicitly, evaluated in
-micro-batches under ``torch.inference_mode()`` (the batch is halved on CUDA out-of-memory), and
-brought back with ``.cpu().numpy()``.
+network on first use and keeps it in a module-level cache keyed by the artifact's *content*
+(a hash of the model file and the spec), the device and the backend, so an artifact overwritten
+in place is loaded again. When a network is loaded it runs once on dummy inputs of the spec's
+shape, so a spec that disagrees with its network is refused there. Inputs are moved to the
+device explicitly, evaluated in micro-batches under ``torch.inference_mode()`` (the batch is
+halved on CUDA out-of-memory), and brought back with ``.cpu().numpy()``.
+
+With ``server="grpc://HOST:PORT"`` the tagger does not load the network: it sends the same
+inputs in micro-batches to a Triton Inference Server (``coffea-jetimg serve``, or a facility's
+server loading ``coffea-jetimg export-triton``'s repository) with ``tritonclient.grpc``.
+
+This module imports only numpy and the standard library at import time (torch, onnxruntime and
+tritonclient when used): the server (:mod:`coffea_jetimg.serving`) runs it in its own
+environment to evaluate the served networks exactly as a worker would.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 
 from .artifact import Artifact, ArtifactError, load_artifact
+from .errors import ServerError
 
-__all__ = ["Tagger", "softmax", "clear_cache", "default_device", "run_batched"]
+__all__ = ["Tagger", "softmax", "clear_cache", "default_device", "run_batched", "artifact_fingerprint",
+           "ServerError"]
 
 _CACHE: dict[tuple[str, str, str], object] = {}
 _CACHE_LOCK = threading.Lock()
 _LOAD_COUNT: dict[tuple[str, str, str], int] = {}  # how often each key was really loaded (tests)
+_HASHES: dict[tuple, str] = {}  # file identity (path, device, inode, size, mtime) -> sha256 of its bytes
+_SERVED: dict[tuple[str, str, str], "_ServedModel"] = {}  # (url, model, version) -> checked served model
+_CLIENTS = threading.local()  # per thread: url -> tritonclient.grpc.InferenceServerClient
 
 
 def clear_cache() -> None:
-    """Forget every loaded network in this process."""
+    """Forget every loaded network and every checked server connection in this process."""
     with _CACHE_LOCK:
         _CACHE.clear()
         _LOAD_COUNT.clear()
+        _HASHES.clear()
+        _SERVED.clear()
+    _CLIENTS.__dict__.clear()
+
+
+def _file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, hashed again only when its identity (inode, size, mtime) changes."""
+    st = os.stat(path)
+    ident = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    digest = _HASHES.get(ident)
+    if digest is None:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        digest = _HASHES[ident] = h.hexdigest()
+    return digest
+
+
+def artifact_fingerprint(artifact: Artifact, backend: str = "torch") -> str:
+    """Content hash of what a tagger evaluates: the model file of ``backend`` and the spec.
+
+    Two artifacts with the same fingerprint give the same scores; an artifact overwritten in
+    place (retrained into the same directory) gets a new one.
+
+    Parameters
+    ----------
+    artifact : Artifact
+    backend : {'torch', 'onnx'}
+        Which model file is hashed (``model.ts`` or ``model.onnx``).
+
+    Returns
+    -------
+    str
+        Hex sha256.
+    """
+    model_file = artifact.onnx_path if backend == "onnx" else artifact.torchscript_path
+    try:
+        model_hash = _file_sha256(model_file)
+    except OSError as err:
+        raise ArtifactError(f"{model_file}: cannot be read ({err})") from err
+    spec_hash = hashlib.sha256(json.dumps(artifact.spec, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(f"{model_hash}:{spec_hash}".encode()).hexdigest()
 
 
 def default_device() -> str:
@@ -77,27 +138,59 @@ class Tagger:
     num_threads : int or None
         torch intra-op threads set in each process before the first evaluation (default 1, so
         Dask workers do not oversubscribe cores); ``None`` leaves torch's setting alone.
+    server : str or None
+        ``grpc://HOST:PORT`` of a Triton Inference Server serving this artifact (``coffea-jetimg
+        serve``): the inputs are sent there in micro-batches of ``batch_size`` (at most the
+        server's max batch) instead of evaluating the network here; ``device``/``backend`` are
+        then unused. The server is checked when the tagger is made (unless ``check=False``) and
+        again once per process before the first micro-batch: it must be live, have the model,
+        and serve one FP32 input of the spec's shape and one output of ``len(class_names)``.
+    model_name : str or None
+        The model's name on the server (default: the artifact's ``name``).
+    model_version : str
+        Model version on the server (``""``: the server's latest).
+    timeout : float
+        Seconds one request may take before it counts as failed.
+    retries : int
+        Further attempts of a failed request (a server that is down, restarting or overloaded),
+        with back-off ``backoff * 2**k`` seconds; then :class:`~coffea_jetimg.errors.ServerError`.
+    backoff : float
+        First back-off in seconds.
+    check : bool
+        Check the server in the constructor (so a wrong URL or model fails before any chunk).
 
     Notes
     -----
-    The network is not part of the pickled state; it is loaded on first use in each process
-    and cached there (:func:`clear_cache` to drop it).
+    The network (or the server connection) is not part of the pickled state; it is loaded (or
+    opened and checked) on first use in each process and cached there (:func:`clear_cache`).
     """
 
     def __init__(self, artifact, device: str | None = None, backend: str = "torch", batch_size: int = 512,
-                 num_threads: int | None = 1):
+                 num_threads: int | None = 1, server: str | None = None, model_name: str | None = None,
+                 model_version: str = "", timeout: float = 60.0, retries: int = 4, backoff: float = 0.5,
+                 check: bool = True):
         if backend not in ("torch", "onnx"):
             raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         if int(batch_size) < 1:
             raise ValueError("batch_size must be >= 1")
+        if int(retries) < 0 or float(backoff) < 0 or float(timeout) <= 0:
+            raise ValueError(f"retries must be >= 0, backoff >= 0 and timeout > 0 (got {retries}, {backoff}, {timeout})")
         self.artifact = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
-        if backend == "onnx" and self.artifact.onnx_path is None:
+        if backend == "onnx" and self.artifact.onnx_path is None and server is None:
             raise ArtifactError(f"{self.artifact.path / 'model.onnx'}: missing, cannot use backend='onnx'")
         self._device = device
         self.backend = backend
         self.batch_size = int(batch_size)
         self.num_threads = num_threads
         self.last_batch_size = self.batch_size  # after OOM halving, the size that worked
+        self.server = _grpc_url(server) if server is not None else None
+        self.model_name = model_name or self.artifact.name
+        self.model_version = str(model_version)
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        self.backoff = float(backoff)
+        if self.server is not None and check:
+            self.check_server()
 
     # -- description ------------------------------------------------------------------------
     @property
@@ -133,6 +226,9 @@ class Tagger:
         return self._device or default_device()
 
     def __repr__(self):
+        if self.server is not None:
+            return (f"Tagger({str(self.path)!r}, server={self.server!r}, model_name={self.model_name!r}, "
+                    f"batch_size={self.batch_size})")
         return f"Tagger({str(self.path)!r}, device={self._device!r}, backend={self.backend!r}, batch_size={self.batch_size})"
 
     # -- pickling: never the network --------------------------------------------------------
@@ -142,11 +238,15 @@ class Tagger:
         return state
 
     def __setstate__(self, state):
+        for name, value in (("server", None), ("model_name", state["artifact"].spec["name"]), ("model_version", ""),
+                            ("timeout", 60.0), ("retries", 4), ("backoff", 0.5)):
+            state.setdefault(name, value)  # pickles of taggers made before these attributes
         self.__dict__.update(state)
 
     # -- loading ----------------------------------------------------------------------------
     def _key(self) -> tuple[str, str, str]:
-        return (str(self.path), self.device, self.backend)
+        """Cache key: the artifact's content (model file + spec), not its path, and where it runs."""
+        return (artifact_fingerprint(self.artifact, self.backend), self.device, self.backend)
 
     def _model(self):
         key = self._key()
@@ -175,11 +275,41 @@ class Tagger:
             if self.device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
                 providers.insert(0, "CUDAExecutionProvider")
             try:
-                return ort.InferenceSession(str(self.artifact.onnx_path), sess_options=opts, providers=providers)
+                model = ort.InferenceSession(str(self.artifact.onnx_path), sess_options=opts, providers=providers)
             except Exception as err:
                 raise ArtifactError(f"{self.artifact.onnx_path}: cannot be loaded by ONNX Runtime ({err})") from err
-        self._set_threads()
-        return self.artifact.load_module(self.device)
+        else:
+            self._set_threads()
+            model = self.artifact.load_module(self.device)
+        self._check_forward(model)
+        return model
+
+    def _check_forward(self, model) -> None:
+        """Run the freshly loaded network once on zeros of the spec's shape: a spec that disagrees
+        with its network (input shape, number of classes) is an ArtifactError here, not a wrong
+        histogram later."""
+        shape = self.input_spec.get("shape")
+        if shape is None:
+            return
+        model_file = self.artifact.onnx_path if self.backend == "onnx" else self.artifact.torchscript_path
+        spec_file = self.path / "spec.json"
+        x = np.zeros((2, *shape), dtype=np.float32)
+        try:
+            if self.backend == "onnx":
+                out = np.asarray(model.run(None, {model.get_inputs()[0].name: x})[0])
+            else:
+                import torch
+
+                with torch.inference_mode():
+                    out = model(torch.from_numpy(x).to(torch.device(self.device))).float().cpu().numpy()
+        except Exception as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ArtifactError(f"{model_file}: the network does not accept inputs of the shape {list(shape)} that "
+                                f"{spec_file} declares (input.shape); a dummy batch failed: {first}") from err
+        n_classes = len(self.class_names)
+        if out.shape != (2, n_classes):
+            raise ArtifactError(f"{model_file}: the network returns {list(out.shape[1:])} values per input, but "
+                                f"{spec_file} declares {n_classes} classes {self.class_names}")
 
     def _set_threads(self):
         if self.num_threads is None:
@@ -191,7 +321,9 @@ class Tagger:
 
     @property
     def loaded(self) -> bool:
-        """Whether this process holds the network for this tagger."""
+        """Whether this process holds the network for this tagger (served: has checked the server)."""
+        if self.server is not None:
+            return (self.server, self.model_name, self.model_version) in _SERVED
         return self._key() in _CACHE
 
     # -- evaluation -------------------------------------------------------------------------
@@ -204,6 +336,8 @@ class Tagger:
             raise ValueError(f"{self.name}: inputs have shape {x.shape[1:]}, the model expects {tuple(shape)}")
         if len(x) == 0:
             return np.zeros((0, n_classes), dtype=np.float32)
+        if self.server is not None:
+            return self._served_logits(x)
         model = self._model()
         if self.backend == "onnx":
             name = model.get_inputs()[0].name
@@ -255,6 +389,105 @@ class Tagger:
         """Class probabilities per jet (per event for event-image models), ``(n, n_classes)``."""
         return self.predict(self.inputs_for(events_or_constituents, jets, **kwargs))
 
+    # -- served by a Triton Inference Server ----------------------------------------------------
+    # tritonclient is used directly rather than coffea.ml_tools.triton_wrapper: the processor
+    # already builds numpy inputs per chunk (eagerly, on the worker) and only needs "array in,
+    # logits out", while the wrapper adds an awkward/dask layer that (in coffea 2025.x) sends a
+    # real request while the dask graph is being built and concatenates its batches in an
+    # O(n^2) loop; it also neither checks the served shapes against our spec nor retries.
+    def check_server(self) -> "_ServedModel":
+        """Check (once per process) that the server is live and serves this artifact's model.
+
+        Returns
+        -------
+        _ServedModel
+            The served model's input/output names and max batch size.
+
+        Raises
+        ------
+        ServerError
+            Unreachable after the retries; no such model (the message lists the models the
+            server has); inputs/outputs that are not one FP32 input of the spec's shape and
+            one output of ``len(class_names)`` values.
+        """
+        key = (self.server, self.model_name, self.model_version)
+        served = _SERVED.get(key)
+        if served is None:
+            served = _SERVED[key] = self._check_server()
+        return served
+
+    def _client(self):
+        clients = _CLIENTS.__dict__
+        client = clients.get(self.server)
+        if client is None:
+            try:
+                import tritonclient.grpc as grpcclient
+            except ImportError as err:  # pragma: no cover - a dependency of the package
+                raise ImportError("server= needs tritonclient: pip install 'tritonclient[grpc]'") from err
+            client = clients[self.server] = grpcclient.InferenceServerClient(self.server[len("grpc://"):])
+        return client
+
+    def _retrying(self, what: str, fn):
+        """``fn()`` with ``self.retries`` further attempts (back-off ``backoff * 2**k``) when the
+        server is unavailable; a ServerError naming ``what`` after the last one."""
+        from tritonclient.utils import InferenceServerException
+
+        last = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                return fn()
+            except InferenceServerException as err:
+                last = err
+                if not _retryable(err):
+                    break
+        raise ServerError(self.server, self.model_name,
+                          f"{what} failed after {attempt + 1} attempt(s): {_describe(last)}") from last
+
+    def _check_server(self) -> "_ServedModel":
+        client = self._client()
+        t = self.timeout
+        live = self._retrying("health check (is the server running? `coffea-jetimg serve ARTIFACT` starts one)",
+                              lambda: client.is_server_live(client_timeout=t) or _raise_unavailable("not live"))
+        del live
+        ready = self._retrying("model readiness check",
+                               lambda: client.is_model_ready(self.model_name, self.model_version, client_timeout=t))
+        if not ready:
+            raise ServerError(self.server, self.model_name,
+                              f"the server has no model {self.model_name!r} ready; it serves: "
+                              f"{', '.join(_served_models(client, t)) or 'none visible'}")
+        meta = self._retrying("model metadata", lambda: client.get_model_metadata(
+            self.model_name, self.model_version, as_json=True, client_timeout=t))
+        config = self._retrying("model config", lambda: client.get_model_config(
+            self.model_name, self.model_version, as_json=True, client_timeout=t))["config"]
+        return _ServedModel.from_server(self, meta, config)
+
+    def _served_logits(self, x: np.ndarray) -> np.ndarray:
+        import tritonclient.grpc as grpcclient
+
+        served = self.check_server()
+        client = self._client()
+        bs = min(self.batch_size, served.max_batch) if served.max_batch > 0 else self.batch_size
+        n = len(x)
+        n_batches = -(-n // bs)
+        out = np.empty((n, len(self.class_names)), dtype=np.float32)
+        requested = [grpcclient.InferRequestedOutput(served.output)]
+        for k, i in enumerate(range(0, n, bs)):
+            batch = x[i:i + bs]
+            inp = grpcclient.InferInput(served.input, list(batch.shape), "FP32")
+            inp.set_data_from_numpy(batch)
+            what = f"micro-batch {k + 1} of {n_batches} (inputs {i}-{i + len(batch) - 1} of {n}) was not scored"
+            res = self._retrying(what, lambda: client.infer(self.model_name, [inp], model_version=self.model_version,
+                                                            outputs=requested, client_timeout=self.timeout))
+            y = res.as_numpy(served.output)
+            if y is None or y.shape != (len(batch), out.shape[1]):
+                raise ServerError(self.server, self.model_name,
+                                  f"{what}: the server returned {None if y is None else y.shape}, expected "
+                                  f"{(len(batch), out.shape[1])}")
+            out[i:i + len(batch)] = y
+        return out
+
 
 def run_batched(fn, x: np.ndarray, n_out: int, batch_size: int, on_oom=lambda err: False):
     """Evaluate ``fn`` on micro-batches of ``x``; halve the batch when ``on_oom(err)`` says so.
@@ -295,3 +528,88 @@ def run_batched(fn, x: np.ndarray, n_out: int, batch_size: int, on_oom=lambda er
 
 def _pid() -> int:  # for tests: which process evaluated
     return os.getpid()
+
+
+def _grpc_url(server: str) -> str:
+    """``grpc://host:port`` from ``grpc://host:port`` or ``host:port`` (other schemes refused)."""
+    url = str(server).strip().rstrip("/")
+    if "://" not in url:
+        url = "grpc://" + url
+    scheme, _, rest = url.partition("://")
+    host, sep, port = rest.rpartition(":")
+    if scheme != "grpc" or not sep or not host or not port.isdigit():
+        raise ValueError(f"server must be 'grpc://HOST:PORT' (Triton's gRPC endpoint, default port 8001), got {server!r}")
+    return url
+
+
+def _retryable(err) -> bool:
+    """Whether a tritonclient error may pass (server down, restarting, overloaded, timing out)."""
+    status = str(err.status() or "")
+    return not any(s in status for s in ("INVALID_ARGUMENT", "NOT_FOUND", "UNIMPLEMENTED", "PERMISSION_DENIED",
+                                          "UNAUTHENTICATED"))
+
+
+def _raise_unavailable(msg: str):
+    from tritonclient.utils import InferenceServerException
+
+    raise InferenceServerException(msg, status="StatusCode.UNAVAILABLE")
+
+
+def _describe(err) -> str:
+    if err is None:
+        return "no answer"
+    text = " ".join(str(err.message() if hasattr(err, "message") else err).split())
+    status = err.status() if hasattr(err, "status") else None
+    return f"{text} [{status}]" if status else text
+
+
+def _served_models(client, timeout: float) -> list[str]:
+    """Names of the models a server has: its repository index, else (pytriton restricts that
+    endpoint) the names in its inference statistics."""
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        index = client.get_model_repository_index(as_json=True, client_timeout=timeout).get("models", [])
+        return sorted({m["name"] for m in index})
+    except InferenceServerException:
+        pass
+    try:
+        stats = client.get_inference_statistics("", as_json=True, client_timeout=timeout).get("model_stats", [])
+        return sorted({m["name"] for m in stats})
+    except InferenceServerException:
+        return []
+
+
+class _ServedModel:
+    """A model as a server serves it, checked against an artifact's spec."""
+
+    def __init__(self, input: str, output: str, max_batch: int):
+        self.input, self.output, self.max_batch = input, output, int(max_batch)
+
+    @classmethod
+    def from_server(cls, tagger: Tagger, meta: dict, config: dict) -> "_ServedModel":
+        def fail(reason: str):
+            raise ServerError(tagger.server, tagger.model_name, f"{reason}; refused before the first batch "
+                              f"(artifact {tagger.path})")
+
+        inputs, outputs = meta.get("inputs", []), meta.get("outputs", [])
+        if len(inputs) != 1 or len(outputs) != 1:
+            fail(f"serves {len(inputs)} input(s) and {len(outputs)} output(s) "
+                 f"({[t['name'] for t in inputs]} -> {[t['name'] for t in outputs]}); a tagger has one of each")
+        max_batch = int(config.get("max_batch_size", 0) or 0)
+
+        def dims(t):  # without the batch axis Triton adds when the model batches
+            d = [int(v) for v in t.get("shape", [])]
+            return d[1:] if max_batch > 0 else d[1:] if d and d[0] == -1 else d
+
+        (i,), (o,) = inputs, outputs
+        want_in = list(tagger.input_spec.get("shape") or dims(i))
+        want_out = [len(tagger.class_names)]
+        if i.get("datatype") != "FP32" or o.get("datatype") != "FP32":
+            fail(f"serves {i.get('datatype')} -> {o.get('datatype')}, expected FP32 -> FP32")
+        if dims(i) != want_in:
+            fail(f"input {i['name']!r} has shape {dims(i)} per item, the artifact's spec has input.shape {want_in}")
+        if dims(o) != want_out:
+            fail(f"output {o['name']!r} has shape {dims(o)} per item, the artifact has {want_out[0]} classes "
+                 f"{tagger.class_names}")
+        return cls(i["name"], o["name"], max_batch)

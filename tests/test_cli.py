@@ -13,7 +13,8 @@ from coffea_jetimg.cli import COMMANDS, build_parser, main
 def test_all_subcommands_registered():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert set(sub.choices) == set(COMMANDS) == {"generate", "train", "run", "report", "demo"}
+    assert set(sub.choices) == set(COMMANDS) == {"generate", "train", "run", "report", "demo", "serve",
+                                                 "export-triton"}
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

@@ -126,3 +126,55 @@ def test_thread_count_set(art):
 def test_softmax_stable():
     p = softmax(np.array([[1000.0, 0.0], [0.0, 0.0]]))
     np.testing.assert_allclose(p, [[1, 0], [0.5, 0.5]], atol=1e-7)
+
+
+def test_overwritten_artifact_is_loaded_again(tmp_path):
+    """The per-process cache is keyed by the artifact's content, not its path: an artifact
+    retrained into the same directory is loaded again (issue 19, item 11)."""
+    x = np.random.default_rng(3).normal(size=(6, 1, 8, 8)).astype(np.float32)
+    torch.manual_seed(11)
+    first = TinyCNN().eval()
+    path = save_artifact(tmp_path / "same", first, make_spec(), torch.randn(3, 1, 8, 8))
+    p1 = Tagger(path, device="cpu").predict(x)
+    torch.manual_seed(12)
+    second = TinyCNN().eval()
+    save_artifact(path, second, make_spec(), torch.randn(3, 1, 8, 8))  # same directory, new weights
+    p2 = Tagger(path, device="cpu").predict(x)
+    with torch.no_grad():
+        ref2 = torch.softmax(second(torch.from_numpy(x)), dim=1).numpy()
+    np.testing.assert_allclose(p2, ref2, atol=1e-6)
+    assert np.abs(p2 - p1).max() > 1e-3  # really another network
+    # an untouched artifact is still loaded once, whichever Tagger asks
+    Tagger(path, device="cpu").predict(x)
+    assert inference._LOAD_COUNT[Tagger(path, device="cpu")._key()] == 1
+
+
+def test_spec_that_disagrees_with_its_network_is_refused_at_load(art, tmp_path):
+    """One dummy forward when the network is loaded: a spec declaring another input shape or
+    another number of classes than the network has is an ArtifactError naming the files
+    (issue 19, item 17), not scores of the wrong meaning."""
+    import json
+    import shutil
+
+    from coffea_jetimg.artifact import ArtifactError
+
+    x = np.zeros((3, 1, 8, 8), np.float32)
+    three = tmp_path / "three_classes"
+    shutil.copytree(art[0], three)
+    spec = json.loads((three / "spec.json").read_text())
+    spec["class_names"] = ["qcd", "w", "top"]
+    (three / "spec.json").write_text(json.dumps(spec))
+    with pytest.raises(ArtifactError, match=r"model\.ts: the network returns \[2\] values per input, but .*spec\.json "
+                                            r"declares 3 classes"):
+        Tagger(three, device="cpu").predict(x)
+
+    wide = tmp_path / "wide_images"
+    shutil.copytree(art[0], wide)
+    spec = json.loads((wide / "spec.json").read_text())
+    spec["input"]["shape"] = [1, 9, 9]
+    (wide / "spec.json").write_text(json.dumps(spec))
+    with pytest.raises(ArtifactError, match=r"model\.ts: the network does not accept inputs of the shape \[1, 9, 9\]"):
+        Tagger(wide, device="cpu").predict(np.zeros((3, 1, 9, 9), np.float32))
+    if art[0].joinpath("model.onnx").exists() and pytest.importorskip("onnxruntime"):
+        with pytest.raises(ArtifactError, match=r"model\.onnx: .*3 classes"):
+            Tagger(three, device="cpu", backend="onnx").predict(x)
