@@ -19,7 +19,7 @@ Generation stops at ``--top-jets``/``--qcd-jets`` or at the ``--*-budget-s`` tim
 whichever comes first (whole rounds; a round is one file).
 
     python analysis/top_tagging_holdout.py --top-jets 20000 --qcd-jets 100000 --workers 16
-    python analysis/top_tagging_holdout.py --scores-from analysis/results/top_tagging_holdout_scores.npz
+    python analysis/top_tagging_holdout.py --scores-from analysis/results/top_tagging/top_tagging_holdout_scores.npz --bdt swa:bdt
 """
 
 from __future__ import annotations

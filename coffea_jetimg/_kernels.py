@@ -102,9 +102,8 @@ def _cell(x, y, n_x, n_y):
     All in float64 until one final conversion: the window test is ``0 <= x < n_x`` (the same as
     ``0 <= floor(x) < n_x``; NaN is outside), the index ``floor(x) * n_y + floor(y)`` is exact in
     float64, and the -1 is selected before the conversion to int32. Numba types int32 arithmetic
-    as int64, which AVX2 has no vector multiply for: the earlier integer form
-    (``int32(x + 1) - 1`` per axis) spent a third of the binning pass emulating it (2.2 → 1.9 ns per
-    constituent, jets of 45 constituents). Branch-free; inlined."""
+    as int64, which AVX2 has no vector multiply for, so an integer form (``int32(x + 1) - 1``
+    per axis) would spend part of the binning pass emulating it. Branch-free; inlined."""
     inside = (x >= 0.0) & (x < n_x) & (y >= 0.0) & (y < n_y)
     q = np.floor(x) * n_y + np.floor(y)
     return np.int32(q if inside else -1.0)
@@ -113,8 +112,7 @@ def _cell(x, y, n_x, n_y):
 @numba.njit(cache=True, inline="always")
 def _to_twelve(u, v):
     """(cos θ, sin θ) of the rotation that takes (u, v) ≠ 0 to 12 o'clock (+v):
-    θ = π/2 − atan2(v, u), so cos θ = v / r and sin θ = u / r, with no atan2, cos or sin
-    (they cost about 60 ns per jet in the deeptop recipe)."""
+    θ = π/2 − atan2(v, u), so cos θ = v / r and sin θ = u / r, with no atan2, cos or sin."""
     r = math.sqrt(u * u + v * v)
     return v / r, u / r
 
@@ -484,9 +482,7 @@ def _rotate_image(out, i, n_ch, n_e, n_p, d_eta, d_phi, theta, tmp):
 # four scalar loads; and a per-jet view (``pt[s:e]``) handed to another function costs an atomic
 # reference-count increment and decrement per jet. So the per-jet loops take the whole arrays
 # with an unsigned offset ``o`` (``np.uint64``: no wrap, contiguous vector loads) and index
-# scratch arrays with the loop counter. Measured on the jets of bench_images (a): the centroid
-# sums went from 1.91 to 0.86 ns per constituent. (See also the scatters' note on reference
-# counts: a one-constituent jet went from 139 to 51 ns.)
+# scratch arrays with the loop counter (see also the scatters' note on reference counts).
 @numba.njit(cache=True, fastmath={"reassoc", "nsz"})
 def _centroid_sums(x, xo, pt, phi, o, n, ref, dphi):
     """pT sums of constituents ``o .. o+n-1`` of one jet (coordinate ``x[xo + k]``): (sum w,
@@ -589,8 +585,8 @@ def _channel_scales(weights, o, n, pix, n_ch, norm, scale, t0):
 # The scatters below are plain calls, not inlined, and have one loop and no early return: numba
 # then hands their array arguments over borrowed. Inlined (``inline="always"``), or with the
 # early exits of one combined function, each array argument cost an atomic reference-count
-# increment and decrement per call, i.e. per jet (10 atomics per jet: 40% of the time of a
-# one-constituent jet).
+# increment and decrement per call, i.e. per jet (10 atomics per jet: a large share of the time
+# of a one-constituent jet).
 @numba.njit(cache=True)
 def _scatter1(out, i, weights, o, n, pix, sc):
     """One channel: ``out[i, 0, pix[k]] += weights[0, o + k] * sc`` for the constituents inside."""
@@ -715,7 +711,7 @@ def _first_max(key, n):
     compare-and-select chain: the max over four interleaved running maxima (max is exact in any
     order; LLVM here does not vectorise a float max reduction, so the four chains are written
     out), then a branch-free backward search for its first index (the early-exit search it
-    replaces mispredicted on its exit: deeptop 13.4 -> 12.9 ns per constituent)."""
+    replaces mispredicted on its exit)."""
     m0 = 0.0
     m1 = 0.0
     m2 = 0.0
@@ -859,7 +855,7 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
             # accumulate on the dense grid (first touch: 0 + w, the same values as _maxima) and
             # list each pixel on its first touch, in first-touch order; the sink is never listed.
             # Dense sums instead of per-slot sums: no dependent load of the slot before the sums
-            # (this loop: 9.3 → 3.7 ns per constituent; one row per pixel: → 2.4)
+            # (and one grid row per pixel keeps each pixel's sums together)
             p = np.uint64(pix[k])  # >= 0 here (the sink is ng): unsigned, no negative-index wrap
             w = np.float64(pt[o + np.uint64(k)])
             g0 = gacc[p, 0]
@@ -871,8 +867,7 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
         # maxima over the touched pixels, first-touched first on ties (as _maxima): gather each
         # touched pixel's sums and clear the dense grid, with maximum 1 found in the same pass;
         # positions (pT-weighted means) in a loop of their own (the divisions vectorise), then
-        # maxima 2 and 3 (the candidate-by-candidate search with a data-dependent branch cost
-        # 1.7x more)
+        # maxima 2 and 3 (a candidate-by-candidate search with a data-dependent branch is slower)
         nmax = 0
         best = -1
         bw = 0.0
@@ -902,9 +897,8 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
             nmax = 1
             # maximum m (2, 3): the hardest pixel farther than min_dr from every maximum before it
             # (``tkey``: the pixel's pT while it is far from all maxima so far, else 0): a
-            # vectorisable pass zeroing the pixels near maximum m - 1, then _first_max. (With a
-            # separate bool "far" array and a max reduction that did not vectorise, the deeptop
-            # recipe took 14.6 instead of 13.7-14.2 ns per constituent.)
+            # vectorisable pass zeroing the pixels near maximum m - 1, then _first_max (a
+            # separate bool "far" array and a max reduction do not vectorise).
             for m in range(1, 3):
                 ru = res[m - 1, 0]
                 rv = res[m - 1, 1]

@@ -115,9 +115,8 @@ def make_executor(args):
 
 #: glibc's mmap threshold for Dask workers (bytes). Dask's nanny starts workers with
 #: MALLOC_TRIM_THRESHOLD_=65536; setting any MALLOC_ threshold turns off glibc's *dynamic* mmap
-#: threshold, so every large tensor (conv activations) becomes a fresh mmap + page faults. Measured
-#: here: the demo CNN's forward on 4000 jets took 1.59 s plain, 2.25 s with the nanny's setting,
-#: 1.61-1.76 s with this one added (`python analysis/bench_worker_malloc.py`).
+#: threshold, so every large tensor (conv activations) becomes a fresh mmap + page faults, which
+#: slows a CNN forward; a fixed threshold restores the plain speed (`analysis/bench_worker_malloc.py`).
 WORKER_MMAP_THRESHOLD = 64 << 20
 
 

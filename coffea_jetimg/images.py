@@ -121,9 +121,7 @@ class JetImageSpec(JsonSpec):
         ``sum``: each channel sums to 1 (count channels included); ``sum_all``: all channels
         together sum to 1; ``max``: each channel's brightest pixel is 1. Applied after crop and
         threshold. An empty image stays all zero. For colour images split by charge, ``sum``
-        drops each jet's charged/neutral pT shares and ``sum_all`` keeps them (a DeepTop on
-        ``('charged', 'neutral', 'charged_count')`` with ``sum`` trailed the one on the pT
-        image alone in validation loss over the 6 epochs it ran; analysis/results/top_tagging_100k_color).
+        drops each jet's charged/neutral pT shares and ``sum_all`` keeps them.
     axis : {'constituents', 'jet'}
         Where the jet axis of ``centre='jet_axis'`` (and the starting point of the
         ``'hardest_pixel'`` search) comes from when images are built from events

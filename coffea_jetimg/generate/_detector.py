@@ -92,8 +92,7 @@ def extract_final(event, with_hadrons: bool = True):
     """
     # pythia8mc has no bulk (numpy) access to the event record, so every value is one bound C++
     # call per particle. ``map`` over the unbound methods skips a Python frame and an attribute
-    # look-up per call: 2.9 vs 6.2 ms for ttbar events of ~1400 entries (50 stored events, timed
-    # inline; the whole chain's figures are in analysis/results/bench_generate.log).
+    # look-up per call (analysis/bench_generate.py times the whole generation chain).
     parts = event.particles()
     P = type(parts[0])  # entry 0 is Pythia's "system" line: always there
     ids, status = _columns(parts, (P.id, P.status), np.int64)
