@@ -24,30 +24,45 @@ def _fmt(x):
     return "–" if x is None else str(x)
 
 
+def _rej(r: dict, eff: float, with_interval: bool = True) -> str:
+    """1/ε_B at ε_S = ``eff`` of a summary entry: value [interval], or "> N" when no background passes."""
+    from .studies import format_rejection
+
+    key = f"R{round(100 * eff):d}"
+    wp = (r.get("working_points") or {}).get(f"{eff:g}") or {}
+    return format_rejection(r.get(key), r.get(f"{key}_lower_limit"), wp.get("interval") if with_interval else None)
+
+
 def build_markdown(summary: dict, title: str) -> str:
+    """The report page: skipped files, the taggers' numbers, models not evaluated, cutflow, plots."""
     lines = [f"# {title}", ""]
     if summary.get("bad_files"):
         lines += ["## Skipped bad files", ""] + [f"- `{p}`: {r}" for p, r in summary["bad_files"].items()] + [""]
     models = summary.get("models") or {}
-    if models:
-        lines += ["## Taggers", "", "| model | signal | background | AUC | 1/εB at εS=0.3 | 1/εB at εS=0.5 | 1/JSD at εS=0.5 |",
+    evaluated = {n: r for n, r in models.items() if "error" not in r}
+    failed = {n: r["error"] for n, r in models.items() if "error" in r}
+    if evaluated:
+        lines += ["## Taggers", "",
+                  "Rejections 1/εB interpolated at the signal efficiency εS, with 68% intervals (Poisson, "
+                  "background passing); \"> N\": no background jet passes (N background jets).", "",
+                  "| model | signal | background | AUC | 1/εB at εS=0.3 | 1/εB at εS=0.5 | 1/JSD at εS=0.5 |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
-        for name, r in models.items():
-            if "error" in r:
-                lines.append(f"| {name} | {r['error']} | | | | | |")
-                continue
+        for name, r in evaluated.items():
             d = r.get("decorrelation") or {}
-            lines.append(f"| {name} | {r['signal']} | {'+'.join(r['background'])} | {_fmt(r['auc'])} | {_fmt(r['R30'])} "
-                         f"| {_fmt(r['R50'])} | {_fmt(d.get('inv_jsd'))} |")
+            note = f" ({r['reason']})" if r.get("reason") else ""
+            lines.append(f"| {name} | {r.get('signal')}{note} | {'+'.join(r.get('background') or [])} | {_fmt(r.get('auc'))} "
+                         f"| {_rej(r, 0.3)} | {_rej(r, 0.5)} | {_fmt(d.get('inv_jsd'))} |")
         lines.append("")
-        for name, r in models.items():
-            if r.get("pt_bins"):
-                lines += [f"### {name} per pT bin", "", "| pT [GeV] | n sig | n bkg | AUC | R30 | R50 |",
-                          "| --- | --- | --- | --- | --- | --- |"]
-                for b in r["pt_bins"]:
-                    lines.append(f"| {b['pt'][0]:.0f}–{b['pt'][1]:.0f} | {b['n_signal']:.0f} | {b['n_background']:.0f} "
-                                 f"| {_fmt(b['auc'])} | {_fmt(b['R30'])} | {_fmt(b['R50'])} |")
-                lines.append("")
+    if failed:
+        lines += ["## Models not evaluated", ""] + [f"- `{n}`: {e}" for n, e in failed.items()] + [""]
+    for name, r in evaluated.items():
+        if r.get("pt_bins"):
+            lines += [f"### {name} per pT bin", "", "| pT [GeV] | n sig | n bkg | AUC | R30 | R50 |",
+                      "| --- | --- | --- | --- | --- | --- |"]
+            for b in r["pt_bins"]:
+                lines.append(f"| {b['pt'][0]:.0f}–{b['pt'][1]:.0f} | {b['n_signal']:.0f} | {b['n_background']:.0f} "
+                             f"| {_fmt(b['auc'])} | {_rej(b, 0.3, False)} | {_rej(b, 0.5, False)} |")
+            lines.append("")
     if summary.get("cutflow"):
         lines += ["## Cutflow", "", "| step | count |", "| --- | --- |"]
         lines += [f"| {k} | {v} |" for k, v in summary["cutflow"].items()] + [""]

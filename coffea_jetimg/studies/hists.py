@@ -1,0 +1,341 @@
+"""Histogram maths: merging datasets, projections, and the metrics of :mod:`coffea_jetimg.metrics` on hists.
+
+Everything here works on the output of :class:`coffea_jetimg.processors.JetTaggingProcessor`
+(``{dataset: {...}}``) or on single ``hist`` objects; no events are read, nothing is drawn.
+Histograms may hold counts (Int64/Double storage) or weights (Weight storage: values and
+variances); the ROC uses the variances where there are some.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import metrics
+from ._axes import CHANNEL, CLASS, MSD, PREDICTED, PT, SCORE
+
+__all__ = [
+    "merge_class_hists",
+    "merge_datasets",
+    "classes_by_dataset",
+    "pick_classes",
+    "score_counts",
+    "score_roc",
+    "project",
+    "sliced_mass",
+    "decorrelation",
+    "average_images",
+    "pearson_maps",
+    "confusion_matrix",
+    "channel_meta",
+]
+
+
+# ----------------------------------------------------------------------------------- merging
+
+def _fields(view) -> tuple[str, ...]:
+    return view.dtype.names or ()
+
+
+def merge_class_hists(hists: Iterable[Any]):
+    """Sum hists whose only difference is the categories of their ``class`` axis.
+
+    Returns ``None`` when every entry is ``None``.
+    """
+    import hist
+
+    hs = [h for h in hists if h is not None]
+    if not hs:
+        return None
+    names = [ax.name for ax in hs[0].axes]
+    ci = names.index(CLASS)
+    cats: list[str] = []
+    for h in hs:
+        cats += [c for c in h.axes[ci] if c not in cats]
+    proto = hs[0]
+    axes = [hist.axis.StrCategory(cats, name=CLASS, label=proto.axes[ci].label) if i == ci else ax
+            for i, ax in enumerate(proto.axes)]
+    out = hist.Hist(*axes, storage=proto.storage_type())
+    nv = out.view(flow=True)
+    for h in hs:
+        sv = h.view(flow=True)
+        for i, c in enumerate(h.axes[ci]):
+            dst = (slice(None),) * ci + (cats.index(c),)
+            src = (slice(None),) * ci + (i,)
+            if _fields(sv):
+                for f in _fields(sv):
+                    nv[f][dst] += sv[f][src]
+            else:
+                nv[dst] += sv[src]
+    return out
+
+
+def merge_datasets(output: dict) -> dict:
+    """Combine ``{dataset: {...}}`` into one ``{...}`` with the union of truth classes.
+
+    Cutflows are summed key by key; ``{name: hist}`` dicts are merged per name.
+    """
+    datasets = [v for v in output.values() if isinstance(v, dict)]
+    if not datasets:
+        return {}
+    merged: dict = {}
+    keys: list[str] = []
+    for d in datasets:
+        keys += [k for k in d if k not in keys]
+    for k in keys:
+        vals = [d[k] for d in datasets if k in d]
+        if k == "cutflow":
+            cf: dict = {}
+            for v in vals:
+                for a, b in v.items():
+                    cf[a] = cf.get(a, 0) + int(b)
+            merged[k] = cf
+        elif isinstance(vals[0], dict):
+            names: list[str] = []
+            for v in vals:
+                names += [n for n in v if n not in names]
+            merged[k] = {n: merge_class_hists([v.get(n) for v in vals]) for n in names}
+        else:
+            merged[k] = merge_class_hists(vals)
+    return merged
+
+
+def classes_by_dataset(output: dict) -> dict[str, list[str]]:
+    """``{class: [datasets with jets of that class]}`` from the per-dataset ``njets`` hists."""
+    out: dict[str, list[str]] = {}
+    for ds, d in output.items():
+        h = d.get("njets") if isinstance(d, dict) else None
+        if h is None:
+            continue
+        v = _values(h)
+        for i, c in enumerate(h.axes[CLASS]):
+            if v[i].sum() > 0:
+                out.setdefault(c, []).append(str(ds))
+    return out
+
+
+# ----------------------------------------------------------------------------------- classes
+
+def pick_classes(categories: Iterable[str], signal: str, class_names: Sequence[str] | None = None,
+                 background: str | Sequence[str] | None = None) -> tuple[str, list[str]]:
+    """Resolve signal and background class names among ``categories`` (case-insensitive).
+
+    The background defaults to the model's other classes (``class_names``) present, else to
+    every other category.
+
+    Raises
+    ------
+    KeyError
+        Naming the class that is not among the categories.
+    """
+    cats = list(categories)
+    low = {c.lower(): c for c in cats}
+    sig = low.get(str(signal).lower())
+    if sig is None:
+        raise KeyError(f"signal class {signal!r} not among the histogram's classes {cats}")
+    if background is None:
+        named = [low[c.lower()] for c in (class_names or []) if c.lower() in low and c.lower() != sig.lower()]
+        background = named or [c for c in cats if c != sig]
+    elif isinstance(background, str):
+        background = [background]
+    bkg = []
+    for b in background:
+        if b.lower() not in low:
+            raise KeyError(f"background class {b!r} not among the histogram's classes {cats}")
+        bkg.append(low[b.lower()])
+    return sig, bkg
+
+
+# ----------------------------------------------------------------------------------- projections
+
+def _values(h, field: str = "value") -> np.ndarray:
+    """The flow-included view as float64 (``field`` of a Weight storage; the counts otherwise)."""
+    v = h.view(flow=True)
+    if _fields(v):
+        return np.asarray(v[field], dtype=np.float64)
+    return np.asarray(v, dtype=np.float64)
+
+
+def _variances(h) -> np.ndarray:
+    """Variances of the flow-included view (the counts for unweighted storages)."""
+    v = h.view(flow=True)
+    if "variance" in _fields(v):
+        return np.asarray(v["variance"], dtype=np.float64)
+    return _values(h)
+
+
+def _values_noflow(h) -> np.ndarray:
+    """Values without flow bins as float64."""
+    v = h.view(flow=False)
+    return np.asarray(v["value"] if _fields(v) else v, dtype=np.float64)
+
+
+def _class_total(h, c: str) -> float:
+    """Content of class ``c`` (all other axes, flow included)."""
+    return float(_values(h)[h.axes[CLASS].index(c)].sum())
+
+
+def _no_flow(ax) -> slice:
+    lo = 1 if getattr(ax.traits, "underflow", False) else 0
+    return slice(lo, lo + len(ax))
+
+
+def project(h, keep: Sequence[str], classes: Sequence[str] | None = None, variances: bool = False,
+            pt_bin: int | None = None) -> np.ndarray:
+    """Sum ``h`` over all axes but ``keep`` (other axes' flow bins included).
+
+    Parameters
+    ----------
+    h : hist.Hist
+    keep : sequence of str
+        Axes kept, in this order, without their flow bins.
+    classes : sequence of str, optional
+        Sum only these truth classes.
+    variances : bool
+        Project the variances instead of the values.
+    pt_bin : int, optional
+        Only this bin of the ``pt`` axis (0-based, flow bins excluded).
+    """
+    names = [ax.name for ax in h.axes]
+    v = _variances(h) if variances else _values(h)
+    if classes is not None:
+        ci = names.index(CLASS)
+        v = np.take(v, [h.axes[CLASS].index(c) for c in classes], axis=ci).sum(axis=ci, keepdims=True)
+    if pt_bin is not None:
+        pi = names.index(PT)
+        off = 1 if h.axes[PT].traits.underflow else 0
+        v = np.take(v, [pt_bin + off], axis=pi)
+    for k in keep:
+        i = names.index(k)
+        v = np.take(v, np.arange(len(h.axes[k])) + _no_flow(h.axes[k]).start, axis=i)
+    pos = [names.index(k) for k in keep]
+    v = v.sum(axis=tuple(i for i in range(v.ndim) if i not in pos))
+    # sum keeps the remaining axes in their original order: reorder to ``keep``
+    order = sorted(pos)
+    return np.moveaxis(v, [order.index(p) for p in pos], list(range(len(pos)))) if len(pos) > 1 else v
+
+
+def score_counts(h, classes: Sequence[str], pt_bin: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per score bin (no flow): the sum over ``classes`` and all other axes, and its variance."""
+    return (project(h, [SCORE], classes, pt_bin=pt_bin),
+            project(h, [SCORE], classes, variances=True, pt_bin=pt_bin))
+
+
+def score_roc(h, signal: str, background: Sequence[str], pt_bin: int | None = None) -> metrics.Roc:
+    """:func:`coffea_jetimg.metrics.roc_from_counts` of a score histogram (cuts at the score bin edges)."""
+    s, vs = score_counts(h, [signal], pt_bin)
+    b, vb = score_counts(h, list(background), pt_bin)
+    return metrics.roc_from_counts(s, b, h.axes[SCORE].edges, vs, vb)
+
+
+def _tails(a: np.ndarray) -> np.ndarray:
+    """Along axis 0: sum of rows ``>= k`` for k = 0..n (the last row 0), the per-threshold passing content."""
+    return np.concatenate([np.cumsum(a[::-1], axis=0)[::-1], np.zeros((1,) + a.shape[1:])], axis=0)
+
+
+# ----------------------------------------------------------------------------------- mass
+
+def sliced_mass(h_score, low: float = 0.2, high: float = 0.8) -> dict:
+    """Mass distribution per class: all jets, score < ``low``, score >= ``high`` (cuts at bin edges).
+
+    Returns ``{"edges": ndarray, "label": the msd axis label, class: {"all", "fail", "pass"}}``.
+    """
+    edges = h_score.axes[SCORE].edges
+    k_lo = int(np.argmin(np.abs(edges - low)))
+    k_hi = int(np.argmin(np.abs(edges - high)))
+    out: dict = {"edges": h_score.axes[MSD].edges, "label": h_score.axes[MSD].label or MSD,
+                 "low": float(edges[k_lo]), "high": float(edges[k_hi])}
+    for c in h_score.axes[CLASS]:
+        sm = project(h_score, [SCORE, MSD], [c])
+        t = _tails(sm)
+        out[c] = {"all": t[0], "fail": t[0] - t[k_lo], "pass": t[k_hi]}
+    return out
+
+
+def decorrelation(h_score, signal: str, background: Sequence[str], eff_s: float = 0.5) -> dict:
+    """Mass decorrelation at the working point ε_S = ``eff_s`` (the table's interpolated one).
+
+    The background mass distributions passing and failing the working point are interpolated
+    between the two bracketing cuts with the same weights as ε_B
+    (:meth:`coffea_jetimg.metrics.WorkingPoint.mix`), so the rejection here is the table's.
+
+    Returns
+    -------
+    dict
+        ``eff_s``, ``threshold``, ``eff_b``, ``rejection`` (``inf`` when no background passes),
+        ``rejection_interval``, ``rejection_lower_limit``, ``jsd`` (pass vs fail, bits),
+        ``inv_jsd``; all ``None`` with a ``reason`` ("no signal jets", "no background jets")
+        when the working point is undefined.
+    """
+    roc = score_roc(h_score, signal, background)
+    empty = {"eff_s": eff_s, "threshold": None, "eff_b": None, "rejection": None, "rejection_interval": None,
+             "rejection_lower_limit": None, "jsd": None, "inv_jsd": None}
+    if roc.n_s <= 0:
+        return {**empty, "reason": "no signal jets"}
+    if roc.n_b <= 0:
+        return {**empty, "reason": "no background jets"}
+    wp = metrics.working_point(roc, eff_s)
+    t = _tails(project(h_score, [SCORE, MSD], list(background)))
+    passing = wp.mix(t)
+    failing = t[0] - passing
+    d = metrics.jsd(passing, failing)
+    inv = (float("inf") if d == 0 else 1.0 / d) if np.isfinite(d) else None
+    return {"eff_s": eff_s, "threshold": wp.threshold, "eff_b": wp.eff_b, "rejection": wp.rejection,
+            "rejection_interval": list(wp.interval), "rejection_lower_limit": wp.lower_limit,
+            "jsd": d, "inv_jsd": inv}
+
+
+# ----------------------------------------------------------------------------------- pixel maps
+
+def _class_count(h_njets, c: str) -> float:
+    return _class_total(h_njets, c)
+
+
+def average_images(h_image, h_njets) -> dict[str, np.ndarray]:
+    """``{class: (C, H, W) mean image}`` = Σx / n (NaN for a class without jets)."""
+    vals = _values_noflow(h_image)
+    out = {}
+    for i, c in enumerate(h_image.axes[CLASS]):
+        n = _class_count(h_njets, c)
+        out[c] = vals[i] / n if n > 0 else np.full(vals[i].shape, np.nan)
+    return out
+
+
+def pearson_maps(h_image, h_xy, h_moments, h_njets, classes: Sequence[str] | None = None) -> np.ndarray:
+    """Pearson map ``(C, H, W)`` of pixel intensity vs score over the jets of ``classes`` (all by default).
+
+    ``h_image`` holds Σx (values) and Σx² (variances), ``h_xy`` Σxy, ``h_moments`` Σy and Σy²
+    per class; :func:`coffea_jetimg.metrics.pearson_map` combines them.
+    """
+    img = h_image.view(flow=False)
+    x, x2 = np.asarray(img["value"], np.float64), np.asarray(img["variance"], np.float64)
+    xy = np.asarray(h_xy.view(flow=False), dtype=np.float64)
+    m = h_moments.view(flow=True)
+    cats = list(h_image.axes[CLASS])
+    classes = cats if classes is None else list(classes)
+    idx = [cats.index(c) for c in classes]
+    mi = [h_moments.axes[CLASS].index(c) for c in classes]
+    n = sum(_class_count(h_njets, c) for c in classes)
+    sy = float(np.asarray(m["value"])[mi].sum())
+    sy2 = float(np.asarray(m["variance"])[mi].sum())
+    return metrics.pearson_map(n, x[idx].sum(0), x2[idx].sum(0), sy, sy2, xy[idx].sum(0))
+
+
+def channel_meta(h_image) -> dict:
+    """The ``channel`` axis metadata (``{"channels", "intensity", "normalize"}``), ``{}`` if none."""
+    md = h_image.axes[CHANNEL].metadata
+    return dict(md) if isinstance(md, dict) else {}
+
+
+def confusion_matrix(h_pred, normalize: bool = True) -> tuple[list[str], list, np.ndarray]:
+    """``(truth classes, predicted classes, matrix)``; rows normalised to 1 when ``normalize``."""
+    v = np.asarray(h_pred.view(flow=False), dtype=np.float64)
+    truth = list(h_pred.axes[CLASS])
+    md = h_pred.axes[PREDICTED].metadata
+    pred = list(md.get("class_names", range(v.shape[1]))) if isinstance(md, dict) else list(range(v.shape[1]))
+    if normalize:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            v = v / v.sum(axis=1, keepdims=True)
+    return truth, pred, v
