@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from coffea_jetimg.models import build_model
-from coffea_jetimg.train import (Adversary, History, TrainingError, adversary_loss, balanced_weights,
-                                 distance_correlation, evaluate_scores, fit, mass_bin_edges, predict,
-                                 split_indices)
+from coffea_jetimg.training import (Adversary, History, TrainConfig, TrainingError, adversary_loss,
+                                    balanced_weights, distance_correlation, evaluate_scores, fit, mass_bin_edges,
+                                    predict, split_indices)
 
 torch.set_num_threads(1)
 
@@ -295,7 +295,7 @@ def test_jes_smearing_scales_inputs():
 
 def test_train_model_on_generated_top_vs_qcd(generated_top, generated_qcd, tmp_path):
     from coffea_jetimg.artifact import ArtifactError, load_artifact
-    from coffea_jetimg.train import load_jets, train_model
+    from coffea_jetimg.training import load_jets, train_model
 
     out = tmp_path / "lola"
     res = train_model([generated_top], [generated_qcd], "lola", out, n_constituents=30, pt_range=(500, 700),
@@ -309,7 +309,11 @@ def test_train_model_on_generated_top_vs_qcd(generated_top, generated_qcd, tmp_p
     assert spec["input"]["kind"] == "lorentz" and spec["input"]["shape"] == [4, 30]
     assert spec["class_names"] == ["qcd", "top"] and spec["signal_class"] == "top"
     assert set(spec["metrics"]) >= {"auc", "accuracy", "inv_eff_bkg_at_0.3", "inv_eff_bkg_at_0.5"}
-    assert spec["training"]["selection"]["signal_truth"] == 1
+    # the run's settings, verbatim: they rebuild the TrainConfig it ran with
+    cfg = TrainConfig.from_dict(spec["training"]["config"])
+    assert cfg == TrainConfig(architecture="lola", n_constituents=30, pt_range=(500, 700), epochs=5, batch_size=64,
+                              lr=3e-3, seed=0)
+    assert cfg.signal_truth == 1 and spec["training"]["versions"]["torch"] == torch.__version__
     # the saved model, fed through the spec's input path, reproduces itself on the files
     X, info = load_jets([generated_top], spec["input"], pt_range=(500, 700), truth_label=1)
     assert np.all(info["truthLabel"] == 1) and np.all((info["pt"] >= 500) & (info["pt"] < 700))
@@ -332,7 +336,7 @@ def test_load_jets_reads_lazily_and_equals_eager_inputs(arch, features, jets, fi
     those built from the eagerly read file, and are finite."""
     from coffea_jetimg import constituents, open_events
     from coffea_jetimg.inputs import build_inputs
-    from coffea_jetimg.train import load_jets, make_input_spec
+    from coffea_jetimg.training import load_jets, make_input_spec
 
     path = request.getfixturevalue(file)
     spec = make_input_spec(arch, features=features, jets=jets)
@@ -357,7 +361,7 @@ def test_cli_train_image_model(generated_top, generated_qcd, tmp_path, capsys):
     spec = json.loads((out / "spec.json").read_text())
     assert spec["input"]["kind"] == "image" and spec["input"]["shape"] == [1, 40, 40]
     assert spec["input"]["image_spec"]["npix"] in ([40, 40], 40)
-    assert spec["training"]["epochs"] == 1 and spec["training"]["selection"]["pt_range"] == [500.0, 700.0]
+    assert spec["training"]["config"]["epochs"] == 1 and spec["training"]["config"]["pt_range"] == [500.0, 700.0]
     # a selection that leaves no signal jets is an error with a message, not a traceback
     assert main(argv + ["--signal-truth", "7", "-o", str(tmp_path / "x")]) == 2
     assert "no top jets" in capsys.readouterr().err
@@ -368,7 +372,7 @@ def test_cli_train_colour_images(generated_top, generated_qcd, tmp_path, capsys)
     the artifact's spec rebuilds 2-channel images whose channels together sum to 1."""
     from coffea_jetimg.artifact import load_artifact
     from coffea_jetimg.cli import main as main_cli
-    from coffea_jetimg.train import load_jets
+    from coffea_jetimg.training import load_jets
 
     out = tmp_path / "colour"
     argv = ["train", "--signal", generated_top, "--background", generated_qcd, "--model", "deeptop",
@@ -380,7 +384,7 @@ def test_cli_train_colour_images(generated_top, generated_qcd, tmp_path, capsys)
     assert inp["shape"] == [2, 40, 40]
     assert inp["image_spec"]["channels"] == ["charged", "neutral"] and inp["image_spec"]["normalize"] == "sum_all"
     assert inp["image_spec"]["pixel_size"] == [0.05, 0.05] and inp["image_spec"]["axis"] == "jet"
-    assert art.spec["training"]["model_kwargs"] == {"filters": 4}
+    assert art.spec["training"]["config"]["model_kwargs"] == {"filters": 4}
     assert tuple(art.module.state_dict()["features.2.weight"].shape) == (4, 2, 4, 4)  # norm, pad, conv 2 -> 4
     X, _ = load_jets([generated_top], inp, pt_range=(500, 700), truth_label=1)
     tot = X.sum(axis=(1, 2, 3))

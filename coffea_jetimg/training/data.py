@@ -1,0 +1,339 @@
+"""Training data: jets read from ROOT files through the processor's input code path, split and weighted.
+
+:func:`load_inputs` opens each file once (``mode="virtual"``: only the branches used are read),
+selects jets with the library's :func:`coffea_jetimg.selection.select_jets` (plus a truth-label
+requirement), builds the constituents once and the network inputs of every spec given with
+:func:`coffea_jetimg.inputs.build_inputs`, exactly as the processor does with a saved model's
+``spec["input"]``. :func:`load_labelled` turns signal and background files into labelled
+arrays; :func:`check_split` and :func:`warn_on_samples` say before training when a sample
+cannot give a meaningful result.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..errors import TrainingError
+
+__all__ = [
+    "split_indices", "balanced_weights", "make_input_spec", "load_jets", "load_inputs", "load_labelled",
+    "check_split", "warn_on_samples", "FEW_JETS",
+]
+
+#: Fewer selected jets of a class than this: a warning (the test metrics rest on a handful).
+FEW_JETS = 50
+
+
+def split_indices(n: int, fractions=(0.7, 0.15, 0.15), seed: int = 0):
+    """Seeded random split of ``range(n)`` into (train, val, test) index arrays."""
+    f = np.asarray(fractions, dtype=np.float64)
+    if len(f) != 3 or np.any(f < 0) or f.sum() <= 0:
+        raise TrainingError(f"split fractions must be three non-negative numbers, got {fractions}")
+    f = f / f.sum()
+    perm = np.random.default_rng(seed).permutation(n)
+    n_train = int(round(f[0] * n))
+    n_val = int(round(f[1] * n))
+    return perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:]
+
+
+def balanced_weights(y, n_classes: int | None = None) -> np.ndarray:
+    """Per-example weights ``n / (k · n_c)`` so every class carries the same total weight."""
+    y = np.asarray(y, dtype=np.int64)
+    k = int(n_classes or (y.max() + 1 if len(y) else 1))
+    counts = np.bincount(y, minlength=k).astype(np.float64)
+    w_class = np.where(counts > 0, len(y) / (k * np.maximum(counts, 1)), 0.0)
+    return w_class[y]
+
+
+def make_input_spec(architecture: str, *, image_preset: str | None = None, image_spec=None,
+                    n_constituents: int = 40, features: Sequence[str] | None = None, jets: str = "FatJet",
+                    event_image_spec: dict | None = None, image_overrides: dict | None = None) -> dict:
+    """The artifact ``input`` spec for an architecture (``shape`` filled in when known).
+
+    Image models use ``image_spec`` or the preset ``image_preset`` (default: the preset named
+    like the architecture, else ``'komiske'``), with the :class:`~coffea_jetimg.images.JetImageSpec`
+    fields in ``image_overrides`` replaced (e.g. ``{"channels": ("charged", "neutral"),
+    "normalize": "sum_all"}`` for colour images); ``lola`` uses ``n_constituents``; ``fc`` /
+    ``maxout`` take images if an image preset/spec is given, else ``features`` if given, else
+    4-vectors; the ResNets take event images.
+    """
+    from ..models import input_kind
+
+    kind = input_kind(architecture)
+    if kind == "any":
+        kind = "image" if (image_preset or image_spec or image_overrides) else ("features" if features else "lorentz")
+    if image_overrides and kind != "image":
+        raise TrainingError(f"image settings {image_overrides} given, but {architecture} takes {kind} inputs")
+    spec = {"kind": kind, "image_spec": None, "n_constituents": None, "features": None,
+            "event_image_spec": None, "jets": jets, "shape": None}
+    if kind == "image":
+        from ..images import JetImageSpec
+
+        if image_spec is None:
+            from ..images import PRESETS
+
+            name = image_preset or (architecture if architecture in PRESETS else "komiske")
+            image_spec = JetImageSpec.preset(name)
+        elif isinstance(image_spec, dict):
+            image_spec = JetImageSpec.from_dict(image_spec)
+        if image_overrides:
+            try:
+                image_spec = JetImageSpec.from_dict({**image_spec.to_dict(), **image_overrides})
+            except (TypeError, ValueError) as err:
+                raise TrainingError(f"image settings {image_overrides}: {err}") from None
+        spec["image_spec"] = image_spec.to_dict()
+        npix = image_spec.npix if isinstance(image_spec.npix, (tuple, list)) else (image_spec.npix,) * 2
+        spec["shape"] = [len(image_spec.channels), int(npix[0]), int(npix[1])]
+    elif kind == "lorentz":
+        spec["n_constituents"] = int(n_constituents)
+        spec["shape"] = [4, int(n_constituents)]
+    elif kind == "features":
+        if not features:
+            raise TrainingError(f"{architecture} on features needs a list of features")
+        spec["features"] = list(features)
+        spec["shape"] = [len(features)]
+    else:
+        spec["event_image_spec"] = event_image_spec
+    return spec
+
+
+def _has(arr, name) -> bool:
+    from .._util import fields_of
+
+    return name in fields_of(arr)
+
+
+def _smeared(cands, jes_smear: float, rng):
+    """Each jet's constituents with pt and mass scaled by one factor ``1 + jes_smear·N(0,1)``."""
+    import awkward as ak
+
+    n_per_event = ak.num(cands, axis=1)
+    flat_jets = ak.flatten(cands, axis=1)
+    f = ak.Array(np.clip(1 + jes_smear * rng.standard_normal(len(flat_jets)), 0.1, None))
+    flat_jets = ak.with_field(flat_jets, flat_jets.pt * f, "pt")
+    flat_jets = ak.with_field(flat_jets, flat_jets.mass * f, "mass")
+    return ak.unflatten(flat_jets, n_per_event)
+
+
+def load_inputs(files, input_specs: Mapping[str, dict], *, jets: str = "FatJet", pt_range=None,
+                abs_eta_max: float | None = None, truth_label: int | None = None, max_jets: int | None = None,
+                jes_smear: float = 0.0, seed: int = 0) -> tuple[dict[str, np.ndarray], dict]:
+    """Network inputs of several specs, and jet quantities, for the same selected jets of ``files``.
+
+    Each file is opened once and its constituents are built once for all specs (with the union
+    of the fields they read).
+
+    Parameters
+    ----------
+    files : list of str
+        ROOT files (generated or real PFNano).
+    input_specs : mapping of name → dict
+        Artifact ``input`` specs (:func:`make_input_spec`); event-image specs only alone.
+    jets : str
+        The jet collection.
+    pt_range : (float, float), optional
+        Keep jets with ``lo <= pt < hi`` (GeV).
+    abs_eta_max : float, optional
+        Keep jets with ``|eta| < abs_eta_max``.
+    truth_label : int, optional
+        Keep only jets with ``truthLabel == truth_label`` when the jets have that field
+        (:class:`coffea_jetimg.selection.TruthLabel` codes for generated files); ignored (with
+        a warning naming the file) otherwise.
+    max_jets : int, optional
+        Stop after this many jets.
+    jes_smear : float
+        If > 0, each jet's constituents have pt and mass scaled by ``1 + jes_smear·N(0,1)``
+        before the inputs are built (a JES-varied copy for "hardened" training), seeded by ``seed``.
+
+    Returns
+    -------
+    X : dict of name → ndarray float32 ``(n_jets, *shape)`` (``(n_events, ...)`` for event images)
+    info : dict of ndarray
+        ``pt``, ``eta``, ``mass``, ``msoftdrop`` (GeV; ``mass`` when absent) and ``truthLabel``
+        (-1 when absent) per selected jet, and ``file_index``.
+    """
+    import awkward as ak
+
+    from .._constituents import constituents
+    from .._io import open_events
+    from ..inputs import build_inputs, constituent_fields, needs_constituents
+    from ..selection import select_jets
+
+    specs = dict(input_specs)
+    if not specs:
+        raise TrainingError("load_inputs needs at least one input spec")
+    event_level = [k for k, s in specs.items() if s["kind"] == "event_image"]
+    if event_level and len(specs) > 1:
+        raise TrainingError(f"event-image inputs {event_level} are per event; load them alone, not with "
+                            f"{sorted(set(specs) - set(event_level))}")
+    rng = np.random.default_rng(seed)
+    Xs: dict[str, list] = {k: [] for k in specs}
+    infos = []
+    n_total = 0
+    warned = False
+    for fi, path in enumerate(files):
+        # virtual: only the branches the inputs touch are read (eager reads the whole file)
+        events = open_events(str(path), mode="virtual")
+        if event_level:
+            (key,) = specs
+            X = build_inputs(specs[key], events, jets)
+            Xs[key].append(X)
+            n = len(X)
+            info = {"pt": np.zeros(n), "eta": np.zeros(n), "mass": np.zeros(n), "msoftdrop": np.zeros(n),
+                    "truthLabel": np.full(n, -1)}
+        else:
+            j = events[jets]
+            mask = select_jets(j, pt=pt_range, abs_eta=abs_eta_max)
+            if truth_label is not None:
+                if _has(j, "truthLabel"):
+                    mask = mask & (j.truthLabel == truth_label)
+                elif not warned:
+                    warnings.warn(f"{path}: jets have no truthLabel; truth requirement {truth_label} not applied",
+                                  stacklevel=2)
+                    warned = True
+            cands = None
+            if any(needs_constituents(s) for s in specs.values()):
+                fields = sorted(set().union(*(constituent_fields(s) for s in specs.values())))
+                cands = constituents(events, jets, fields=fields if len(specs) > 1 else
+                                     constituent_fields(next(iter(specs.values()))))
+                if jes_smear > 0:
+                    cands = _smeared(cands, jes_smear, rng)
+            for key, spec in specs.items():
+                Xs[key].append(build_inputs(spec, events, jets, jet_mask=mask, cands=cands))
+            sel = ak.flatten(j[mask])
+            mass = ak.to_numpy(sel.mass).astype(np.float64)
+            n = len(sel)
+            info = {
+                "pt": ak.to_numpy(sel.pt).astype(np.float64),
+                "eta": ak.to_numpy(sel.eta).astype(np.float64),
+                "mass": mass,
+                "msoftdrop": ak.to_numpy(sel.msoftdrop).astype(np.float64) if _has(sel, "msoftdrop") else mass,
+                "truthLabel": ak.to_numpy(sel.truthLabel).astype(np.int64) if _has(sel, "truthLabel")
+                else np.full(n, -1, np.int64),
+            }
+        info["file_index"] = np.full(n, fi, np.int64)
+        infos.append(info)
+        n_total += n
+        if max_jets is not None and n_total >= max_jets:
+            break
+    if not infos:
+        raise TrainingError("no input files")
+    X = {k: np.concatenate(v) for k, v in Xs.items()}
+    info = {k: np.concatenate([i[k] for i in infos]) for k in infos[0]}
+    if max_jets is not None:
+        X = {k: v[:max_jets] for k, v in X.items()}
+        info = {k: v[:max_jets] for k, v in info.items()}
+    return X, info
+
+
+def load_jets(files, input_spec: dict, *, jets: str = "FatJet", pt_range=None, abs_eta_max: float | None = None,
+              truth_label: int | None = None, max_jets: int | None = None, jes_smear: float = 0.0,
+              seed: int = 0) -> tuple[np.ndarray, dict]:
+    """Network inputs and jet quantities of the selected jets of ``files``, for one input spec.
+
+    :func:`load_inputs` with one spec: returns ``(X, info)`` with ``X`` the float32 inputs
+    ``(n_jets, *shape)`` and ``info`` the per-jet ``pt``, ``eta``, ``mass``, ``msoftdrop``,
+    ``truthLabel`` and ``file_index``.
+    """
+    X, info = load_inputs(files, {"x": input_spec}, jets=jets, pt_range=pt_range, abs_eta_max=abs_eta_max,
+                          truth_label=truth_label, max_jets=max_jets, jes_smear=jes_smear, seed=seed)
+    return X["x"], info
+
+
+def load_labelled(signal_files, background_files, input_spec: dict, config) -> tuple:
+    """Labelled training arrays from signal and background files, as ``config`` selects them.
+
+    Returns
+    -------
+    X : ndarray
+        Inputs, background jets first for ``label_from='file'``.
+    y : ndarray of int
+        1 signal, 0 background.
+    info : dict of ndarray
+        Per-jet quantities (:func:`load_inputs`).
+    X_smeared : ndarray or None
+        A JES-smeared copy of ``X`` (``config.jes_smear`` > 0 and non-``lorentz`` inputs, whose
+        smearing cannot be redrawn per epoch in :func:`~coffea_jetimg.training.fit`).
+    """
+    c = config
+    smear = c.jes_smear > 0 and input_spec["kind"] != "lorentz"
+    sel = dict(jets=c.jets, pt_range=c.pt_range, abs_eta_max=c.abs_eta_max)
+    if c.label_from == "file":
+        Xs, info_s = load_jets(signal_files, input_spec, truth_label=c.signal_truth, max_jets=c.max_jets_per_class,
+                               **sel)
+        Xb, info_b = load_jets(background_files, input_spec, truth_label=c.background_truth,
+                               max_jets=c.max_jets_per_class, **sel)
+        X = np.concatenate([Xb, Xs])
+        y = np.concatenate([np.zeros(len(Xb), np.int64), np.ones(len(Xs), np.int64)])
+        info = {k: np.concatenate([info_b[k], info_s[k]]) for k in info_s}
+        Xsm = None
+        if smear:
+            Xs2, _ = load_jets(signal_files, input_spec, truth_label=c.signal_truth, max_jets=c.max_jets_per_class,
+                               jes_smear=c.jes_smear, seed=c.seed, **sel)
+            Xb2, _ = load_jets(background_files, input_spec, truth_label=c.background_truth,
+                               max_jets=c.max_jets_per_class, jes_smear=c.jes_smear, seed=c.seed + 1, **sel)
+            Xsm = np.concatenate([Xb2, Xs2])
+        return X, y, info, Xsm
+    files = list(signal_files) + list(background_files)
+    X, info = load_jets(files, input_spec, **sel)
+    if np.all(info["truthLabel"] < 0):
+        raise TrainingError(f"label_from='truth' but the jets ({c.jets}) of {files} have no truthLabel field")
+    keep = info["truthLabel"] >= 0
+    y = (info["truthLabel"] == c.signal_truth).astype(np.int64)
+    Xsm = load_jets(files, input_spec, jes_smear=c.jes_smear, seed=c.seed, **sel)[0][keep] if smear else None
+    X, y, info = X[keep], y[keep], {k: v[keep] for k, v in info.items()}
+    if c.max_jets_per_class:
+        rng = np.random.default_rng(c.seed)
+        take = np.concatenate([rng.permutation(np.flatnonzero(y == k))[:c.max_jets_per_class] for k in (0, 1)])
+        X, y, info = X[take], y[take], {k: v[take] for k, v in info.items()}
+        Xsm = Xsm[take] if Xsm is not None else None
+    return X, y, info, Xsm
+
+
+def check_split(y, splits: Sequence[np.ndarray], class_names=("qcd", "top"), fractions=None) -> None:
+    """Refuse, before any training, a split in which a part lacks a class.
+
+    Parameters
+    ----------
+    y : ndarray of int
+        Labels (0 background, 1 signal).
+    splits : (train, val, test) index arrays
+    class_names : (background, signal)
+    fractions : the split fractions, for the message
+
+    Raises
+    ------
+    TrainingError
+        "too few jets for the split", with the counts per part and class.
+    """
+    y = np.asarray(y)
+    parts = dict(zip(("train", "validation", "test"), splits))
+    counts = {p: [int(np.sum(y[idx] == c)) for c in (0, 1)] for p, idx in parts.items()}
+    empty = [f"{p} has no {class_names[c]} jets" for p, cnt in counts.items() for c in (0, 1) if cnt[c] == 0]
+    if empty:
+        shown = ", ".join(f"{p} {cnt[1]} {class_names[1]} + {cnt[0]} {class_names[0]}" for p, cnt in counts.items())
+        raise TrainingError(
+            f"too few jets ({len(y)}: {int(np.sum(y == 1))} {class_names[1]}, {int(np.sum(y == 0))} "
+            f"{class_names[0]}) for a train/val/test split {tuple(fractions) if fractions else ''}: {shown}; "
+            f"{'; '.join(empty)}. Select more jets (more files, a wider pT range) before training")
+
+
+def warn_on_samples(signal_files, background_files, y, class_names=("qcd", "top"), label_from: str = "file") -> None:
+    """Warn when the samples cannot separate anything meaningful: the same file given as
+    signal and background, or a class with fewer than :data:`FEW_JETS` selected jets."""
+    sig = {os.path.realpath(str(f)) for f in signal_files}
+    both = sorted(str(f) for f in background_files if os.path.realpath(str(f)) in sig)
+    if both:
+        what = ("its jets are counted twice" if label_from == "truth"
+                else "the same jets can be labelled both ways, unless the truth labels tell them apart")
+        warnings.warn(f"{', '.join(both)}: given as both signal and background file ({what})", stacklevel=2)
+    y = np.asarray(y)
+    for c in (1, 0):
+        n = int(np.sum(y == c))
+        if 0 < n < FEW_JETS:
+            warnings.warn(f"only {n} {class_names[c]} jets selected (fewer than {FEW_JETS}): the split leaves a "
+                          f"handful for validation and test, and the test metrics mean little", stacklevel=2)
