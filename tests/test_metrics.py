@@ -161,3 +161,14 @@ def test_bad_input_is_named():
         M.roc_from_counts([1, 2], [1, 2], edges=[0, 1])
     with pytest.raises(ValueError, match="eff_s"):
         M.working_point(M.roc_from_counts([1], [1]), 1.5)
+
+
+def test_bootstrap_resamples_draw_like_the_analysis_scripts():
+    # analysis/top_tagging.py drew (signal, background) index pairs from one default_rng(seed)
+    y = np.array([1, 0, 0, 1, 0, 1, 1, 0, 0], bool)
+    rng = np.random.default_rng(3)
+    i_s, i_b = np.flatnonzero(y), np.flatnonzero(~y)
+    old = [np.concatenate([rng.choice(i_s, i_s.size), rng.choice(i_b, i_b.size)]) for _ in range(5)]
+    new = M.bootstrap_resamples(y, n_boot=5, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(old, new))
+    assert M.percentile_interval(np.arange(101.0), coverage=0.68) == pytest.approx((16.0, 84.0))

@@ -141,8 +141,9 @@ def test_sliced_mass_labels_what_is_plotted_and_names_extra_classes(tmp_path):
     drawn = studies.plot_sliced_mass(h, "m", tmp_path / "s.png", signal="top", background=["qcd"],
                                      datasets={"w": ["top_test"], "top": ["top_test"], "qcd": ["qcd_test"]})
     assert drawn["xlabel"] == "Jet mass [GeV]"
-    w_entries = [t for t in drawn["legend"] if t.startswith("w ")]
-    assert w_entries and all("not a model class: hadronic W" in t and "from top_test" in t for t in w_entries)
+    w_all = [t for t in drawn["legend"] if t.startswith("w (")]
+    assert len(w_all) == 1 and "not a model class: hadronic W" in w_all[0] and "from top_test" in w_all[0]
+    assert any(t.startswith("w, score<") for t in drawn["legend"])
     assert any(t.startswith("top (signal), all") for t in drawn["legend"])
     assert any(t.startswith("qcd (background), all") for t in drawn["legend"])
     # the fractions drawn are normalised

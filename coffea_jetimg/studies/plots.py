@@ -128,8 +128,9 @@ def plot_sliced_mass(h_score, name: str, path, low: float = 0.2, high: float = 0
         for key, ls in (("all", "-"), ("fail", ":"), ("pass", "--")):
             tot = d[key].sum()
             if tot > 0:
-                lab = {"all": "all", "fail": f"score<{lo:g}", "pass": f"score≥{hi:g}"}[key]
-                text = f"{cl}, {lab} ({tot:.0f} jets)"
+                # the class's role or description once, on its "all" curve
+                text = {"all": f"{cl}, all", "fail": f"{c}, score<{lo:g}", "pass": f"{c}, score≥{hi:g}"}[key]
+                text += f" ({tot:.0f} jets)"
                 ax.stairs(d[key] / tot, edges, ls=ls, color=colour, lw=2 if key == "all" else 1.5, label=text)
                 curves[text] = d[key] / tot
     ax.set_xlabel(xlabel)
@@ -237,7 +238,7 @@ def plot_decorrelation(summary: dict, path, eff_s: float = 0.5) -> dict:
     """1/JSD against 1/ε_B at ε_S = ``eff_s``, one point per model, with the rejection's interval.
 
     The rejection is the summary's (the tables'): interpolated at exactly ``eff_s``. A model with
-    no background passing is drawn at its lower limit with a right arrow. Up and right is better.
+    no background passing is drawn at its lower limit with a right-pointing marker. Up and right is better.
     Without any point the frame says why (e.g. "no signal jets").
 
     Returns ``{"points": decorrelation_points(...)[0], "message": str or None}``.
@@ -249,15 +250,17 @@ def plot_decorrelation(summary: dict, path, eff_s: float = 0.5) -> dict:
     fig, ax = plt.subplots(figsize=(8, 7))
     for name, p in points.items():
         r, ij = p["rejection"], p["inv_jsd"]
+        text = name
         if p["lower_limit"] is not None:
-            ax.scatter([r], [ij], s=120, marker=">", label=f"{name} (> {r:.0f})")
+            ax.scatter([r], [ij], s=120, marker=">")
+            text = f"{name} (1/εB > {r:.0f})"
         else:
             lo, hi = p["interval"]
             xerr = None
             if _finite_number(lo) and _finite_number(hi):
                 xerr = [[max(r - lo, 0.0)], [max(hi - r, 0.0)]]
-            ax.errorbar([r], [ij], xerr=xerr, fmt="o", ms=8, capsize=3, label=name)
-        ax.annotate(name, (r, ij), textcoords="offset points", xytext=(6, 6), fontsize=12)
+            ax.errorbar([r], [ij], xerr=xerr, fmt="o", ms=8, capsize=3)
+        ax.annotate(text, (r, ij), textcoords="offset points", xytext=(6, 6), fontsize=12)
     ax.set_xlabel(r"Background rejection $1/\varepsilon_B$ at $\varepsilon_S$ = " + f"{eff_s:g}")
     ax.set_ylabel("1 / JSD (background mass, pass vs fail)")
     if points:
@@ -273,7 +276,7 @@ def plot_decorrelation(summary: dict, path, eff_s: float = 0.5) -> dict:
             axis.set_major_formatter(plain)
             # label the 2x and 5x minor ticks too: a decade rarely fits on these axes
             axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
-        ax.legend(fontsize=11)
+        ax.text(0.02, 0.02, "horizontal bars: 68% interval of 1/εB", transform=ax.transAxes, fontsize=10)
     else:
         ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", fontsize=16, wrap=True)
         ax.set_xticks([])

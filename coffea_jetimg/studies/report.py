@@ -201,9 +201,9 @@ def image_colorbar_label(h_image, key: str, channel: str, model_info: dict | Non
     norm, inten = spec.get("normalize"), _INTENSITY.get(spec.get("intensity", "pt"), r"$p_T$")
     what = "constituent count" if channel in _COUNTS else inten
     if norm == "sum":
-        return f"Mean fraction of the jet's {what} per pixel (each channel sums to 1)"
+        return f"Mean {what} fraction per pixel (each channel sums to 1)"
     if norm == "sum_all":
-        return f"Mean fraction of the jet's {what} per pixel (all channels sum to 1)"
+        return f"Mean {what} fraction per pixel (all channels sum to 1)"
     if norm == "max":
         return "Mean pixel value (brightest pixel of each jet = 1)"
     if norm == "none":
