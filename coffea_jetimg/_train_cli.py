@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import argparse
 
+from .models import ARCHITECTURES
 from .selection import truth_help
+
+__all__ = ["HELP", "MODELS", "add_arguments", "config_from_args", "main"]
 
 HELP = "train a tagger (CNN, LoLa, dense, ResNet) on ROOT files and save a model artifact"
 
-MODELS = ("deeptop", "qg", "wtag", "lola", "fc", "maxout", "resnet18", "resnet34", "resnet50")
+#: the --model choices: the model registry's architectures
+MODELS = tuple(ARCHITECTURES)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -126,44 +130,52 @@ def _lambda(args) -> float:
     return {"adversary": 10.0, "disco": 1.0}[args.decorrelate]
 
 
-def main(args) -> int:
-    import sys
+def config_from_args(args):
+    """The :class:`~coffea_jetimg.training.TrainConfig` of the parsed ``train`` arguments."""
+    from .training import TrainConfig
 
-    from .models import CNN_PRESETS
-    from .train import TrainingError, train_model
-
-    cnn = args.model in CNN_PRESETS
-    if args.filters is not None and (not cnn or args.filters < 1):
-        print(f"coffea-jetimg train: error: --filters {args.filters} needs a CNN model ({', '.join(CNN_PRESETS)}) "
-              f"and a positive count; --model is {args.model}", file=sys.stderr)
-        return 2
-    if _image_overrides(args) and not (cnn or args.model in ("fc", "maxout")):
-        print(f"coffea-jetimg train: error: --channels/--normalize/--pixel-size/--image-axis set jet-image "
-              f"settings, but --model {args.model} does not take jet images here", file=sys.stderr)
-        return 2
     pt_range = None
     if args.pt_min is not None or args.pt_max is not None:
         pt_range = (args.pt_min if args.pt_min is not None else 0.0,
                     args.pt_max if args.pt_max is not None else float("inf"))
+    return TrainConfig(
+        architecture=args.model, image_preset=args.image_preset, n_constituents=args.n_constituents,
+        features=args.features, image_overrides=_image_overrides(args),
+        model_kwargs={"filters": args.filters} if args.filters is not None else {},
+        jets=args.jets, pt_range=pt_range, abs_eta_max=args.abs_eta_max, label_from=args.label_from,
+        signal_truth=None if args.signal_truth < 0 else args.signal_truth,
+        background_truth=None if args.background_truth < 0 else args.background_truth,
+        max_jets_per_class=args.max_jets, class_names=tuple(args.class_names), split=tuple(args.split),
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
+        patience=args.patience, lr_decay=args.lr_decay, lr_patience=args.lr_patience, monitor=args.monitor,
+        swa_start=args.swa_start, swa_lr=args.swa_lr,
+        decorrelate=None if args.decorrelate == "none" else args.decorrelate,
+        lam=_lambda(args), mass_bins=args.mass_bins, jes_smear=args.jes_smear,
+        max_seconds=None if args.max_minutes is None else 60 * args.max_minutes, name=args.name,
+    )
+
+
+def main(args) -> int:
+    import sys
+
+    from .errors import JetImgError
+    from .training import train_model
+
+    image_models = [a for a, kind in ARCHITECTURES.items() if kind == "image"]
+    cnn = args.model in image_models
+    if args.filters is not None and (not cnn or args.filters < 1):
+        print(f"coffea-jetimg train: error: --filters {args.filters} needs a CNN model ({', '.join(image_models)}) "
+              f"and a positive count; --model is {args.model}", file=sys.stderr)
+        return 2
+    if _image_overrides(args) and ARCHITECTURES[args.model] not in ("image", "any"):
+        print(f"coffea-jetimg train: error: --channels/--normalize/--pixel-size/--image-axis set jet-image "
+              f"settings, but --model {args.model} does not take jet images here", file=sys.stderr)
+        return 2
     try:
-        res = train_model(
-            args.signal, args.background, args.model, args.output,
-            image_preset=args.image_preset, n_constituents=args.n_constituents, features=args.features,
-            image_overrides=_image_overrides(args),
-            model_kwargs={"filters": args.filters} if args.filters is not None else None,
-            jets=args.jets, pt_range=pt_range, abs_eta_max=args.abs_eta_max, label_from=args.label_from,
-            signal_truth=None if args.signal_truth < 0 else args.signal_truth,
-            background_truth=None if args.background_truth < 0 else args.background_truth,
-            max_jets_per_class=args.max_jets, class_names=tuple(args.class_names), split=tuple(args.split),
-            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
-            patience=args.patience, lr_decay=args.lr_decay, lr_patience=args.lr_patience, monitor=args.monitor,
-            swa_start=args.swa_start, swa_lr=args.swa_lr,
-            decorrelate=None if args.decorrelate == "none" else args.decorrelate,
-            lam=_lambda(args), mass_bins=args.mass_bins,
-            jes_smear=args.jes_smear, resume=args.resume,
-            max_seconds=None if args.max_minutes is None else 60 * args.max_minutes, name=args.name, progress=not args.no_progress,
-        )
-    except (TrainingError, ValueError, KeyError) as err:
+        config = config_from_args(args)
+        res = train_model(args.signal, args.background, output_dir=args.output, config=config, resume=args.resume,
+                          progress=not args.no_progress)
+    except (JetImgError, ValueError, KeyError) as err:
         print(f"coffea-jetimg train: error: {err}", file=sys.stderr)
         return 2
     m = res["metrics"]

@@ -409,3 +409,131 @@ def test_cli_help_lists_every_option():
                 "--batch-size", "--lr", "--seed", "--device", "--decorrelate", "--lambda", "--jes-smear",
                 "--resume", "--output", "--channels", "--normalize", "--filters", "--max-minutes", "--monitor"):
         assert opt in r.stdout, opt
+
+
+# ---- robustness of runs (issue 19, item 20) --------------------------------------------------
+
+def test_resume_refuses_a_changed_seed_data_or_network_and_says_it_resumed(tmp_path):
+    X, y = _toy_images(300)
+    ck = tmp_path / "ck.pt"
+    net = lambda h=(8,): build_model("fc", (1, 16, 16), hidden=h)  # noqa: E731
+    fit(net(), X, y, epochs=1, checkpoint=ck, progress=False, seed=0)
+    with pytest.raises(TrainingError, match=r"ck\.pt was trained with seed=0; resume it with that, not seed=1"):
+        fit(net(), X, y, epochs=2, checkpoint=ck, resume=True, progress=False, seed=1)
+    X2 = X.copy()
+    X2[::7] *= 2  # other jets, same counts
+    with pytest.raises(TrainingError, match=r"ck\.pt was trained on other train jets"):
+        fit(net(), X2, y, epochs=2, checkpoint=ck, resume=True, progress=False)
+    with pytest.raises(TrainingError, match=r"ck\.pt holds a network of another architecture or size"):
+        fit(net((16,)), X, y, epochs=2, checkpoint=ck, resume=True, progress=False)
+    lines = []
+    h = fit(net(), X, y, epochs=2, checkpoint=ck, resume=True, progress=False, log=lines.append)
+    assert len(h.train_loss) == 2 and any(f"resumed from {ck} at epoch 1" in m for m in lines)
+
+
+@pytest.mark.parametrize("content", [b"not a torch file at all", "pickle"])
+def test_a_bad_checkpoint_is_named_not_unpickled(tmp_path, content):
+    import pickle
+
+    ck = tmp_path / "checkpoint.pt"
+    if content == "pickle":  # a pickle that would run code if unpickled without weights_only
+        class Evil:
+            def __reduce__(self):
+                return (print, ("unpickled!",))
+
+        torch.save({"model": Evil()}, ck, pickle_module=pickle)
+    else:
+        ck.write_bytes(content)
+    X, y = _toy_images(100)
+    with pytest.raises(TrainingError, match=r"checkpoint\.pt: not a checkpoint written by coffea-jetimg") as err:
+        fit(build_model("fc", (1, 16, 16), hidden=(8,)), X, y, epochs=1, checkpoint=ck, resume=True, progress=False)
+    assert "weights_only" not in str(err.value)
+    # a torch file of plain tensors that is not a checkpoint of this package
+    torch.save({"weight": torch.zeros(2)}, ck)
+    with pytest.raises(TrainingError, match=r"not a checkpoint written by coffea-jetimg \(no model"):
+        fit(build_model("fc", (1, 16, 16), hidden=(8,)), X, y, epochs=1, checkpoint=ck, resume=True, progress=False)
+
+
+def test_train_model_resume_refuses_changed_files_seed_or_architecture(generated_top, generated_qcd, generated_w,
+                                                                        tmp_path):
+    from coffea_jetimg.training import train_model
+
+    out = tmp_path / "lola"
+    kw = dict(n_constituents=10, pt_range=(500, 700), epochs=1, batch_size=64, progress=False)
+    train_model([generated_top], [generated_qcd], "lola", out, log=None, **kw)
+    ck = out / "checkpoint.pt"
+    with pytest.raises(TrainingError, match=r"checkpoint\.pt was trained with seed=0; resume it with that, not seed=3"):
+        train_model([generated_top], [generated_qcd], "lola", out, resume=True, log=None, **(kw | {"seed": 3}))
+    with pytest.raises(TrainingError, match=r"checkpoint\.pt was trained on other input files: background_files"):
+        train_model([generated_top], [generated_w], "lola", out, resume=True, log=None, **kw)
+    with pytest.raises(TrainingError, match=r"architecture='lola'.*not architecture='fc'"):
+        train_model([generated_top], [generated_qcd], "fc", out, resume=True, log=None, **kw)
+    lines = []
+    res = train_model([generated_top], [generated_qcd], "lola", out, resume=True, log=lines.append,
+                      **(kw | {"epochs": 2}))
+    assert any(m.startswith(f"resuming from {ck}: 1 epoch(s) done") for m in lines), lines
+    assert res["history"].epochs_run == 2
+
+
+def test_too_few_jets_for_the_split_is_refused_before_training(generated_top, generated_qcd, tmp_path):
+    from coffea_jetimg.training import train_model
+
+    out = tmp_path / "few"
+    with pytest.raises(TrainingError, match=r"too few jets \(6: 3 top, 3 qcd\).*has no"):
+        train_model([generated_top], [generated_qcd], "lola", out, n_constituents=10, pt_range=(500, 700),
+                    max_jets_per_class=3, epochs=1, progress=False, log=None)
+    assert not (out / "checkpoint.pt").exists()  # nothing was trained
+
+
+def test_same_file_as_signal_and_background_and_few_jets_warn(generated_top, tmp_path):
+    from coffea_jetimg.training import train_model
+
+    with pytest.warns(UserWarning) as rec:
+        train_model([generated_top], [generated_top], "lola", tmp_path / "same", n_constituents=10,
+                    pt_range=(500, 700), max_jets_per_class=30, epochs=1, progress=False, log=None)
+    text = [str(w.message) for w in rec]
+    assert any("given as both signal and background file" in t and generated_top in t for t in text), text
+    assert any("only 30 top jets selected" in t for t in text), text
+    assert any("only 30 qcd jets selected" in t for t in text), text
+
+
+def test_versions_are_recorded_and_a_mismatch_warns():
+    from coffea_jetimg import __version__
+    from coffea_jetimg.training import check_versions, versions
+
+    v = versions()
+    assert v["coffea_jetimg"] == __version__ and v["torch"] == torch.__version__
+    assert check_versions({"training": {"versions": v}}, "a/spec.json") == []
+    with pytest.warns(UserWarning, match=r"a/spec\.json: trained with torch 1\.0\.0 \(running .*coffea_jetimg 0\.0\.1"):
+        check_versions({"training": {"versions": {**v, "torch": "1.0.0", "coffea_jetimg": "0.0.1"}}}, "a/spec.json")
+    with pytest.warns(UserWarning, match="torch 1.0.0"):  # artifacts written before 'versions': the old key
+        check_versions({"training": {"torch": "1.0.0"}}, "old/spec.json")
+
+
+def test_train_config_round_trips_and_names_bad_settings():
+    c = TrainConfig(architecture="deeptop", pt_range=(550, 650), image_overrides={"channels": ["charged", "neutral"]},
+                    model_kwargs={"filters": 16}, swa_start=4, epochs=10)
+    assert TrainConfig.from_json(c.to_json()) == c
+    assert c.differences(c.replace(epochs=30, seed=2)) == {"seed": (0, 2)}  # epochs may change on resume
+    with pytest.raises(TypeError, match="unknown training setting.*epoch_count"):
+        TrainConfig.coerce(None, epoch_count=3)
+    for bad, match in (({"monitor": "accuracy"}, "monitor"), ({"split": (0.7, 0.3)}, "split"),
+                       ({"label_from": "both"}, "label_from"), ({"swa_start": 10, "epochs": 10}, "swa_start")):
+        with pytest.raises(TrainingError, match=match):
+            TrainConfig(**bad)
+
+
+def test_train_facade_reexports_the_package():
+    import coffea_jetimg.train as facade
+    import coffea_jetimg.training as pkg
+
+    assert set(facade.__all__) == set(pkg.__all__)
+    for name in pkg.__all__:
+        assert getattr(facade, name) is getattr(pkg, name), name
+
+
+def test_cli_model_choices_are_the_registry():
+    from coffea_jetimg._train_cli import MODELS
+    from coffea_jetimg.models import ARCHITECTURES
+
+    assert MODELS == tuple(ARCHITECTURES)

@@ -21,11 +21,28 @@ Non-neural: :class:`BDTTagger` (features) and :class:`LikelihoodRatioTagger` (2 
 
 from __future__ import annotations
 
-from .baselines import BDTTagger, LikelihoodRatioTagger
-from .cnn import CNN_PRESETS, JetCNN, deeptop_cnn, qg_cnn, wtag_cnn
-from .dense import FCNet, MaxOut, MaxOutNet
-from .lola import CoLa, LoLa, LoLaNet
-from .resnet import RESNETS, BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50
+import importlib
+
+#: public name -> submodule defining it; imported on first use (PEP 562), so that the registry
+#: below (``ARCHITECTURES``, ``input_kind``) reads without importing torch (the CLI's parsers)
+_LAZY = {
+    "BDTTagger": "baselines", "LikelihoodRatioTagger": "baselines",
+    "CNN_PRESETS": "cnn", "JetCNN": "cnn", "deeptop_cnn": "cnn", "qg_cnn": "cnn", "wtag_cnn": "cnn",
+    "FCNet": "dense", "MaxOut": "dense", "MaxOutNet": "dense",
+    "CoLa": "lola", "LoLa": "lola", "LoLaNet": "lola",
+    "RESNETS": "resnet", "BasicBlock": "resnet", "Bottleneck": "resnet", "ResNet": "resnet",
+    "resnet18": "resnet", "resnet34": "resnet", "resnet50": "resnet",
+}
+
+
+def __getattr__(name: str):
+    try:
+        mod = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'coffea_jetimg.models' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "build_model", "ARCHITECTURES", "input_kind",
@@ -33,7 +50,7 @@ __all__ = [
     "CoLa", "LoLa", "LoLaNet",
     "ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50",
     "FCNet", "MaxOut", "MaxOutNet",
-    "BDTTagger", "LikelihoodRatioTagger",
+    "BDTTagger", "LikelihoodRatioTagger", "CNN_PRESETS", "RESNETS",
 ]
 
 #: architecture name -> the input kind it expects ('any': image, lorentz or features)
@@ -72,6 +89,11 @@ def build_model(architecture: str, input_shape, n_classes: int = 2, **kw):
     torch.nn.Module
         Outputs logits ``(batch, n_classes)``.
     """
+    from .cnn import CNN_PRESETS
+    from .dense import FCNet, MaxOutNet
+    from .lola import LoLaNet
+    from .resnet import RESNETS
+
     input_kind(architecture)
     shape = tuple(int(v) for v in input_shape)
     if architecture in CNN_PRESETS:
