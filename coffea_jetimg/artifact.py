@@ -383,6 +383,9 @@ def load_artifact(directory) -> Artifact:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ArtifactError(f"{spec_path}: corrupt JSON ({err})") from err
     spec = validate_spec(spec, where=str(spec_path))
+    from .training.provenance import check_versions
+
+    check_versions(spec, str(spec_path))  # warns when trained with another torch / coffea-jetimg
     ts = path / MODEL_TS
     if not ts.is_file():
         raise ArtifactError(f"{ts}: missing (the artifact has no TorchScript model)")

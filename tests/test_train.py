@@ -320,6 +320,13 @@ def test_train_model_on_generated_top_vs_qcd(generated_top, generated_qcd, tmp_p
     with torch.no_grad():
         logits = art.module(torch.as_tensor(X)).numpy()
     assert logits.shape == (len(X), 2) and np.isfinite(logits).all()
+    # an artifact trained with another torch: loading it warns, naming the spec and the versions
+    spec_path = out / "spec.json"
+    written = json.loads(spec_path.read_text())
+    written["training"]["versions"]["torch"] = "1.0.0"
+    spec_path.write_text(json.dumps(written))
+    with pytest.warns(UserWarning, match=r"spec\.json: trained with torch 1\.0\.0 \(running "):
+        load_artifact(out)
     # a corrupt TorchScript file is refused with a message naming it
     (out / "model.ts").write_bytes(b"PK\x03\x04garbage")
     with pytest.raises(ArtifactError, match="model.ts"):
