@@ -442,8 +442,8 @@ class Tagger:
                 last = err
                 if not _retryable(err):
                     break
-        raise ServerError(self.server, self.model_name,
-                          f"{what} failed after {attempt + 1} attempt(s): {_describe(last)}") from last
+        # not chained to `last`: a grpc error holds locks, and Dask (tblib) pickles causes along
+        raise ServerError(self.server, self.model_name, f"{what} failed after {attempt + 1} attempt(s): {_describe(last)}")
 
     def _check_server(self) -> "_ServedModel":
         client = self._client()

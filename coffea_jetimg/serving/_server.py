@@ -4,9 +4,11 @@ Run as ``python -m coffea_jetimg.serving._server ARTIFACT... [options]`` by
 :class:`coffea_jetimg.serving.ServerProcess` or ``coffea-jetimg serve``, with the server venv's
 interpreter (``nvidia-pytriton`` needs ``numpy<2``, see :mod:`coffea_jetimg.serving.env`). It
 imports only the standard library, numpy, torch, pytriton and the package's numpy-only modules
-(:mod:`coffea_jetimg.inference`, :mod:`coffea_jetimg.artifact`, :mod:`coffea_jetimg.errors`), so
-the served network is loaded, checked against its spec and evaluated exactly as a worker's
-in-process :class:`~coffea_jetimg.inference.Tagger` does.
+(:mod:`coffea_jetimg.inference`, the :class:`~coffea_jetimg.artifact.Artifact` holder and
+:mod:`coffea_jetimg.errors`), so the served network is loaded, checked against its spec and
+evaluated exactly as a worker's in-process :class:`~coffea_jetimg.inference.Tagger` does. The
+specs are validated by the launcher (:func:`~coffea_jetimg.artifact.load_artifact` in the
+analysis environment), and only read here.
 
 pytriton serves Python callables through Triton's Python backend: Triton's dynamic batcher
 gathers the clients' requests (up to ``--max-batch`` inputs, waiting at most
@@ -18,12 +20,14 @@ says requests/s, jets/s and the batch sizes. SIGINT/SIGTERM stop the server clea
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
 import sysconfig
 import threading
 import time
+from pathlib import Path
 
 __all__ = ["main", "READY"]
 
@@ -122,13 +126,18 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
+    from coffea_jetimg.artifact import SPEC_JSON, Artifact
     from coffea_jetimg.inference import Tagger, default_device
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     device = args.device or default_device()
     taggers = {}
     for path in args.artifacts:  # load and check every network before the server starts
-        t = Tagger(path, device=device, batch_size=args.max_batch, num_threads=args.threads)
+        # the spec was validated by the launcher (load_artifact, in the analysis environment:
+        # the input kinds' registry needs awkward); here it is only read
+        spec = json.loads((Path(path) / SPEC_JSON).read_text())
+        t = Tagger(Artifact(path=Path(path).resolve(), spec=spec), device=device, batch_size=args.max_batch,
+                   num_threads=args.threads)
         if t.name in taggers:
             raise SystemExit(f"coffea-jetimg serve: two artifacts named {t.name!r} ({taggers[t.name].path}, {t.path})")
         t._model()

@@ -81,7 +81,9 @@ class ServerProcess:
 
     def __init__(self, artifacts, *, grpc_port: int | None = None, http_port: int | None = None,
                  metrics_port: int | None = None, host: str = "127.0.0.1", venv=None, log=None, **options):
-        self.artifacts = [Path(a) for a in artifacts]
+        from ..artifact import load_artifact
+
+        self.artifacts = [load_artifact(a).path for a in artifacts]  # validated here, read by the server
         self.host = host
         self.grpc_port = grpc_port or free_port()
         self.http_port = http_port or free_port()
@@ -127,8 +129,8 @@ class ServerProcess:
                 break
             time.sleep(0.2)
         rc = self.proc.poll()
-        self.stop()
         tail = "\n".join(self.log_text().splitlines()[-25:])
+        self.stop()
         why = f"exited with status {rc}" if rc is not None else f"was not ready after {timeout:.0f} s"
         raise ServerError(self.url, None, f"the server {why}; its log ends:\n{tail}")
 
