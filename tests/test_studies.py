@@ -110,6 +110,8 @@ def test_decorrelation_plot_shows_the_tables_interpolated_rejection(tmp_path):
     lo, hi = p["interval"]
     assert lo < r50 < hi and drawn["message"] is None
     assert (tmp_path / "d.png").stat().st_size > 0
+    marks = studies.plot_roc(h, "m", "top", ["qcd"], tmp_path / "r.png")["working_points"]
+    assert marks[0.5] == pytest.approx(r50, rel=1e-12) and marks[0.3] == pytest.approx(summ["models"]["m"]["R30"])
 
 
 def test_no_signal_jets_is_said_not_drawn_empty(tmp_path):
@@ -142,7 +144,7 @@ def test_sliced_mass_labels_what_is_plotted_and_names_extra_classes(tmp_path):
                                      datasets={"w": ["top_test"], "top": ["top_test"], "qcd": ["qcd_test"]})
     assert drawn["xlabel"] == "Jet mass [GeV]"
     w_all = [t for t in drawn["legend"] if t.startswith("w (")]
-    assert len(w_all) == 1 and "not a model class: hadronic W" in w_all[0] and "from top_test" in w_all[0]
+    assert len(w_all) == 1 and "not a model class: hadronic W" in w_all[0] and "in dataset top_test" in w_all[0]
     assert any(t.startswith("w, score<") for t in drawn["legend"])
     assert any(t.startswith("top (signal), all") for t in drawn["legend"])
     assert any(t.startswith("qcd (background), all") for t in drawn["legend"])

@@ -59,22 +59,27 @@ def class_label(c: str, signal: str | None = None, background: Sequence[str] = (
                 datasets: Sequence[str] | None = None) -> str:
     """Legend text of a truth class: its role for the model, or what it is when the model has no such class.
 
-    ``'w (not a model class: hadronic W contained in the jet, not a whole top; from top_test)'``.
+    ``'w (not a model class: hadronic W contained in the jet, not a whole top; in dataset top)'``.
     """
     if c == signal:
         return f"{c} (signal)"
     if c in background:
         return f"{c} (background)"
     note = CLASS_NOTES.get(c)
-    src = f"from {', '.join(datasets)}" if datasets else None
+    src = f"in dataset{'s' if len(datasets) > 1 else ''} {', '.join(datasets)}" if datasets else None
     parts = "; ".join(p for p in (note, src) if p)
     return f"{c} (not a model class{': ' + parts if parts else ''})"
 
 
-def plot_roc(h_score, name: str, sig: str, bkg: Sequence[str], path) -> dict[str, dict[str, np.ndarray]]:
-    """1/ε_B against ε_S, inclusive and per pT bin.
+def plot_roc(h_score, name: str, sig: str, bkg: Sequence[str], path,
+             working_points: Sequence[float] = (0.3, 0.5)) -> dict[str, dict[str, np.ndarray]]:
+    """1/ε_B against ε_S, inclusive and per pT bin; the inclusive curve's working points marked.
 
-    Returns ``{curve label: {"eff_s", "rejection", "auc"}}`` of the curves drawn.
+    The marks are :func:`coffea_jetimg.metrics.working_point` at ``working_points`` (the
+    summary's R30 / R50), with their 68 % intervals.
+
+    Returns ``{curve label: {"eff_s", "rejection", "auc"}}`` of the curves drawn, and
+    ``"working_points": {eff_s: rejection}`` of the marks.
     """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 7))
@@ -92,6 +97,17 @@ def plot_roc(h_score, name: str, sig: str, bkg: Sequence[str], path) -> dict[str
                     label=f"{label} (AUC {a:.3f})", lw=2 if k is None else 1, capsize=0,
                     marker="" if k is None else ".")
         drawn[label] = {"eff_s": r.eff_s[ok], "rejection": r.rejection[ok], "auc": np.float64(a)}
+        if k is None:
+            marks = {}
+            for eff in working_points:
+                wp = metrics.working_point(r, eff)
+                if math.isfinite(wp.rejection):
+                    lo, hi = wp.interval
+                    yerr = [[wp.rejection - lo], [hi - wp.rejection]] if math.isfinite(hi) else None
+                    ax.errorbar([eff], [wp.rejection], yerr=yerr, fmt="*", ms=14, color="black", capsize=3,
+                                zorder=5, label=f"1/εB at εS={eff:g}: {wp.rejection:.3g}")
+                marks[eff] = wp.rejection
+            drawn["working_points"] = marks  # type: ignore[assignment]
     ax.set_yscale("log")
     ax.set_xlabel(r"Signal efficiency $\varepsilon_S$" + f" ({sig})")
     ax.set_ylabel(r"Background rejection $1/\varepsilon_B$" + f" ({'+'.join(bkg)})")
@@ -135,7 +151,7 @@ def plot_sliced_mass(h_score, name: str, path, low: float = 0.2, high: float = 0
                 curves[text] = d[key] / tot
     ax.set_xlabel(xlabel)
     ax.set_ylabel("Fraction of jets")
-    ax.legend(fontsize=9, title=name, title_fontsize=12)
+    ax.legend(fontsize=10, title=name, title_fontsize=12, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     _label(ax)
     _save(fig, path)
     return {"xlabel": xlabel, "legend": list(curves), "curves": curves}
@@ -248,6 +264,8 @@ def plot_decorrelation(summary: dict, path, eff_s: float = 0.5) -> dict:
 
     points, message = decorrelation_points(summary)
     fig, ax = plt.subplots(figsize=(8, 7))
+    # labels alternate above / below in order of 1/JSD: neighbouring models often sit close together
+    rank = {n: k for k, n in enumerate(sorted(points, key=lambda n: -points[n]["inv_jsd"]))}
     for name, p in points.items():
         r, ij = p["rejection"], p["inv_jsd"]
         text = name
@@ -260,7 +278,8 @@ def plot_decorrelation(summary: dict, path, eff_s: float = 0.5) -> dict:
             if _finite_number(lo) and _finite_number(hi):
                 xerr = [[max(r - lo, 0.0)], [max(hi - r, 0.0)]]
             ax.errorbar([r], [ij], xerr=xerr, fmt="o", ms=8, capsize=3)
-        ax.annotate(text, (r, ij), textcoords="offset points", xytext=(6, 6), fontsize=12)
+        ax.annotate(text, (r, ij), textcoords="offset points", xytext=(6, 6 if rank[name] % 2 == 0 else -18),
+                    fontsize=12)
     ax.set_xlabel(r"Background rejection $1/\varepsilon_B$ at $\varepsilon_S$ = " + f"{eff_s:g}")
     ax.set_ylabel("1 / JSD (background mass, pass vs fail)")
     if points:
