@@ -50,7 +50,8 @@ def build_markdown(summary: dict, title: str) -> str:
         for name, r in evaluated.items():
             d = r.get("decorrelation") or {}
             note = f" ({r['reason']})" if r.get("reason") else ""
-            lines.append(f"| {name} | {r.get('signal')}{note} | {'+'.join(r.get('background') or [])} | {_fmt(r.get('auc'))} "
+            lines.append(f"| {name} | {r.get('signal')}{note} | {'+'.join(r.get('background') or [])} "
+                         f"| {_fmt(r.get('auc'))} "
                          f"| {_rej(r, 0.3)} | {_rej(r, 0.5)} | {_fmt(d.get('inv_jsd'))} |")
         lines.append("")
     if failed:

@@ -93,7 +93,8 @@ def test_poisson_interval_matches_garwood_and_scales_with_weights():
     c = M.ONE_SIGMA
     lo, hi = M.poisson_interval([0.0, 4.0, 25.0])
     assert lo[0] == 0 and hi[0] == pytest.approx(chi2.ppf((1 + c) / 2, 2) / 2)
-    assert lo[1] == pytest.approx(chi2.ppf((1 - c) / 2, 8) / 2) and hi[1] == pytest.approx(chi2.ppf((1 + c) / 2, 10) / 2)
+    assert lo[1] == pytest.approx(chi2.ppf((1 - c) / 2, 8) / 2)
+    assert hi[1] == pytest.approx(chi2.ppf((1 + c) / 2, 10) / 2)
     assert lo[2] < 25 - 4 < 25 + 4 < hi[2] + 1  # roughly ±sqrt(25)
     wlo, whi = M.poisson_interval([8.0], [16.0])  # 4 jets of weight 2
     assert wlo[0] == pytest.approx(2 * lo[1]) and whi[0] == pytest.approx(2 * hi[1])

@@ -96,7 +96,8 @@ def test_decorrelation_plot_shows_the_tables_interpolated_rejection(tmp_path):
     # nearest-edge rejection differed from the table's interpolated R50
     rng = np.random.default_rng(5)
     bs = rng.beta(2, 3, 5000)
-    h = _score_hist(rng.beta(3, 2, 5000), bs, rng.uniform(0, 300, 5000), 100 + 80 * bs + rng.normal(0, 30, 5000), bins=4)
+    h = _score_hist(rng.beta(3, 2, 5000), bs, rng.uniform(0, 300, 5000), 100 + 80 * bs + rng.normal(0, 30, 5000),
+                    bins=4)
     summ = studies.summarize({"score": {"m": h}})
     r50 = summ["models"]["m"]["R50"]
     dec = summ["models"]["m"]["decorrelation"]

@@ -181,7 +181,8 @@ def _image_spec(key: str, model_info: dict | None) -> dict:
 
 
 def _image_models(key: str, model_info: dict | None) -> list[str]:
-    return [m for m, info in (model_info or {}).items() if info.get("image") == key and info.get("input_kind") == "image"]
+    return [m for m, info in (model_info or {}).items()
+            if info.get("image") == key and info.get("input_kind") == "image"]
 
 
 def image_channel_names(h_image, key: str, model_info: dict | None = None) -> list[str]:
