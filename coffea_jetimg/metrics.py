@@ -44,6 +44,7 @@ __all__ = [
     "roc_from_counts",
     "roc_from_scores",
     "auc",
+    "passing",
     "working_point",
     "rejection_at",
     "poisson_interval",
@@ -144,9 +145,15 @@ def _eff_err(p: NDArray[np.float64], vp: NDArray[np.float64], n: float, vn: floa
     return np.sqrt(np.clip((1 - e) ** 2 * vp + e**2 * vf, 0.0, None)) / n
 
 
-def _tails(counts: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Sum of bins ``>= k`` for k = 0..n (the last is 0)."""
-    return np.concatenate([np.cumsum(counts[::-1])[::-1], [0.0]])
+def passing(counts: ArrayLike) -> NDArray[np.float64]:
+    """Content passing each cut at the bin edges: along axis 0, the sum of bins ``>= k`` for k = 0..n.
+
+    ``counts`` has the score bins on axis 0 (any further axes, e.g. mass, are kept); the result
+    has ``n + 1`` rows, the last one zero. A :class:`WorkingPoint` interpolates these rows
+    (:meth:`WorkingPoint.mix`).
+    """
+    a = np.asarray(counts, dtype=np.float64)
+    return np.concatenate([np.cumsum(a[::-1], axis=0)[::-1], np.zeros((1,) + a.shape[1:])], axis=0)
 
 
 def _as_1d(name: str, a: ArrayLike, allow_inf: bool = False) -> NDArray[np.float64]:
@@ -188,7 +195,7 @@ def roc_from_counts(sig_counts: ArrayLike, bkg_counts: ArrayLike, edges: ArrayLi
     t = np.arange(len(s) + 1, dtype=np.float64) if edges is None else _as_1d("edges", edges, allow_inf=True)
     if t.shape != (len(s) + 1,):
         raise ValueError(f"edges: expected {len(s) + 1} values for {len(s)} bins, got {t.shape[0]}")
-    ts, tb, tvs, tvb = _tails(s), _tails(b), _tails(vs), _tails(vb)
+    ts, tb, tvs, tvb = passing(s), passing(b), passing(vs), passing(vb)
     return Roc(t, ts, tb, tvs, tvb, float(ts[0]), float(tb[0]), float(tvs[0]), float(tvb[0]))
 
 

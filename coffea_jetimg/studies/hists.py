@@ -230,11 +230,6 @@ def score_roc(h, signal: str, background: Sequence[str], pt_bin: int | None = No
     return metrics.roc_from_counts(s, b, h.axes[SCORE].edges, vs, vb)
 
 
-def _tails(a: np.ndarray) -> np.ndarray:
-    """Along axis 0: sum of rows ``>= k`` for k = 0..n (the last row 0), the per-threshold passing content."""
-    return np.concatenate([np.cumsum(a[::-1], axis=0)[::-1], np.zeros((1,) + a.shape[1:])], axis=0)
-
-
 # ----------------------------------------------------------------------------------- mass
 
 def sliced_mass(h_score, low: float = 0.2, high: float = 0.8) -> dict:
@@ -249,7 +244,7 @@ def sliced_mass(h_score, low: float = 0.2, high: float = 0.8) -> dict:
                  "low": float(edges[k_lo]), "high": float(edges[k_hi])}
     for c in h_score.axes[CLASS]:
         sm = project(h_score, [SCORE, MSD], [c])
-        t = _tails(sm)
+        t = metrics.passing(sm)
         out[c] = {"all": t[0], "fail": t[0] - t[k_lo], "pass": t[k_hi]}
     return out
 
@@ -277,7 +272,7 @@ def decorrelation(h_score, signal: str, background: Sequence[str], eff_s: float 
     if roc.n_b <= 0:
         return {**empty, "reason": "no background jets"}
     wp = metrics.working_point(roc, eff_s)
-    t = _tails(project(h_score, [SCORE, MSD], list(background)))
+    t = metrics.passing(project(h_score, [SCORE, MSD], list(background)))
     passing = wp.mix(t)
     failing = t[0] - passing
     d = metrics.jsd(passing, failing)
