@@ -10,9 +10,10 @@ Landscape of Top Taggers", arXiv:1902.09914) at a scale chosen on the command li
 2. Build the inputs through the processor's code path (``open_events`` → ``constituents`` →
    ``inputs.build_inputs``): DeepTop 40×40 images (preset ``deeptop``), 40 pT-ordered
    constituent 4-vectors for LoLa, and the jet features {m_sd, m, τ2, τ3, τ21, τ32} for the BDT.
-3. One seeded 70/15/15 split shared by all models; train DeepTop and LoLa with
-   ``coffea_jetimg.train.fit`` (Adam, early stopping on validation loss) and a
-   HistGradientBoosting BDT; evaluate on the test split.
+3. One seeded 70/15/15 split shared by all models; train DeepTop and LoLa through the training
+   package (``coffea_jetimg.training.train_on_arrays``: a ``TrainConfig`` per network, Adam,
+   early stopping, checkpoints) and a HistGradientBoosting BDT; evaluate on the test split with
+   ``coffea_jetimg.metrics``.
 4. Write ``analysis/results/top_tagging.json`` and ``top_tagging.md`` (AUC, accuracy, 1/ε_B at
    ε_S = 0.3 and 0.5, training time, with the published numbers beside them), ROC curves
    (``top_tagging_roc.png``) and the torch models as artifacts.
@@ -20,7 +21,11 @@ Landscape of Top Taggers", arXiv:1902.09914) at a scale chosen on the command li
 The published numbers come from 1.2M training jets of a Delphes-simulated ATLAS-like detector;
 a run with a few thousand jets per class is a functional check, not a reproduction.
 
-    python analysis/top_tagging.py --jets-per-class 2000 --epochs 15
+Settings: the flags below, or a TOML file of them (``--config``; flags given as well override
+it). The current study's settings are ``analysis/configs/top_tagging.toml``:
+
+    python analysis/top_tagging.py --config analysis/configs/top_tagging.toml
+    python analysis/top_tagging.py --config analysis/configs/top_tagging.toml --jets-per-class 2000 --epochs 15
 """
 
 from __future__ import annotations
@@ -50,6 +55,164 @@ ABS_ETA_MAX = 2.0
 EFFS = (0.3, 0.5)
 
 
+#: Every study setting: flag name -> (key in the config file, default, argparse keywords). A
+#: ``--config`` TOML file sets any of them (``[sample] jets_per_class = 100000``); a flag given
+#: on the command line overrides the file; what neither sets has the default here.
+SETTINGS: dict = {
+    # the sample
+    "jets_per_class": ("sample.jets_per_class", 50000, dict(type=int, help="selected jets per class")),
+    "seed": ("sample.seed", 1, dict(type=int, help="sample seed: generator seeds, file names and the split")),
+    "train_fraction": ("sample.train_fraction", 1.0, dict(
+        type=float, help="train on this fraction of the training split (same validation and test jets): data scaling")),
+    "workers": ("sample.workers", max(1, min(4, os.cpu_count() or 1)), dict(type=int, help="generator processes")),
+    "reuse": ("sample.reuse", False, dict(action=argparse.BooleanOptionalAction,
+                                          help="reuse generated files already in --data-dir")),
+    "models": ("sample.models", ["deeptop", "lola", "bdt"], dict(nargs="+", choices=["deeptop", "lola", "bdt"])),
+    "n_bootstrap": ("sample.n_bootstrap", 300, dict(type=int, help="bootstrap resamples of the test split")),
+    # training of DeepTop and LoLa (TrainConfig fields)
+    "epochs": ("training.epochs", 30, dict(type=int, help="maximum epochs for DeepTop and LoLa")),
+    "patience": ("training.patience", 5, dict(type=int, help="early-stopping patience (epochs)")),
+    "monitor": ("training.monitor", "loss", dict(
+        choices=("loss", "auc"), help="validation figure that picks the kept weights, early stopping and --lr-decay")),
+    "lr_decay": ("training.lr_decay", 1.0, dict(
+        type=float, help="learning-rate factor after --lr-patience epochs without a better validation figure (1: constant)")),
+    "lr_patience": ("training.lr_patience", 2, dict(type=int, help="epochs without improvement before --lr-decay")),
+    "swa_start": ("training.swa_start", None, dict(
+        type=int, metavar="EPOCH", help="DeepTop and LoLa: average the weights of every epoch from this one (0-based) "
+                                        "on (stochastic weight averaging); the averaged network is kept")),
+    "swa_lr": ("training.swa_lr", None, dict(type=float, help="constant learning rate while averaging")),
+    "batch_size": ("training.batch_size", 128, dict(type=int)),
+    "lr": ("training.lr", 1e-3, dict(type=float)),
+    "max_train_minutes": ("training.max_train_minutes", None, dict(
+        type=float, help="time budget per network: stop before an epoch that would end past it, keeping the best "
+                         "weights so far (the json records stopped_on_time)")),
+    "model_seed": ("training.model_seed", None, dict(
+        type=int, help="weight initialisation and batch order (default: --seed)")),
+    "threads": ("training.threads", 2, dict(type=int, help="torch CPU threads")),
+    "device": ("training.device", "auto", dict()),
+    # DeepTop
+    "deeptop_channels": ("deeptop.channels", ["all"], dict(
+        nargs="+", metavar="CHANNEL", help="image channels of the DeepTop input (coffea_jetimg.images.CHANNELS), "
+                                           "e.g. 'charged neutral' (with --deeptop-normalize sum_all) for colour "
+                                           "images as in arXiv:1803.00107")),
+    "deeptop_normalize": ("deeptop.normalize", "sum", dict(
+        choices=["sum", "sum_all", "none", "max"],
+        help="DeepTop image normalisation ('sum_all' keeps the charged/neutral pT shares)")),
+    "deeptop_filters": ("deeptop.filters", 8, dict(type=int, help="filters per DeepTop convolution (paper: 8)")),
+    "deeptop_pixel_size": ("deeptop.pixel_size", None, dict(
+        type=float, nargs=2, metavar=("ETA", "PHI"),
+        help="DeepTop pixel edges (default: the preset's 0.1 x 5 degrees, made for R = 1.5 jets; 0.05 0.05 still "
+             "holds 99.9%% of an R = 0.8 jet's pT and resolves its mass better)")),
+    "deeptop_dropout": ("deeptop.dropout", 0.0, dict(
+        type=float, help="dropout after each hidden dense layer of DeepTop (paper: none)")),
+    "deeptop_weight_decay": ("deeptop.weight_decay", 0.0, dict(type=float, help="Adam L2 weight decay for DeepTop")),
+    # LoLa
+    "n_constituents": ("lola.n_constituents", 40, dict(type=int, help="LoLa constituents")),
+    "lola_combinations": ("lola.combinations", 15, dict(type=int, help="CoLa's trainable combinations M - N (paper: 15)")),
+    "lola_hidden": ("lola.hidden", [100, 50], dict(
+        type=int, nargs="+", metavar="WIDTH", help="LoLa's dense layers after the Lorentz layer (paper: 100 50)")),
+    "lola_weight_decay": ("lola.weight_decay", 1e-3, dict(
+        type=float, help="Adam weight decay (L2) for LoLa: without it LoLa overfits at 35k training jets per class")),
+}
+
+
+def read_config(path: Path) -> dict:
+    """The settings of a TOML config file, as ``{flag name: value}``; unknown keys are refused by name."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise SystemExit(f"--config {path}: {err}") from None
+    by_key = {key: name for name, (key, _, _) in SETTINGS.items()}
+    out, unknown = {}, []
+    for table, entries in doc.items():
+        if not isinstance(entries, dict):
+            unknown.append(table)
+            continue
+        for k, v in entries.items():
+            name = by_key.get(f"{table}.{k}")
+            if name is None:
+                unknown.append(f"{table}.{k}")
+            else:
+                out[name] = v
+    if unknown:
+        raise SystemExit(f"--config {path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(by_key))}")
+    return out
+
+
+def parse_settings(argv=None):
+    """Parse the command line: built-in defaults < ``--config`` file < flags. Returns
+    ``(args, sources)``, ``sources[name]`` one of ``'default'``, ``'config'``, ``'flag'``."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", type=Path, help="TOML file of study settings (e.g. analysis/configs/top_tagging.toml); "
+                                                "flags given as well override it")
+    for name, (key, default, kw) in SETTINGS.items():
+        kw = dict(kw)
+        kw["help"] = (kw.get("help", "") + f" [{key}; default {default}]").strip()
+        ap.add_argument("--" + name.replace("_", "-"), dest=name, default=None, **kw)
+    ap.add_argument("--resume-training", action="store_true",
+                    help="continue each network from its checkpoint in the artifacts directory")
+    ap.add_argument("--data-dir", type=Path, default=HERE / "data" / "top_tagging", help="generated ROOT files")
+    ap.add_argument("--results", type=Path, default=HERE / "results", help="output folder")
+    ap.add_argument("--generate-only", action="store_true", help="stop after generating the samples")
+    args = ap.parse_args(argv)
+    from_file = read_config(args.config) if args.config else {}
+    sources = {}
+    for name, (key, default, kw) in SETTINGS.items():
+        if getattr(args, name) is not None:
+            sources[name] = "flag"
+            continue
+        value = from_file.get(name, default)
+        sources[name] = "config" if name in from_file else "default"
+        if name in from_file and "type" in kw and value is not None:
+            try:
+                value = [kw["type"](v) for v in value] if isinstance(value, list) else kw["type"](value)
+            except (TypeError, ValueError):
+                ap.error(f"--config {args.config}: {key} = {value!r} is not a {kw['type'].__name__}")
+        if name in from_file and "choices" in kw:
+            bad = [v for v in (value if isinstance(value, list) else [value]) if v not in kw["choices"]]
+            if bad:
+                ap.error(f"--config {args.config}: {key} = {value!r}; choose from {list(kw['choices'])}")
+        setattr(args, name, value)
+    if not 0 < args.train_fraction <= 1:
+        ap.error(f"--train-fraction must be in (0, 1], got {args.train_fraction}")
+    if not 0 <= args.deeptop_dropout < 1:
+        ap.error(f"--deeptop-dropout must be in [0, 1), got {args.deeptop_dropout}")
+    return args, sources
+
+
+def train_configs(args, model_seed: int) -> dict:
+    """The :class:`~coffea_jetimg.training.TrainConfig` of DeepTop and LoLa for these settings."""
+    from coffea_jetimg.training import TrainConfig
+
+    common = TrainConfig(
+        pt_range=PT_RANGE, abs_eta_max=ABS_ETA_MAX, signal_truth=1, background_truth=0,
+        max_jets_per_class=args.jets_per_class, class_names=("qcd", "top"), split=(0.7, 0.15, 0.15),
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=model_seed, device=args.device,
+        patience=args.patience, lr_decay=args.lr_decay, lr_patience=args.lr_patience, monitor=args.monitor,
+        swa_start=args.swa_start, swa_lr=args.swa_lr,
+        max_seconds=None if args.max_train_minutes is None else 60 * args.max_train_minutes)
+    image = {"channels": list(args.deeptop_channels), "normalize": args.deeptop_normalize,
+             **({"pixel_size": list(args.deeptop_pixel_size)} if args.deeptop_pixel_size else {})}
+    return {
+        "deeptop": common.replace(architecture="deeptop", image_preset="deeptop", image_overrides=image,
+                                  model_kwargs={"filters": args.deeptop_filters, "dropout": args.deeptop_dropout},
+                                  weight_decay=args.deeptop_weight_decay),
+        "lola": common.replace(architecture="lola", n_constituents=args.n_constituents,
+                               model_kwargs={"n_combinations": args.lola_combinations, "hidden": list(args.lola_hidden)},
+                               weight_decay=args.lola_weight_decay),
+    }
+
+
+def _selected(jets, truth: int):
+    """The study's jets: 550 ≤ pT < 650 GeV, |η| < 2 (:func:`coffea_jetimg.selection.select_jets`), truth label."""
+    from coffea_jetimg.selection import select_jets
+
+    return select_jets(jets, pt=PT_RANGE, abs_eta=ABS_ETA_MAX) & (jets.truthLabel == truth)
+
+
 def _round_stats(path: str, truth: int) -> tuple[int, int]:
     """(selected jets of class ``truth``, events) in one generated file: one read of the file
     (a reused file holds what it holds, not the events last asked for)."""
@@ -58,9 +221,7 @@ def _round_stats(path: str, truth: int) -> tuple[int, int]:
     from coffea_jetimg import open_events
 
     ev = open_events(path, mode="virtual")  # reads the four FatJet branches used, not the file
-    j = ev.FatJet
-    sel = (j.pt >= PT_RANGE[0]) & (j.pt < PT_RANGE[1]) & (abs(j.eta) < ABS_ETA_MAX) & (j.truthLabel == truth)
-    return int(ak.sum(sel)), max(len(ev), 1)
+    return int(ak.sum(_selected(ev.FatJet, truth))), max(len(ev), 1)
 
 
 def generate_samples(n_jets: int, data_dir: Path, workers: int, seed: int, reuse: bool, log) -> dict[str, list[str]]:
@@ -95,25 +256,13 @@ def generate_samples(n_jets: int, data_dir: Path, workers: int, seed: int, reuse
 
 
 def build_dataset(files: list[str], truth: int, specs: dict[str, dict], max_jets: int):
-    """The inputs of every spec for the same selected jets (one read of each file)."""
-    import awkward as ak
+    """The inputs of every spec for the same selected jets (one read of each file), through
+    :func:`coffea_jetimg.training.load_inputs`."""
+    from coffea_jetimg.training import load_inputs
 
-    from coffea_jetimg import constituents, open_events
-    from coffea_jetimg.inputs import build_inputs, constituent_fields
-
-    out = {k: [] for k in specs}
-    n = 0
-    for path in files:
-        ev = open_events(path, mode="virtual")  # only the branches the inputs use are read
-        j = ev.FatJet
-        mask = (j.pt >= PT_RANGE[0]) & (j.pt < PT_RANGE[1]) & (abs(j.eta) < ABS_ETA_MAX) & (j.truthLabel == truth)
-        cands = constituents(ev, "FatJet", fields=sorted(set().union(*(constituent_fields(sp) for sp in specs.values()))))
-        for k, spec in specs.items():
-            out[k].append(build_inputs(spec, ev, "FatJet", jet_mask=mask, cands=cands))
-        n += int(ak.sum(mask))
-        if n >= max_jets:
-            break
-    return {k: np.concatenate(v)[:max_jets] for k, v in out.items()}
+    X, _ = load_inputs(files, specs, jets="FatJet", pt_range=PT_RANGE, abs_eta_max=ABS_ETA_MAX, truth_label=truth,
+                       max_jets=max_jets)
+    return X
 
 
 def _finite(obj):
@@ -127,11 +276,17 @@ def _finite(obj):
     return obj
 
 
-def rejection_at(s_sig: np.ndarray, s_bkg_sorted: np.ndarray, eff: float) -> tuple[float, int]:
-    """1/ε_B at signal efficiency ``eff`` (cut at the signal quantile) and the QCD jets passing."""
-    cut = np.quantile(s_sig, 1.0 - eff)
-    n_pass = len(s_bkg_sorted) - int(np.searchsorted(s_bkg_sorted, cut, side="right"))
-    return (len(s_bkg_sorted) / n_pass if n_pass else float("inf")), n_pass
+#: Coverage of the bootstrap intervals: the 16th to 84th percentiles.
+COVERAGE = 0.68
+
+
+def rejection(scores: np.ndarray, is_signal: np.ndarray, eff: float) -> tuple[float, float]:
+    """1/ε_B at signal efficiency ``eff`` and the QCD jets passing there (interpolated between
+    the two cuts that bracket ``eff``): :func:`coffea_jetimg.metrics.working_point`."""
+    from coffea_jetimg import metrics as M
+
+    wp = M.working_point(M.roc_from_scores(scores, is_signal), eff)
+    return float(wp.rejection), float(wp.bkg_pass)
 
 
 def metrics(scores: dict, n_boot: int = 300, seed: int = 0, reference: str = "bdt", pairs=()) -> dict:
@@ -139,8 +294,9 @@ def metrics(scores: dict, n_boot: int = 300, seed: int = 0, reference: str = "bd
     ``reference``; the keys stay ``ratio_to_bdt_*``). ``pairs``: ``(a, b)`` model names whose
     rejection ratio a ÷ b is also wanted, stored as ``res[a]["paired"][b]["0.3"] = [ratio, lo,
     hi]``. Ratios come from the same bootstrap resamples for both models (paired: the shared
-    QCD jets cancel in the interval)."""
-    from sklearn.metrics import roc_auc_score
+    QCD jets cancel in the interval). ROC, AUC, working points and resamples are those of
+    :mod:`coffea_jetimg.metrics`."""
+    from coffea_jetimg import metrics as M
 
     y = scores["y"].astype(bool)
     names = [k for k in scores if k != "y"]
@@ -148,22 +304,19 @@ def metrics(scores: dict, n_boot: int = 300, seed: int = 0, reference: str = "bd
         for n in (a, b):
             if n not in names:
                 raise KeyError(f"--compare names model {n!r}; the models are {names}")
-    rng = np.random.default_rng(seed)
-    i_s, i_b = np.flatnonzero(y), np.flatnonzero(~y)
-    boots = [(rng.choice(i_s, len(i_s)), rng.choice(i_b, len(i_b))) for _ in range(n_boot)]
+    boots = M.bootstrap_resamples(y, n_boot, seed)
     res: dict = {}
     rej_boot: dict = {}
     for name in names:
-        s = scores[name]
-        m = {"auc": float(roc_auc_score(y, s)), "n_signal": int(y.sum()), "n_background": int((~y).sum())}
-        for eff in EFFS:
-            r, n_pass = rejection_at(s[y], np.sort(s[~y]), eff)
-            rb = np.array([rejection_at(s[bs], np.sort(s[bb]), eff)[0] for bs, bb in boots])
-            rej_boot[(name, eff)] = rb
-            with np.errstate(invalid="ignore"):  # resamples with no QCD jet passing: inf
-                lo, hi = np.percentile(rb, [16, 84])
+        s = np.asarray(scores[name], dtype=np.float64)
+        m = {"auc": M.auc(M.roc_from_scores(s, y)), "n_signal": int(y.sum()), "n_background": int((~y).sum())}
+        rb = np.array([[rejection(s[i], y[i], eff)[0] for eff in EFFS] for i in boots])
+        for k, eff in enumerate(EFFS):
+            r, n_pass = rejection(s, y, eff)
+            rej_boot[(name, eff)] = rb[:, k]
+            lo, hi = M.percentile_interval(rb[:, k], COVERAGE)  # resamples with no QCD jet passing: inf
             m[f"inv_eff_bkg_at_{eff:g}"] = r
-            m[f"n_background_pass_at_{eff:g}"] = n_pass
+            m[f"n_background_pass_at_{eff:g}"] = round(n_pass, 2)
             m[f"inv_eff_bkg_at_{eff:g}_68cl"] = [float(lo), float(hi)]
         res[name] = m
 
@@ -172,9 +325,9 @@ def metrics(scores: dict, n_boot: int = 300, seed: int = 0, reference: str = "bd
         jet passes b's cut (its rejection, and so the ratio, unknown)."""
         if res[b][f"n_background_pass_at_{eff:g}"] == 0:
             return None
-        rb = rej_boot[(a, eff)] / rej_boot[(b, eff)]
         with np.errstate(invalid="ignore"):
-            lo, hi = np.percentile(rb, [16, 84])
+            rb = rej_boot[(a, eff)] / rej_boot[(b, eff)]
+        lo, hi = M.percentile_interval(rb, COVERAGE)
         return (float(res[a][f"inv_eff_bkg_at_{eff:g}"] / res[b][f"inv_eff_bkg_at_{eff:g}"]), float(lo), float(hi),
                 float(np.mean(rb >= 2.0)))
 
@@ -195,79 +348,14 @@ def metrics(scores: dict, n_boot: int = 300, seed: int = 0, reference: str = "bd
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--jets-per-class", type=int, default=50000, help="selected jets per class")
-    ap.add_argument("--epochs", type=int, default=30, help="maximum epochs for DeepTop and LoLa")
-    ap.add_argument("--patience", type=int, default=5, help="early-stopping patience (epochs)")
-    ap.add_argument("--monitor", choices=("loss", "auc"), default="loss",
-                    help="validation figure that picks the kept weights, early stopping and --lr-decay")
-    ap.add_argument("--lr-decay", type=float, default=1.0,
-                    help="learning-rate factor after --lr-patience epochs without a lower validation loss (1: constant)")
-    ap.add_argument("--lr-patience", type=int, default=2, help="epochs without improvement before --lr-decay")
-    ap.add_argument("--swa-start", type=int, default=None, metavar="EPOCH",
-                    help="DeepTop and LoLa: average the weights of every epoch from this one (0-based) on "
-                         "(stochastic weight averaging); the averaged network is kept")
-    ap.add_argument("--swa-lr", type=float, default=None, help="constant learning rate while averaging")
-    ap.add_argument("--lola-weight-decay", type=float, default=1e-3,
-                    help="Adam weight decay (L2) for LoLa: without it LoLa overfits at 35k training jets per class "
-                         "(50k/class sample: 1/eB(0.3) 418 without, 684 with 1e-3)")
-    ap.add_argument("--max-train-minutes", type=float, default=None,
-                    help="time budget per network: stop before an epoch that would end past it, keeping the best "
-                         "weights so far (the json records stopped_on_time)")
-    ap.add_argument("--resume-training", action="store_true",
-                    help="continue each network from its checkpoint in the artifacts directory")
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--n-constituents", type=int, default=40, help="LoLa constituents")
-    ap.add_argument("--lola-combinations", type=int, default=15,
-                    help="CoLa's trainable combinations M - N (paper: 15)")
-    ap.add_argument("--lola-hidden", type=int, nargs="+", default=[100, 50], metavar="WIDTH",
-                    help="LoLa's dense layers after the Lorentz layer (paper: 100 50)")
-    ap.add_argument("--seed", type=int, default=1, help="sample seed: generator seeds, file names and the split")
-    ap.add_argument("--model-seed", type=int, help="weight initialisation and batch order (default: --seed)")
-    ap.add_argument("--train-fraction", type=float, default=1.0,
-                    help="train on this fraction of the training split (same validation and test jets): data scaling")
-    ap.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="generator processes")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--data-dir", type=Path, default=HERE / "data" / "top_tagging", help="generated ROOT files")
-    ap.add_argument("--reuse", action="store_true", help="reuse generated files already in --data-dir")
-    ap.add_argument("--results", type=Path, default=HERE / "results", help="output folder")
-    ap.add_argument("--generate-only", action="store_true", help="stop after generating the samples")
-    ap.add_argument("--models", nargs="+", default=["deeptop", "lola", "bdt"], choices=["deeptop", "lola", "bdt"])
-    ap.add_argument("--deeptop-channels", nargs="+", default=["all"], metavar="CHANNEL",
-                    help="image channels of the DeepTop input (coffea_jetimg.images.CHANNELS), e.g. "
-                         "'charged neutral' (with --deeptop-normalize sum_all) for colour images as in arXiv:1803.00107")
-    ap.add_argument("--deeptop-normalize", default="sum", choices=["sum", "sum_all", "none", "max"],
-                    help="DeepTop image normalisation ('sum_all' keeps the charged/neutral pT shares)")
-    ap.add_argument("--deeptop-filters", type=int, default=8, help="filters per DeepTop convolution (paper: 8)")
-    ap.add_argument("--deeptop-pixel-size", type=float, nargs=2, metavar=("ETA", "PHI"),
-                    help="DeepTop pixel edges (default: the preset's 0.1 x 5 degrees, made for R = 1.5 jets; "
-                         "0.05 0.05 still holds 99.9%% of an R = 0.8 jet's pT and resolves its mass better)")
-    ap.add_argument("--deeptop-dropout", type=float, default=0.0,
-                    help="dropout after each hidden dense layer of DeepTop (paper: none)")
-    ap.add_argument("--deeptop-weight-decay", type=float, default=0.0, help="Adam L2 weight decay for DeepTop")
-    ap.add_argument("--n-bootstrap", type=int, default=300, help="bootstrap resamples of the test split")
-    args = ap.parse_args(argv)
-    if not 0 < args.train_fraction <= 1:
-        ap.error(f"--train-fraction must be in (0, 1], got {args.train_fraction}")
-    if not 0 <= args.deeptop_dropout < 1:
-        ap.error(f"--deeptop-dropout must be in [0, 1), got {args.deeptop_dropout}")
+    args, sources = parse_settings(argv)
     model_seed = args.seed if args.model_seed is None else args.model_seed
 
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     import torch
 
-    from coffea_jetimg.artifact import save_artifact
-    from coffea_jetimg.models import BDTTagger, build_model
-    from coffea_jetimg.train import (
-        evaluate_scores,
-        fit,
-        make_input_spec,
-        predict,
-        resolve_device,
-        split_indices,
-    )
+    from coffea_jetimg.models import BDTTagger
+    from coffea_jetimg.training import evaluate_scores, make_input_spec, resolve_device, split_indices, train_on_arrays
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -276,6 +364,10 @@ def main(argv=None) -> int:
     def log(msg):
         print(f"[{time.perf_counter() - t_start:7.1f} s] {msg}", flush=True)
 
+    if args.config:
+        log(f"settings from {args.config}" + (f", overridden by flags: "
+                                              f"{', '.join(k for k, v in sources.items() if v == 'flag')}"
+                                              if "flag" in sources.values() else ""))
     log(f"generating top and QCD samples ({args.jets_per_class} jets per class, pT {PT_RANGE} GeV, |eta| < 2)")
     files = generate_samples(args.jets_per_class, args.data_dir, args.workers, args.seed, args.reuse, log)
     gen_time = files.pop("_timing_s")
@@ -283,10 +375,9 @@ def main(argv=None) -> int:
         log(f"generated in {sum(gen_time.values()):.0f} s: " + ", ".join(f"{k}: {len(v)} files" for k, v in files.items()))
         return 0
 
+    configs = train_configs(args, model_seed)
     specs = {
-        "deeptop": make_input_spec("deeptop", image_preset="deeptop", image_overrides={
-            "channels": args.deeptop_channels, "normalize": args.deeptop_normalize,
-            **({"pixel_size": tuple(args.deeptop_pixel_size)} if args.deeptop_pixel_size else {})}),
+        "deeptop": make_input_spec("deeptop", image_preset="deeptop", image_overrides=configs["deeptop"].image_overrides),
         "lola": make_input_spec("lola", n_constituents=args.n_constituents),
         "bdt": make_input_spec("fc", features=BDT_FEATURES),
     }
@@ -318,42 +409,22 @@ def main(argv=None) -> int:
             model.save(art_dir / "bdt.npz")
             extra = {"n_iterations": int(model._clf.n_iter_)}
         else:
-            torch.manual_seed(model_seed)
-            kw = ({"filters": args.deeptop_filters, "dropout": args.deeptop_dropout} if name == "deeptop" else
-                  {"n_combinations": args.lola_combinations, "hidden": list(args.lola_hidden)})
-            model = build_model(name, X.shape[1:], 2, **kw)
-            hist = fit(model, X[tr], y[tr], X_val=X[va], y_val=y[va], epochs=args.epochs, batch_size=args.batch_size,
-                       lr=args.lr, seed=model_seed, device=device, patience=args.patience, progress=False,
-                       lr_decay=args.lr_decay, lr_patience=args.lr_patience, monitor=args.monitor,
-                       swa_start=args.swa_start, swa_lr=args.swa_lr,
-                       weight_decay=args.lola_weight_decay if name == "lola" else args.deeptop_weight_decay,
-                       checkpoint=art_dir / f"{name}_checkpoint.pt", resume=args.resume_training,
-                       max_seconds=None if args.max_train_minutes is None else 60 * args.max_train_minutes,
-                       log=lambda m, n=name: log(f"  {n} {m}"))
+            res = train_on_arrays(
+                configs[name], X, y, (tr, va, te), art_dir / name, specs[name],
+                checkpoint=art_dir / f"{name}_checkpoint.pt", resume=args.resume_training, progress=False,
+                fit_log=lambda m, n=name: log(f"  {n} {m}"),
+                training_info={"benchmark": "analysis/top_tagging.py", "jets_per_class": args.jets_per_class,
+                               "sample_seed": args.seed, "train_fraction": args.train_fraction})
             train_time = time.perf_counter() - t0
-            scores = predict(model, X[te], device=device)[:, 1]
-            extra = {"epochs_run": len(hist.train_loss), "best_epoch": hist.best_epoch,
+            scores, hist = res["test_scores"], res["history"]
+            extra = {"epochs_run": hist.epochs_run, "best_epoch": hist.best_epoch,
                      "stopped_early": hist.stopped_early, "stopped_on_time": hist.stopped_on_time,
-                     "n_parameters": int(sum(p.numel() for p in model.parameters()))}
-            spec = {"name": f"{name}-top-vs-qcd", "architecture": name, "input": {**specs[name], "shape": list(X.shape[1:])},
-                    "class_names": ["qcd", "top"], "signal_class": "top",
-                    "training": {"benchmark": "analysis/top_tagging.py", "jets_per_class": args.jets_per_class,
-                                 "seed": args.seed, "model_seed": model_seed,
-                                 "train_fraction": args.train_fraction, "model_kwargs": kw,
-                                 "history": hist.to_dict()}}
-            ex = torch.as_tensor(X[te[:8]])
-            with torch.no_grad():
-                sc = float(model.cpu().eval()(ex).abs().max())
-            metrics_tmp = evaluate_scores(scores, y[te])
-            save_artifact(art_dir / name, model.cpu(), {**spec, "metrics": metrics_tmp}, ex, atol=1e-4 * max(1.0, sc))
+                     "n_parameters": int(sum(p.numel() for p in res["model"].parameters()))}
         test_scores[name] = np.asarray(scores, np.float64)
         m = evaluate_scores(scores, y[te])
         m.update({"train_time_s": round(train_time, 2), **extra})
         results[name] = m
-        from sklearn.metrics import roc_curve
-
-        fpr, tpr, _ = roc_curve(y[te], scores)
-        rocs[name] = (tpr, fpr)
+        rocs[name] = test_scores[name]
         log(f"{name}: AUC {m['auc']:.4f}, acc {m['accuracy']:.4f}, 1/eB(0.3) {m['inv_eff_bkg_at_0.3']}, "
             f"1/eB(0.5) {m['inv_eff_bkg_at_0.5']}, {train_time:.1f} s")
 
@@ -367,20 +438,16 @@ def main(argv=None) -> int:
     summary = {
         "benchmark": "top tagging, generated Pythia8 + parametric detector, anti-kT R=0.8",
         "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
+        "config_file": str(args.config) if args.config else None,
         "selection": {"pt_range_GeV": PT_RANGE, "abs_eta_max": ABS_ETA_MAX, "top": "truthLabel == 1",
                       "qcd": "truthLabel == 0"},
         "jets": {"top": n_s, "qcd": n_b, "train": len(tr), "val": len(va), "test": len(te)},
-        "settings": {"epochs_max": args.epochs, "patience": args.patience, "batch_size": args.batch_size,
-                     "lr": args.lr, "lr_decay": args.lr_decay, "lr_patience": args.lr_patience,
-                     "monitor": args.monitor, "swa_start": args.swa_start, "swa_lr": args.swa_lr, "lola_weight_decay": args.lola_weight_decay, "n_constituents": args.n_constituents,
-                     "lola_combinations": args.lola_combinations, "lola_hidden": list(args.lola_hidden),
-                     "bdt_features": BDT_FEATURES, "deeptop_channels": list(args.deeptop_channels),
-                     "deeptop_normalize": args.deeptop_normalize,
-                     "deeptop_filters": args.deeptop_filters, "deeptop_dropout": args.deeptop_dropout,
-                     "deeptop_pixel_size": args.deeptop_pixel_size,
-                     "deeptop_weight_decay": args.deeptop_weight_decay,
-                     "seed": args.seed, "model_seed": model_seed, "train_fraction": args.train_fraction,
-                     "device": device, "torch_threads": args.threads},
+        "settings": {**{name: (list(v) if isinstance(v, tuple) else v) for name in SETTINGS
+                        for v in [getattr(args, name)]},
+                     "bdt_features": BDT_FEATURES, "model_seed": model_seed, "device": device,
+                     "torch_threads": args.threads, "epochs_max": args.epochs},
+        "settings_from": sources,
+        "train_configs": {k: c.to_dict() for k, c in configs.items() if k in args.models},
         "generation_time_s": {k: round(v, 1) for k, v in gen_time.items()},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                     "torch": torch.__version__},
@@ -390,7 +457,7 @@ def main(argv=None) -> int:
     }
     (args.results / "top_tagging.json").write_text(json.dumps(summary, indent=2) + "\n")
     _write_markdown(summary, args.results / "top_tagging.md")
-    _plot_rocs(rocs, args.results / "top_tagging_roc.png")
+    _plot_rocs(rocs, test_scores["y"], args.results / "top_tagging_roc.png")
     log(f"wrote {args.results / 'top_tagging.json'} and top_tagging.md")
     return 0
 
@@ -457,16 +524,20 @@ def _write_markdown(s: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def _plot_rocs(rocs: dict, path: Path) -> None:
+def _plot_rocs(scores: dict, y: np.ndarray, path: Path) -> None:
+    """1/ε_B against ε_S of each model's test scores (:func:`coffea_jetimg.metrics.roc_from_scores`)."""
     import matplotlib
+
+    from coffea_jetimg import metrics as M
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    for name, (tpr, fpr) in rocs.items():
-        ok = fpr > 0
-        ax.plot(tpr[ok], 1 / fpr[ok], label=name)
+    for name, s in scores.items():
+        roc = M.roc_from_scores(s, y.astype(bool))
+        ok = roc.eff_b > 0
+        ax.plot(roc.eff_s[ok], roc.rejection[ok], label=name)
     ax.set_yscale("log")
     ax.set_xlabel("signal efficiency ε_S")
     ax.set_ylabel("background rejection 1/ε_B")

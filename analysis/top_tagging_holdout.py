@@ -9,7 +9,8 @@ model's inputs from its artifact's own input spec (the processor's code path:
 (TorchScript for DeepTop and LoLa, the stored trees for the BDT) and writes
 
 - ``top_tagging_holdout.json``/``.md``: AUC, 1/ε_B at ε_S = 0.3 and 0.5 with the number of QCD
-  jets passing, 68% bootstrap intervals, and each model's rejection relative to the BDT's with
+  jets passing (interpolated between the two cuts that bracket ε_S, as everywhere in the package:
+  :func:`coffea_jetimg.metrics.working_point`), 68% bootstrap intervals, and each model's rejection relative to the BDT's with
   its bootstrap interval (the models share the QCD jets, so the ratio's error is smaller than
   the errors of its parts added);
 - ``top_tagging_holdout_scores.npz``: labels and per-model scores, from which
@@ -93,7 +94,7 @@ def _models_in(art_dir: Path, label: str | None, device: str) -> dict:
     :class:`~coffea_jetimg.inference.Tagger` (or the BDT) with a ``score(X)``."""
     from coffea_jetimg.inference import Tagger
     from coffea_jetimg.models import BDTTagger
-    from coffea_jetimg.train import make_input_spec
+    from coffea_jetimg.training import make_input_spec
 
     found = {}
     for name in ("deeptop", "lola"):
@@ -241,7 +242,7 @@ def write_markdown(summary: dict, path: Path) -> None:
 
     def rej(m, eff):
         lo, hi = m[f"inv_eff_bkg_at_{eff:g}_68cl"]
-        return f"{m[f'inv_eff_bkg_at_{eff:g}']:.0f} [{lo:.0f}, {hi:.0f}] ({m[f'n_background_pass_at_{eff:g}']})"
+        return f"{m[f'inv_eff_bkg_at_{eff:g}']:.0f} [{lo:.0f}, {hi:.0f}] ({m[f'n_background_pass_at_{eff:g}']:g})"
 
     def ratio(m, eff):
         if f"ratio_to_bdt_at_{eff:g}" not in m:
@@ -347,7 +348,7 @@ def main(argv=None) -> int:
         prev = args.scores_from.with_name("top_tagging_holdout.json")
         machine = json.loads(prev.read_text()).get("machine") if prev.is_file() else None
     else:
-        from coffea_jetimg.train import resolve_device
+        from coffea_jetimg.training import resolve_device
 
         device = resolve_device(args.device)
         log(f"holdout: up to {args.top_jets} top and {args.qcd_jets} QCD jets, {args.workers} workers, seed {args.seed}")
@@ -405,7 +406,7 @@ def main(argv=None) -> int:
             lo, hi = m["ratio_to_bdt_at_0.3_68cl"]
             extra = f", /BDT(0.3) {m['ratio_to_bdt_at_0.3']:.2f} [{lo:.2f}, {hi:.2f}]"
         log(f"{name}: AUC {m['auc']:.4f}, 1/eB(0.3) {m['inv_eff_bkg_at_0.3']:.0f} "
-            f"({m['n_background_pass_at_0.3']} QCD), 1/eB(0.5) {m['inv_eff_bkg_at_0.5']:.0f}{extra}")
+            f"({m['n_background_pass_at_0.3']:g} QCD), 1/eB(0.5) {m['inv_eff_bkg_at_0.5']:.0f}{extra}")
     log(f"wrote {args.results / 'top_tagging_holdout.json'}")
     return 0
 

@@ -38,7 +38,7 @@ from top_tagging_holdout import _score, add_ensembles, models_and_inputs
 def clean_test_jets(n_per_class: int, ref_per_class: int, seed: int):
     """Indices into the larger run's arrays (signal first, then background, ``n_per_class`` each):
     its test split less the jets of the reference run's train and validation splits."""
-    from coffea_jetimg.train import split_indices
+    from coffea_jetimg.training import split_indices
 
     _, _, te = split_indices(2 * n_per_class, (0.7, 0.15, 0.15), seed=seed)
     tr_r, va_r, _ = split_indices(2 * ref_per_class, (0.7, 0.15, 0.15), seed=seed)
@@ -90,14 +90,13 @@ def main(argv=None) -> int:
     check = None
     ref_bdt = f"{args.reference_label}:bdt"
     if args.reference_json and ref_bdt in models:
-        from sklearn.metrics import roc_auc_score
-
-        from coffea_jetimg.train import split_indices
+        from coffea_jetimg import metrics as M
+        from coffea_jetimg.training import split_indices
 
         ref_idx = np.concatenate([np.arange(m), n + np.arange(m)])  # the reference run's arrays
         _, _, te_r = split_indices(2 * m, (0.7, 0.15, 0.15), seed=args.seed)
         X = data[keys[ref_bdt]][ref_idx][te_r]
-        auc = float(roc_auc_score(y[ref_idx][te_r], _score(models[ref_bdt][0], X, log)))
+        auc = M.auc(M.roc_from_scores(_score(models[ref_bdt][0], X, log), y[ref_idx][te_r].astype(bool)))
         recorded = json.loads(args.reference_json.read_text())["results"]["bdt"]["auc"]
         check = {"reference_bdt_auc_rebuilt": auc, "reference_bdt_auc_recorded": recorded}
         log(f"correspondence: {ref_bdt} on the rebuilt test split of the {m}/class run: AUC {auc:.6f} "
@@ -139,14 +138,14 @@ def main(argv=None) -> int:
             lo, hi = r[f"inv_eff_bkg_at_{eff:g}_68cl"]
             rej = f"{r[f'inv_eff_bkg_at_{eff:g}']:.0f} [{lo:.0f}, {hi:.0f}]"
             if eff == 0.3:
-                rej += f" ({r['n_background_pass_at_0.3']})"
+                rej += f" ({r['n_background_pass_at_0.3']:g})"
             rt = r.get(f"ratio_to_bdt_at_{eff:g}")
             rlo, rhi = r.get(f"ratio_to_bdt_at_{eff:g}_68cl", (None, None))
             cells += [rej, f"{rt:.2f} [{rlo:.2f}, {rhi:.2f}]" if rt is not None else "–"]
         lines.append(f"| {name} | {r['auc']:.4f} | " + " | ".join(cells) + " |")
     (args.results / "top_tagging_paired.md").write_text("\n".join(lines) + "\n")
     for name, r in res.items():
-        log(f"{name}: AUC {r['auc']:.4f}, 1/eB(0.3) {r['inv_eff_bkg_at_0.3']:.0f} ({r['n_background_pass_at_0.3']} QCD)"
+        log(f"{name}: AUC {r['auc']:.4f}, 1/eB(0.3) {r['inv_eff_bkg_at_0.3']:.0f} ({r['n_background_pass_at_0.3']:g} QCD)"
             + (f", /BDT {r['ratio_to_bdt_at_0.3']:.2f} {np.round(r['ratio_to_bdt_at_0.3_68cl'], 2).tolist()}"
                if "ratio_to_bdt_at_0.3" in r else ""))
     log(f"wrote {args.results / 'top_tagging_paired.json'}")

@@ -14,15 +14,33 @@ import top_tagging as T
 import top_tagging_holdout as H
 
 
-def test_rejection_counts_background_above_the_signal_quantile():
-    sig = np.arange(1000) / 1000.0  # cut for eff 0.3: the 0.7 quantile of 0.000 .. 0.999 = 0.6993
-    bkg = np.linspace(0.0, 1.0, 201)  # 0.005 steps: 61 values above the cut (0.700 .. 1.000)
-    cut = np.quantile(sig, 0.7)
-    r, n_pass = T.rejection_at(sig, bkg, 0.3)
-    assert n_pass == int((bkg > cut).sum()) == 61
+def test_rejection_counts_background_above_the_working_point_cut():
+    sig = np.arange(1000) / 1000.0  # ε_S = 0.3 exactly at the cut 0.700 (signal 0.700 .. 0.999)
+    bkg = np.linspace(0.0, 1.0, 201)  # 0.005 steps: 61 values at or above it (0.700 .. 1.000)
+    s = np.concatenate([sig, bkg])
+    y = np.concatenate([np.ones(len(sig), bool), np.zeros(len(bkg), bool)])
+    r, n_pass = T.rejection(s, y, 0.3)
+    assert n_pass == int((bkg >= 0.7 - 1e-12).sum()) == 61
     assert r == pytest.approx(201 / 61)
-    r0, n0 = T.rejection_at(sig, np.zeros(50), 0.3)
+    r0, n0 = T.rejection(np.concatenate([sig, np.zeros(50)]), np.concatenate([y[:1000], np.zeros(50, bool)]), 0.3)
     assert n0 == 0 and r0 == float("inf")
+
+
+def test_the_tables_use_the_librarys_metrics():
+    """The analysis figures are those of coffea_jetimg.metrics (one computation of the ROC,
+    the working point and the bootstrap), not a second copy."""
+    from coffea_jetimg import metrics as M
+
+    y, s = _toy(n_s=500, n_b=3000)
+    res = H.metrics({"y": y, "bdt": s}, n_boot=30, seed=4)["bdt"]
+    roc = M.roc_from_scores(s, y.astype(bool))
+    assert res["auc"] == pytest.approx(M.auc(roc), abs=1e-12)
+    for eff in (0.3, 0.5):
+        wp = M.working_point(roc, eff)
+        assert res[f"inv_eff_bkg_at_{eff:g}"] == pytest.approx(wp.rejection)
+        boot = [M.working_point(M.roc_from_scores(s[i], y[i].astype(bool)), eff).rejection
+                for i in M.bootstrap_resamples(y.astype(bool), 30, seed=4)]
+        assert res[f"inv_eff_bkg_at_{eff:g}_68cl"] == pytest.approx(list(M.percentile_interval(boot, 0.68)))
 
 
 def _toy(n_s=4000, n_b=40000, seed=3):

@@ -32,7 +32,7 @@ class TrainConfig(JsonSpec):
         A name from :data:`coffea_jetimg.models.ARCHITECTURES` (``None``: the model is given).
     model_kwargs : dict
         Passed to :func:`coffea_jetimg.models.build_model` (e.g. ``{"filters": 16}``).
-    image_preset, image_spec, image_overrides, n_constituents, features, jets :
+    image_preset, image_spec, image_overrides, n_constituents, features, particle_features, jets :
         The network input (see :func:`~coffea_jetimg.training.make_input_spec`).
     name : str or None
         Model name in the spec (default ``architecture-signal-vs-background``).
@@ -93,6 +93,7 @@ class TrainConfig(JsonSpec):
     image_overrides: dict | None = None
     n_constituents: int = 40
     features: tuple[str, ...] | None = None
+    particle_features: tuple[str, ...] | None = None
     jets: str = "FatJet"
     name: str | None = None
     # jets and labels
@@ -139,6 +140,8 @@ class TrainConfig(JsonSpec):
         put("model_kwargs", dict(self.model_kwargs or {}))
         if self.features is not None:
             put("features", tuple(self.features))
+        if self.particle_features is not None:
+            put("particle_features", tuple(self.particle_features))
         if self.pt_range is not None:
             if len(self.pt_range) != 2:
                 raise TrainingError(f"pt_range must be (low, high) in GeV, got {self.pt_range!r}")

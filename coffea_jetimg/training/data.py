@@ -51,54 +51,26 @@ def balanced_weights(y, n_classes: int | None = None) -> np.ndarray:
 
 def make_input_spec(architecture: str, *, image_preset: str | None = None, image_spec=None,
                     n_constituents: int = 40, features: Sequence[str] | None = None, jets: str = "FatJet",
-                    event_image_spec: dict | None = None, image_overrides: dict | None = None) -> dict:
+                    event_image_spec: dict | None = None, image_overrides: dict | None = None,
+                    particle_features: Sequence[str] | None = None) -> dict:
     """The artifact ``input`` spec for an architecture (``shape`` filled in when known).
 
-    Image models use ``image_spec`` or the preset ``image_preset`` (default: the preset named
-    like the architecture, else ``'komiske'``), with the :class:`~coffea_jetimg.images.JetImageSpec`
-    fields in ``image_overrides`` replaced (e.g. ``{"channels": ("charged", "neutral"),
-    "normalize": "sum_all"}`` for colour images); ``lola`` uses ``n_constituents``; ``fc`` /
-    ``maxout`` take images if an image preset/spec is given, else ``features`` if given, else
-    4-vectors; the ResNets take event images.
+    The input kinds' registry makes it (:func:`coffea_jetimg.inputs.make_input_spec`): image
+    models use ``image_spec`` or the preset ``image_preset`` (default: the preset named like the
+    architecture, else ``'komiske'``) with ``image_overrides`` (e.g. ``{"channels": ("charged",
+    "neutral"), "normalize": "sum_all"}`` for colour images); 4-vector and particle models use
+    ``n_constituents`` (and ``particle_features``); ``fc`` / ``maxout`` take images if image
+    settings are given, else ``features`` if given, else 4-vectors; the ResNets take event images.
     """
-    from ..models import input_kind
+    from ..errors import InputsError
+    from ..inputs import make_input_spec as make
 
-    kind = input_kind(architecture)
-    if kind == "any":
-        kind = "image" if (image_preset or image_spec or image_overrides) else ("features" if features else "lorentz")
-    if image_overrides and kind != "image":
-        raise TrainingError(f"image settings {image_overrides} given, but {architecture} takes {kind} inputs")
-    spec = {"kind": kind, "image_spec": None, "n_constituents": None, "features": None,
-            "event_image_spec": None, "jets": jets, "shape": None}
-    if kind == "image":
-        from ..images import JetImageSpec
-
-        if image_spec is None:
-            from ..images import PRESETS
-
-            name = image_preset or (architecture if architecture in PRESETS else "komiske")
-            image_spec = JetImageSpec.preset(name)
-        elif isinstance(image_spec, dict):
-            image_spec = JetImageSpec.from_dict(image_spec)
-        if image_overrides:
-            try:
-                image_spec = JetImageSpec.from_dict({**image_spec.to_dict(), **image_overrides})
-            except (TypeError, ValueError) as err:
-                raise TrainingError(f"image settings {image_overrides}: {err}") from None
-        spec["image_spec"] = image_spec.to_dict()
-        npix = image_spec.npix if isinstance(image_spec.npix, (tuple, list)) else (image_spec.npix,) * 2
-        spec["shape"] = [len(image_spec.channels), int(npix[0]), int(npix[1])]
-    elif kind == "lorentz":
-        spec["n_constituents"] = int(n_constituents)
-        spec["shape"] = [4, int(n_constituents)]
-    elif kind == "features":
-        if not features:
-            raise TrainingError(f"{architecture} on features needs a list of features")
-        spec["features"] = list(features)
-        spec["shape"] = [len(features)]
-    else:
-        spec["event_image_spec"] = event_image_spec
-    return spec
+    try:
+        return make(architecture, image_preset=image_preset, image_spec=image_spec, n_constituents=n_constituents,
+                    features=features, jets=jets, event_image_spec=event_image_spec, image_overrides=image_overrides,
+                    particle_features=particle_features)
+    except InputsError as err:
+        raise TrainingError(str(err)) from None
 
 
 def _has(arr, name) -> bool:
@@ -160,16 +132,18 @@ def load_inputs(files, input_specs: Mapping[str, dict], *, jets: str = "FatJet",
 
     from .._constituents import constituents
     from .._io import open_events
-    from ..inputs import build_inputs, constituent_fields, needs_constituents
+    from ..inputs import InputPlan, input_from_spec
     from ..selection import select_jets
 
     specs = dict(input_specs)
     if not specs:
         raise TrainingError("load_inputs needs at least one input spec")
-    event_level = [k for k, s in specs.items() if s["kind"] == "event_image"]
+    typed = {k: input_from_spec(s) for k, s in specs.items()}
+    event_level = [k for k, i in typed.items() if i.level == "event"]
     if event_level and len(specs) > 1:
         raise TrainingError(f"event-image inputs {event_level} are per event; load them alone, not with "
                             f"{sorted(set(specs) - set(event_level))}")
+    plan = InputPlan(typed.values(), jets=jets)  # constituents once per file for every spec
     rng = np.random.default_rng(seed)
     Xs: dict[str, list] = {k: [] for k in specs}
     infos = []
@@ -180,7 +154,7 @@ def load_inputs(files, input_specs: Mapping[str, dict], *, jets: str = "FatJet",
         events = open_events(str(path), mode="virtual")
         if event_level:
             (key,) = specs
-            X = build_inputs(specs[key], events, jets)
+            X = plan.build(events)[typed[key].key]
             Xs[key].append(X)
             n = len(X)
             info = {"pt": np.zeros(n), "eta": np.zeros(n), "mass": np.zeros(n), "msoftdrop": np.zeros(n),
@@ -195,15 +169,10 @@ def load_inputs(files, input_specs: Mapping[str, dict], *, jets: str = "FatJet",
                     warnings.warn(f"{path}: jets have no truthLabel; truth requirement {truth_label} not applied",
                                   stacklevel=2)
                     warned = True
-            cands = None
-            if any(needs_constituents(s) for s in specs.values()):
-                fields = sorted(set().union(*(constituent_fields(s) for s in specs.values())))
-                cands = constituents(events, jets, fields=fields if len(specs) > 1 else
-                                     constituent_fields(next(iter(specs.values()))))
-                if jes_smear > 0:
-                    cands = _smeared(cands, jes_smear, rng)
-            for key, spec in specs.items():
-                Xs[key].append(build_inputs(spec, events, jets, jet_mask=mask, cands=cands))
+            smear = (lambda c: _smeared(c, jes_smear, rng)) if jes_smear > 0 else None
+            built = plan.build(events, mask, transform_cands=smear)
+            for key, inp in typed.items():
+                Xs[key].append(built[inp.key])
             sel = ak.flatten(j[mask])
             mass = ak.to_numpy(sel.mass).astype(np.float64)
             n = len(sel)
@@ -256,11 +225,13 @@ def load_labelled(signal_files, background_files, input_spec: dict, config) -> t
     info : dict of ndarray
         Per-jet quantities (:func:`load_inputs`).
     X_smeared : ndarray or None
-        A JES-smeared copy of ``X`` (``config.jes_smear`` > 0 and non-``lorentz`` inputs, whose
-        smearing cannot be redrawn per epoch in :func:`~coffea_jetimg.training.fit`).
+        A JES-smeared copy of ``X`` (``config.jes_smear`` > 0 and inputs whose smearing cannot be
+        redrawn per epoch in :func:`~coffea_jetimg.training.fit`: all but 4-vectors).
     """
     c = config
-    smear = c.jes_smear > 0 and input_spec["kind"] != "lorentz"
+    from ..inputs import input_from_spec
+
+    smear = c.jes_smear > 0 and not input_from_spec(input_spec).smear_per_epoch
     sel = dict(jets=c.jets, pt_range=c.pt_range, abs_eta_max=c.abs_eta_max)
     if c.label_from == "file":
         Xs, info_s = load_jets(signal_files, input_spec, truth_label=c.signal_truth, max_jets=c.max_jets_per_class,

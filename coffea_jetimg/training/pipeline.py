@@ -25,10 +25,14 @@ __all__ = ["train_model", "train_on_arrays", "CHECKPOINT"]
 CHECKPOINT = "checkpoint.pt"
 
 
-def _fit_config(config: TrainConfig, input_kind: str) -> TrainConfig:
-    """The settings :func:`fit` runs with: JES smearing is redrawn per epoch only for ``lorentz``
-    inputs (the other kinds get a smeared copy built once, through the input code path)."""
-    return config if input_kind == "lorentz" or config.jes_smear == 0 else config.replace(jes_smear=0.0)
+def _fit_config(config: TrainConfig, input_spec: dict) -> TrainConfig:
+    """The settings :func:`fit` runs with: JES smearing is redrawn per epoch only for inputs that
+    allow it (4-vectors); the other kinds get a smeared copy built once, through the input code path."""
+    from ..inputs import input_from_spec
+
+    if config.jes_smear == 0 or input_from_spec(input_spec).smear_per_epoch:
+        return config
+    return config.replace(jes_smear=0.0)
 
 
 def train_on_arrays(config: TrainConfig, X: np.ndarray, y: np.ndarray, splits, output_dir, input_spec: dict, *,
@@ -99,7 +103,7 @@ def train_on_arrays(config: TrainConfig, X: np.ndarray, y: np.ndarray, splits, o
     out.mkdir(parents=True, exist_ok=True)
     Xt = X_train if X_train is not None else X
     t0 = time.perf_counter()
-    hist = fit(model, Xt[tr], y[tr], _fit_config(config, input_spec["kind"]), X_val=X[va], y_val=y[va],
+    hist = fit(model, Xt[tr], y[tr], _fit_config(config, input_spec), X_val=X[va], y_val=y[va],
                mass=mass[tr] if mass is not None else None, checkpoint=checkpoint or out / CHECKPOINT,
                resume=resume, progress=progress, log=fit_log, files=files)
     train_time = time.perf_counter() - t0
@@ -190,13 +194,13 @@ def train_model(signal_files, background_files, architecture: str | None = None,
     resolve_device(c.device)  # a CUDA device that is not there: refused before reading
     input_spec = make_input_spec(c.architecture, image_preset=c.image_preset, image_spec=c.image_spec,
                                  image_overrides=c.image_overrides, n_constituents=c.n_constituents,
-                                 features=c.features, jets=c.jets)
+                                 features=c.features, jets=c.jets, particle_features=c.particle_features)
     out = Path(output_dir)
     ckpt = out / CHECKPOINT
     files = {"signal_files": file_identity(signal_files), "background_files": file_identity(background_files)}
     if resume and ckpt.is_file():  # refuse other settings or files before reading any jets
         state = read_checkpoint(ckpt)
-        check_identity(ckpt, state, _fit_config(c, input_spec["kind"]), files=files)
+        check_identity(ckpt, state, _fit_config(c, input_spec), files=files)
         if log:
             log(f"resuming from {ckpt}: {int(state['epoch']) + 1} epoch(s) done, going on to {c.epochs}")
     t_read = time.perf_counter()
