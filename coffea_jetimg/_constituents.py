@@ -21,7 +21,7 @@ import numpy as np
 from ._util import fields_of as _fields
 from .errors import ConstituentsError
 
-__all__ = ["constituents", "ConstituentsError", "flat_jet_constituents", "CANDIDATE_FIELDS", "OPTIONAL_FIELDS"]
+__all__ = ["constituents", "constituent_columns", "detect_layout", "ConstituentsError", "flat_jet_constituents", "CANDIDATE_FIELDS", "OPTIONAL_FIELDS"]
 
 #: Fields every constituent record carries (GeV, rad; charge in e; PDG id).
 CANDIDATE_FIELDS = ("pt", "eta", "phi", "mass", "charge", "pdgId")
@@ -296,8 +296,8 @@ def _sanitize(records: dict[str, np.ndarray], where: str) -> np.ndarray:
     return keep
 
 
-def _constituents_eager(events, jets: str, sanitize: bool = True, fields=None):
-    layout = detect_layout(events, jets)
+def _constituents_eager(events, jets: str, sanitize: bool = True, fields=None, layout: str | None = None):
+    layout = layout or detect_layout(events, jets)
     n_jets, ev, jet_idx, records, src = _LAYOUTS[layout](events, jets, fields)
     if "pt" not in records or "eta" not in records or "phi" not in records:
         raise ConstituentsError(f"constituents of '{jets}' lack pt/eta/phi columns")
@@ -311,7 +311,7 @@ def _constituents_eager(events, jets: str, sanitize: bool = True, fields=None):
     return ak.with_name(out, "PtEtaPhiMLorentzVector", behavior=vector.behavior)
 
 
-def constituents(events, jets: str = "FatJet", *, sanitize: bool = True, fields=None):
+def constituents(events, jets: str = "FatJet", *, sanitize: bool = True, fields=None, layout: str | None = None):
     """Per-jet constituents of collection ``jets``.
 
     Parameters
@@ -329,6 +329,9 @@ def constituents(events, jets: str = "FatJet", *, sanitize: bool = True, fields=
         of them. Fewer fields means fewer branches read and gathered: on the dask path only
         those are loaded (:func:`coffea_jetimg.inputs.constituent_fields` says which fields an
         artifact's input needs).
+    layout : str, optional
+        The layout of :func:`detect_layout`, when the caller has already detected it (an input
+        plan detects it once per chunk for every model).
 
     Returns
     -------
@@ -352,8 +355,8 @@ def constituents(events, jets: str = "FatJet", *, sanitize: bool = True, fields=
     except ImportError:  # pragma: no cover
         dak = None
     if dak is not None and isinstance(events, dak.Array):
-        return _constituents_dask(events, jets, sanitize, fields)
-    return _constituents_eager(events, jets, sanitize, fields)
+        return _constituents_dask(events, jets, sanitize, fields, layout)
+    return _constituents_eager(events, jets, sanitize, fields, layout)
 
 
 def _needed_leaves(events, jets: str, layout: str, fields=None) -> dict[tuple[str, str], object]:
@@ -379,10 +382,16 @@ def _needed_leaves(events, jets: str, layout: str, fields=None) -> dict[tuple[st
     return leaves
 
 
-def _constituents_dask(events, jets, sanitize, fields=None):
+def constituent_columns(events, jets: str, fields=None, layout: str | None = None) -> list[tuple[str, str]]:
+    """The ``(collection, field)`` columns :func:`constituents` reads for ``fields``: all that a
+    dask graph of it loads."""
+    return list(_needed_leaves(events, jets, layout or detect_layout(events, jets), fields))
+
+
+def _constituents_dask(events, jets, sanitize, fields=None, layout=None):
     from ._bridge import map_partitions
 
-    layout = detect_layout(events, jets)  # fails now, before any work, on a file without them
+    layout = layout or detect_layout(events, jets)  # fails now, before any work, on a file without them
     leaves = _needed_leaves(events, jets, layout, fields)
     keys = list(leaves)
 
@@ -391,7 +400,7 @@ def _constituents_dask(events, jets, sanitize, fields=None):
         for (coll, f), a in zip(keys, arrays):
             colls.setdefault(coll, {})[f] = a
         ev = ak.zip({c: ak.zip(v, depth_limit=2) for c, v in colls.items()}, depth_limit=1)
-        return _constituents_eager(ev, jets, sanitize, fields)
+        return _constituents_eager(ev, jets, sanitize, fields, layout)
 
     return map_partitions(_from_leaves, *leaves.values(), label=f"{jets.lower()}-constituents")
 

@@ -13,18 +13,13 @@ An artifact is a directory holding
 
         {"format": "coffea-jetimg-artifact", "version": 1,
          "name": str, "architecture": str,
-         "input": {"kind": "image" | "lorentz" | "features" | "event_image",
-                   "image_spec": JetImageSpec.to_dict() or null,
-                   "n_constituents": int or null,
-                   "features": [str] or null,
-                   "event_image_spec": dict or null,
-                   "jets": "FatJet",
-                   "shape": [C, H, W] | [4, N] | [F] | [3, H, W]},
+         "input": {"kind": str, ..., "jets": "FatJet", "shape": [...]},
          "class_names": [str, ...], "signal_class": str, "output": "logits",
          "training": {...}, "metrics": {...}}
 
-The processor rebuilds the network inputs from ``spec["input"]`` (see
-:func:`coffea_jetimg.inputs.build_inputs`), never from a second copy of the settings.
+``input`` is read through the input kinds' registry (:mod:`coffea_jetimg.inputs`: one class per
+kind knows its keys, e.g. ``image_spec`` for images, ``n_constituents`` for 4-vectors); the
+processor rebuilds the network inputs from it, never from a second copy of the settings.
 """
 
 from __future__ import annotations
@@ -36,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ArtifactError
+from .errors import ArtifactError, InputsError
 
 __all__ = [
     "ArtifactError",
@@ -46,7 +41,6 @@ __all__ = [
     "validate_spec",
     "FORMAT",
     "VERSION",
-    "INPUT_KINDS",
     "MODEL_TS",
     "MODEL_ONNX",
     "SPEC_JSON",
@@ -54,20 +48,11 @@ __all__ = [
 
 FORMAT = "coffea-jetimg-artifact"
 VERSION = 1
-INPUT_KINDS = ("image", "lorentz", "features", "event_image")
 MODEL_TS = "model.ts"
 MODEL_ONNX = "model.onnx"
 SPEC_JSON = "spec.json"
 
 _REQUIRED = ("name", "architecture", "input", "class_names", "signal_class")
-_INPUT_DEFAULTS = {
-    "image_spec": None,
-    "n_constituents": None,
-    "features": None,
-    "event_image_spec": None,
-    "jets": "FatJet",
-    "shape": None,
-}
 
 
 def validate_spec(spec: dict, where: str = "spec") -> dict:
@@ -98,18 +83,12 @@ def validate_spec(spec: dict, where: str = "spec") -> dict:
     missing = [k for k in _REQUIRED if k not in out]
     if missing:
         raise ArtifactError(f"{where}: missing key(s) {', '.join(missing)}")
-    inp = out["input"]
-    if not isinstance(inp, dict) or "kind" not in inp:
-        raise ArtifactError(f"{where}: 'input' must be an object with a 'kind' (one of {INPUT_KINDS})")
-    inp = {**_INPUT_DEFAULTS, **inp}
-    if inp["kind"] not in INPUT_KINDS:
-        raise ArtifactError(f"{where}: input kind {inp['kind']!r} is not one of {INPUT_KINDS}")
-    if inp["kind"] == "image" and not inp["image_spec"]:
-        raise ArtifactError(f"{where}: input kind 'image' needs 'image_spec'")
-    if inp["kind"] == "lorentz" and not inp["n_constituents"]:
-        raise ArtifactError(f"{where}: input kind 'lorentz' needs 'n_constituents'")
-    if inp["kind"] == "features" and not inp["features"]:
-        raise ArtifactError(f"{where}: input kind 'features' needs a list of 'features'")
+    from .inputs import normalise_input  # the input kinds' registry checks and fills the block
+
+    try:
+        inp = normalise_input(out["input"])
+    except InputsError as err:
+        raise ArtifactError(f"{where}: {err}") from None
     out["input"] = inp
     names = out["class_names"]
     if not isinstance(names, (list, tuple)) or len(names) < 2 or not all(isinstance(n, str) for n in names):

@@ -20,8 +20,6 @@ With ``model=None`` only the images, counts and cutflow are filled.
 
 from __future__ import annotations
 
-import warnings
-
 import awkward as ak
 import hist
 import numpy as np
@@ -29,7 +27,8 @@ from coffea import processor
 
 from coffea_jetimg.event_images import EventImageSpec, event_images, needed_columns
 from coffea_jetimg.inference import Tagger
-from coffea_jetimg._util import fields_of as _fields, is_dask as _is_dask
+from coffea_jetimg._bridge import fields_of as _fields, is_dask as _is_dask, map_partitions
+from coffea_jetimg.inputs import input_from_spec
 
 __all__ = ["EventImageProcessor", "select_events", "event_table"]
 
@@ -115,7 +114,7 @@ class EventImageProcessor(processor.ProcessorABC):
     Parameters
     ----------
     model : str, Path, Tagger or None
-        An artifact with ``input.kind == 'event_image'`` (its ``event_image_spec`` is used).
+        An artifact whose input is an event image (its ``event_image_spec`` is used).
     spec : EventImageSpec or dict, optional
         Image settings when ``model`` is None (default :class:`EventImageSpec`).
     labels : dict of str to str, optional
@@ -132,11 +131,11 @@ class EventImageProcessor(processor.ProcessorABC):
         if model is not None:
             self.tagger = model if isinstance(model, Tagger) else Tagger(model, device=device, backend=backend,
                                                                         batch_size=batch_size, num_threads=num_threads)
-            if self.tagger.input_spec["kind"] != "event_image":
-                raise ValueError(f"model {self.tagger.name!r} takes {self.tagger.input_spec['kind']} inputs, "
+            inp = input_from_spec(self.tagger.input_spec)
+            if inp.level != "event":
+                raise ValueError(f"model {self.tagger.name!r} takes {inp.describe()} inputs, "
                                  "not event images; use JetTaggingProcessor")
-            d = self.tagger.input_spec.get("event_image_spec")
-            spec = EventImageSpec.from_dict(d) if d else EventImageSpec()
+            spec = inp.event_image_spec
         elif isinstance(spec, dict):
             spec = EventImageSpec.from_dict(spec)
         self.spec = spec or EventImageSpec()
@@ -202,27 +201,14 @@ class EventImageProcessor(processor.ProcessorABC):
         cls_name = self._class(events)
         mask, steps = select_events(events, return_steps=True, **self.selection)
         kwargs = dict(spec=self.spec, tagger=self.tagger, class_index=0)
+        table = map_partitions(lambda ev, m: event_table(ev, mask=m, **kwargs), events, mask,
+                               touch=[self._needed_columns(events), None], meta=self._empty_table(),
+                               label="event-image-table")
         if dask:
             import dask_awkward as dak
 
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                meta0 = self._empty_table()
-            meta_tt = ak.Array(meta0.layout.to_typetracer(forget_length=True))
-            cols = self._needed_columns(events)
-
-            def _part(ev, m):
-                if ak.backend(ev) == "typetracer":
-                    for coll, f in cols:
-                        ak.typetracer.touch_data(ev[coll][f])
-                    ak.typetracer.touch_data(m)
-                    return meta_tt
-                return event_table(ev, mask=m, **kwargs)
-
-            table = dak.map_partitions(_part, events, mask, label="event-image-table", meta=meta_tt)
             flatten, lib = dak.flatten, dak
         else:
-            table = event_table(events, mask=mask, **kwargs)
             flatten, lib = ak.flatten, ak
         h = self._hists(cls_name, dask)
         h["nevents"].fill(cls_name, table.cls)

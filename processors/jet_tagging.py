@@ -1,49 +1,57 @@
 """Jet tagging with saved deep-learning taggers: scores, masses and images into histograms.
 
-The processor is a thin, stateless bundle: the physics lives in the functions of this module
-(:func:`select_jets`, :func:`jet_table`) and in the library (:mod:`coffea_jetimg.inputs`,
-:mod:`coffea_jetimg.inference`), which a test can call without a processor.
+A thin, stateless bundle over library functions: the selection (:mod:`coffea_jetimg.selection`),
+the input plan (:class:`coffea_jetimg.inputs.InputPlan`: layout detected once, constituents built
+once, each distinct input built once for all models), the taggers
+(:class:`coffea_jetimg.inference.Tagger`) and one eager/dask bridge
+(:func:`coffea_jetimg._bridge.map_partitions`). Per chunk::
+
+    check(events)                    the plan checks every model's input before any read
+    table = jet_table(events, ...)   selected jets → one row each: class, JET_VARIABLES, scores,
+                                     non-zero pixels (eager: directly; dask: per partition)
+    fill(hists, table)               one fill path for eager and dask
 
 Per dataset it fills (all addable, so chunks and datasets merge with coffea's ``accumulate``):
 
-``score[model]``     ``hist``: truth class × score × jet pT (GeV) × soft-drop mass (GeV) × |η| × n PV
-                     (also for each ensemble: the mean class probabilities of its member models)
+``score[model]``     ``hist``: truth class × score × every :data:`JET_VARIABLES` axis (jet pT [GeV],
+                     jet mass [GeV], |η|, n PV); also for each ensemble (mean class probabilities)
 ``predicted[model]`` truth class × predicted class index (arg-max; names in the axis metadata)
 ``score_moments[model]`` truth class × pT, Weight storage of weight = score: Σy, Σy²
-``image[key]``       truth class × channel × iy × ix, Weight storage of weight = pixel intensity:
-                     Σx (image sum; average image = Σx / n) and Σx²
+``image[key]``       truth class × channel × iy × ix, Weight storage of weight = pixel intensity
 ``pixel_xy[model]``  truth class × channel × iy × ix, Σ x·y (pixel intensity × score)
-``njets``            truth class × pT: n, the number of selected jets
-``cutflow``          dict of counts
+``njets``            truth class × pT: n, the number of scored jets
+``cutflow``          dict of counts (``jets_without_constituents``: selected jets whose
+                     constituents the file does not store; they are not scored)
 
 With ``n``, Σx, Σx², Σy, Σy², Σxy the per-pixel Pearson correlation between intensity and score
-follows for any number of merged chunks (:func:`coffea_jetimg.studies.pearson_map`).
-
-Works on eager NanoEvents chunks (``coffea.processor.Runner``) and on dask-awkward events
-(``coffea.dataset_tools.apply_to_fileset``): the per-chunk work runs through
-``dask_awkward.map_partitions`` with an explicit meta, touching only the columns it reads.
+follows for any number of merged chunks (:func:`coffea_jetimg.metrics.pearson_map`).
 """
 
 from __future__ import annotations
 
 import warnings
 from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
 
 import awkward as ak
 import hist
 import numpy as np
 from coffea import processor
 
-from coffea_jetimg._constituents import ConstituentsError, _needed_leaves, constituents, detect_layout
+from coffea_jetimg._bridge import fields_of, is_dask, map_partitions
+from coffea_jetimg._constituents import constituents
+from coffea_jetimg.errors import ConstituentsError, InputsError
 from coffea_jetimg.inference import Tagger
+from coffea_jetimg.inputs import ImageInput, InputPlan, input_from_spec
+from coffea_jetimg.metrics import ensemble_mean
 from coffea_jetimg.selection import DEFAULT_SELECTION, OTHER, TRUTH_NAMES, select_jets
-from coffea_jetimg._util import fields_of as _fields
-from coffea_jetimg._util import is_dask as _is_dask
-from coffea_jetimg.inputs import (FEATURE_ALIASES, build_inputs, check_compatible, constituent_fields, input_key,
-                                  needs_constituents)
+from coffea_jetimg import axes as A
 
 __all__ = [
     "JetTaggingProcessor",
+    "JetVariable",
+    "JET_VARIABLES",
     "select_jets",
     "jet_table",
     "parse_ensembles",
@@ -52,52 +60,98 @@ __all__ = [
     "DEFAULT_AXES",
 ]
 
-#: Histogram binning: score bins, pT edges (GeV), soft-drop mass (bins, lo, hi) in GeV, |η| edges, n PV edges.
-DEFAULT_AXES = {
-    "score_bins": 40,
-    "pt_edges": [200, 300, 400, 500, 600, 700, 800, 1000, 1500, 3000],
-    "msd": (30, 0.0, 300.0),
-    "abs_eta_edges": [0.0, 0.8, 1.6, 2.5],
-    "npv_edges": [0, 15, 25, 35, 50, 100],
-}
-
 _SCORE_MAX = np.nextafter(np.float32(1.0), np.float32(0.0))
+
+
+def _mass_field(jet_fields) -> str:
+    return "msoftdrop" if "msoftdrop" in jet_fields else "mass"
+
+
+def _npv(events, jets, mask, flat):
+    if "PV" in fields_of(events) and "npvs" in fields_of(events.PV):
+        return ak.flatten(ak.broadcast_arrays(events.PV.npvs, events[jets].pt)[0][mask], axis=1)
+    return np.full(len(flat), -1.0)
+
+
+@dataclass(frozen=True)
+class JetVariable:
+    """One per-jet variable of the score histograms: its axis, its value and the columns it reads.
+
+    ``binning`` is a list of edges (variable axis) or ``(bins, lo, hi)`` (regular axis);
+    ``JetTaggingProcessor(axes={binning_key: ...})`` overrides it. ``value(events, jets, mask,
+    flat_jets)`` gives the selected jets' values; ``reads(jet_fields)`` the ``(collection, field)``
+    pairs that needs.
+    """
+
+    name: str
+    binning_key: str
+    binning: tuple | list
+    label: Callable[[list[str]], str]
+    value: Callable
+    reads: Callable[[list[str]], set]
+    flow: bool = True
+
+    def axis(self, binning, jet_fields) -> hist.axis.AxesMixin:
+        if isinstance(binning, tuple):
+            return hist.axis.Regular(*binning, name=self.name, label=self.label(jet_fields), flow=self.flow)
+        return hist.axis.Variable(binning, name=self.name, label=self.label(jet_fields), flow=self.flow)
+
+
+#: The per-jet axes of every score histogram, declared once: a new axis is one line here (the
+#: table, the fill, the dask columns and the ROOT export follow it).
+JET_VARIABLES: tuple[JetVariable, ...] = (
+    JetVariable(A.PT, "pt_edges", [200, 300, 400, 500, 600, 700, 800, 1000, 1500, 3000], lambda jf: r"Jet $p_T$ [GeV]",
+                lambda ev, j, m, f: f.pt, lambda jf: {"pt"}),
+    JetVariable(A.MSD, "msd", (30, 0.0, 300.0), lambda jf: A.mass_label(_mass_field(jf)),
+                lambda ev, j, m, f: f[_mass_field(fields_of(f))], lambda jf: {_mass_field(jf)}),
+    JetVariable(A.ABS_ETA, "abs_eta_edges", [0.0, 0.8, 1.6, 2.5], lambda jf: r"Jet $|\eta|$",
+                lambda ev, j, m, f: abs(f.eta), lambda jf: {"eta"}, flow=False),
+    JetVariable(A.NPV, "npv_edges", [0, 15, 25, 35, 50, 100], lambda jf: "Number of primary vertices",
+                _npv, lambda jf: {("PV", "npvs")}),
+)
+
+#: Histogram binning: score bins, then each :data:`JET_VARIABLES` binning by its key.
+DEFAULT_AXES = {"score_bins": 40, **{v.binning_key: v.binning for v in JET_VARIABLES}}
 
 
 def _np(a, dtype) -> np.ndarray:
     return np.asarray(ak.to_numpy(ak.fill_none(a, 0)), dtype=dtype)
 
 
-def _pixel_records(x: np.ndarray, cls: np.ndarray, scores: dict[str, np.ndarray]):
-    """Non-zero pixels of images ``x`` ``(n, C, H, W)`` as ``n * var * {cls, c, iy, ix, v, y_*}``."""
-    n = len(x)
+def _pixel_records(x: np.ndarray, cls: np.ndarray, scores: dict[str, np.ndarray], rows: np.ndarray, n_rows: int):
+    """Non-zero pixels of images ``x`` ``(n, C, H, W)`` of table rows ``rows`` as
+    ``n_rows * var * {cls, c, iy, ix, v, y_*}`` (rows without an image get no pixels)."""
     j, c, iy, ix = np.nonzero(x)
-    counts = np.bincount(j, minlength=n).astype(np.int64) if n else np.zeros(0, np.int64)
-    cols = {
-        "cls": cls[j].astype(np.int32),
-        "c": c.astype(np.int32),
-        "iy": iy.astype(np.int32),
-        "ix": ix.astype(np.int32),
-        "v": x[j, c, iy, ix].astype(np.float64),
-    }
+    counts = np.zeros(n_rows, np.int64)
+    if len(x):
+        counts[rows] = np.bincount(j, minlength=len(x))
+    r = rows[j] if len(j) else np.zeros(0, np.int64)
+    cols = {"cls": cls[r].astype(np.int32), "c": c.astype(np.int32), "iy": iy.astype(np.int32),
+            "ix": ix.astype(np.int32), "v": x[j, c, iy, ix].astype(np.float64)}
     for name, s in scores.items():
-        cols[f"y_{name}"] = s[j].astype(np.float64)
+        cols[f"y_{name}"] = s[r].astype(np.float64)
     return ak.unflatten(ak.zip(cols, depth_limit=1), counts)
 
 
-def _cand_fields(taggers, jet_fields) -> tuple[str, ...]:
-    """The constituent fields (besides the 4-vector) that any of the taggers reads: the
-    constituents are built once per chunk for all of them, from only these branches."""
-    out: dict[str, None] = {}
-    for t in taggers:
-        if needs_constituents(t.input_spec, jet_fields):
-            out.update(dict.fromkeys(constituent_fields(t.input_spec)))
-    return tuple(out)
+def _classes(flat, n, class_names, truth_names, dataset_class) -> np.ndarray:
+    """Index into ``class_names`` of each jet: its truth label's name, or the dataset's class."""
+    index = {c: i for i, c in enumerate(class_names)}
+    other = index.get(OTHER, -1)
+    if "truthLabel" not in fields_of(flat):
+        return np.full(n, index.get(dataset_class, other), dtype=np.int32)
+    codes = _np(flat.truthLabel, np.int64)
+    size = max(int(codes.max()) + 1 if n else 1, max(truth_names) + 1)
+    lut = np.array([index.get(truth_names.get(k, OTHER), other) for k in range(size)], dtype=np.int32)
+    return np.where(codes >= 0, lut[np.clip(codes, 0, size - 1)], other).astype(np.int32)
+
+
+def _where(events) -> str:
+    return (getattr(events, "metadata", None) or {}).get("filename", "input file unknown")
 
 
 def jet_table(events, *, taggers, jets="FatJet", selection=None, class_names=(), truth_names=None,
-              dataset_class=None, image_refs=None, ensembles=None):
-    """Select jets, build each distinct input once, score with every tagger; one row per jet.
+              dataset_class=None, image_refs=None, ensembles=None, plan: InputPlan | None = None, mask=None):
+    """Select jets, build each distinct input once, score with every tagger; one row per selected jet.
 
     Parameters
     ----------
@@ -118,82 +172,67 @@ def jet_table(events, *, taggers, jets="FatJet", selection=None, class_names=(),
     image_refs : dict of str to list of str
         Image input key → the models whose score is correlated with its pixels.
     ensembles : dict of str to list of str, optional
-        Ensemble name → member models: ``s_<name>``/``pred_<name>`` from the mean of the members'
-        class probabilities.
+        Ensemble name → member models (mean of the members' class probabilities).
+    plan : InputPlan, optional
+        The taggers' input plan (made here when not given).
+    mask : ``n_events * var`` bool, optional
+        The jet selection if already computed.
 
     Returns
     -------
     ak.Array
-        ``n_selected_jets * {cls, pt, msd, abs_eta, npv, s_<model>, pred_<model>, px_<k>}``;
-        ``px_<k>`` are the non-zero pixels of image input ``k`` (see :func:`_pixel_records`).
-    """
-    cols, built, scores = _jet_parts(events, taggers=taggers, jets=jets, selection=selection,
-                                     class_names=class_names, truth_names=truth_names, dataset_class=dataset_class,
-                                     image_refs=image_refs, ensembles=ensembles)
-    for k, (key, models) in enumerate((image_refs or {}).items()):
-        cols[f"px_{k}"] = _pixel_records(built[key], cols["cls"], {m: scores[m] for m in models})
-    return ak.zip(cols, depth_limit=1)
-
-
-def _jet_parts(events, *, taggers, jets="FatJet", selection=None, class_names=(), truth_names=None,
-               dataset_class=None, image_refs=None, mask=None, ensembles=None):
-    """The numpy work of :func:`jet_table`: per-jet columns, the built inputs and the signal scores.
-
-    Returns ``(cols, built, scores)``: ``cols`` maps the table's scalar fields to numpy arrays,
-    ``built`` input key → network input ``(n, ...)`` float32, ``scores`` model → raw signal
-    probability ``(n,)``. ``mask`` is the jet selection if already computed.
+        ``n_selected_jets * {cls, scored, <JET_VARIABLES>, s_<model>, pred_<model>, px_<k>}``:
+        ``scored`` is False for jets whose constituents the file does not store (their scores
+        are NaN and their pixels empty); ``px_<k>`` are the non-zero pixels of image input ``k``.
     """
     selection = DEFAULT_SELECTION if selection is None else selection
     truth_names = TRUTH_NAMES if truth_names is None else truth_names
+    plan = plan or InputPlan([t.input_spec for t in taggers.values()], jets=jets)
     fj = events[jets]
     if mask is None:
         mask = select_jets(fj, **selection)
     flat = ak.flatten(fj[mask], axis=1)
     n = len(flat)
-    class_index = {c: i for i, c in enumerate(class_names)}
-    flat_fields = _fields(flat)
-    if "truthLabel" in flat_fields:
-        codes = _np(flat.truthLabel, np.int64)
-        lut = np.array([class_index.get(truth_names.get(k, OTHER), class_index.get(OTHER, -1))
-                        for k in range(max(int(codes.max()) + 1 if n else 1, max(truth_names) + 1))], dtype=np.int32)
-        cls = np.where(codes >= 0, lut[np.clip(codes, 0, len(lut) - 1)], class_index.get(OTHER, -1)).astype(np.int32)
-    else:
-        cls = np.full(n, class_index.get(dataset_class, class_index.get(OTHER, -1)), dtype=np.int32)
-    cols = {
-        "cls": cls,
-        "pt": _np(flat.pt, np.float64),
-        "msd": _np(flat.msoftdrop, np.float64) if "msoftdrop" in flat_fields else _np(flat.mass, np.float64),
-        "abs_eta": np.abs(_np(flat.eta, np.float64)),
-    }
-    if "PV" in _fields(events) and "npvs" in _fields(events.PV):
-        npv = ak.broadcast_arrays(events.PV.npvs, fj.pt)[0][mask]
-        cols["npv"] = _np(ak.flatten(npv, axis=1), np.float64)
-    else:
-        cols["npv"] = np.full(n, -1.0)
+    cols: dict[str, np.ndarray] = {"cls": _classes(flat, n, class_names, truth_names, dataset_class)}
+    for v in JET_VARIABLES:
+        cols[v.name] = _np(v.value(events, jets, mask, flat), np.float64)
 
-    cands = None
-    built: dict[str, np.ndarray] = {}
-    scores: dict[str, np.ndarray] = {}
-    fj_fields = _fields(fj)
-    cand_fields = _cand_fields(taggers.values(), fj_fields)
+    # jets whose constituents the file does not store are not scored (an all-zero image would
+    # give every one of them the same score)
+    cands, scored_mask = None, mask
+    jf = fields_of(fj)
+    if plan.needs_constituents(jf):
+        cands = constituents(events, jets, fields=plan.constituent_fields(jf), layout=plan.layout(events))
+        scored_mask = mask & (ak.num(cands, axis=2) > 0)
+    scored = _np(ak.flatten(scored_mask[mask], axis=1), bool) if n else np.zeros(0, bool)
+    rows = np.flatnonzero(scored)
+    cols["scored"] = scored
+    n_missing = n - len(rows)
+    if n_missing:
+        warnings.warn(f"{_where(events)}: {n_missing} of {n} selected {jets} jets have no stored constituents; "
+                      "they are counted in the cutflow (jets_without_constituents) and not scored", RuntimeWarning,
+                      stacklevel=2)
+
+    built = plan.build(events, scored_mask, cands=cands) if len(plan) else {}
     probs_of: dict[str, np.ndarray] = {}
     for name, tagger in taggers.items():
-        spec = tagger.input_spec
-        key = input_key(spec)
-        if key not in built:  # one build per distinct input spec
-            if cands is None and needs_constituents(spec, fj_fields):
-                cands = constituents(events, jets, fields=cand_fields)  # once, for every model
-            built[key] = build_inputs(spec, events, jets, jet_mask=mask, cands=cands)
-            _warn_non_finite(built[key], events, jets, name)
-        probs_of[name] = probs = tagger.predict(built[key])
-        scores[name] = probs[:, tagger.signal_index]
+        x = built[input_from_spec(tagger.input_spec).key]
+        _warn_non_finite(x, events, jets, name)
+        probs_of[name] = tagger.predict(x)
     for name, members in (ensembles or {}).items():  # members share class names (checked by the processor)
-        probs_of[name] = np.mean([probs_of[m] for m in members], axis=0)
-        scores[name] = probs_of[name][:, taggers[members[0]].signal_index]
+        probs_of[name] = ensemble_mean([probs_of[m] for m in members])
+    scores: dict[str, np.ndarray] = {}
     for name, probs in probs_of.items():
-        cols[f"s_{name}"] = np.minimum(scores[name], _SCORE_MAX).astype(np.float64)
-        cols[f"pred_{name}"] = (np.argmax(probs, axis=1) if len(probs) else np.zeros(0)).astype(np.int32)
-    return cols, built, scores
+        head = taggers[name] if name in taggers else taggers[ensembles[name][0]]
+        s = np.full(n, np.nan)
+        s[rows] = np.minimum(probs[:, head.signal_index], _SCORE_MAX)
+        scores[name] = s
+        pred = np.full(n, -1, np.int32)
+        pred[rows] = np.argmax(probs, axis=1) if len(probs) else np.zeros(0, np.int32)
+        cols[f"s_{name}"], cols[f"pred_{name}"] = s, pred
+    for k, (key, models) in enumerate((image_refs or {}).items()):
+        cols[f"px_{k}"] = _pixel_records(built[key], cols["cls"], {m: scores[m] for m in models}, rows, n)
+    return ak.zip(cols, depth_limit=1)
 
 
 def _warn_non_finite(X: np.ndarray, events, jets: str, model: str) -> None:
@@ -203,9 +242,7 @@ def _warn_non_finite(X: np.ndarray, events, jets: str, model: str) -> None:
         return
     bad = ~np.isfinite(X.reshape(len(X), -1)).all(axis=1)
     if bad.any():
-        meta = getattr(events, "metadata", None) or {}
-        where = meta.get("filename", "input file unknown")
-        warnings.warn(f"{where}: {int(bad.sum())} of {len(X)} selected {jets} jets have non-finite inputs for "
+        warnings.warn(f"{_where(events)}: {int(bad.sum())} of {len(X)} selected {jets} jets have non-finite inputs for "
                       f"model {model!r} (first at jet {int(np.flatnonzero(bad)[0])} of the chunk's selection); "
                       "their scores are NaN and land in the histograms' overflow bins", RuntimeWarning, stacklevel=2)
 
@@ -225,19 +262,6 @@ def parse_ensembles(texts) -> dict[str, list[str]]:
     return out
 
 
-def _empty_table(taggers, image_refs, ensembles=None):
-    cols = {"cls": np.zeros(0, np.int32)}
-    for f in ("pt", "msd", "abs_eta", "npv"):
-        cols[f] = np.zeros(0, np.float64)
-    for name in [*taggers, *(ensembles or {})]:
-        cols[f"s_{name}"] = np.zeros(0, np.float64)
-        cols[f"pred_{name}"] = np.zeros(0, np.int32)
-    for k, (key, models) in enumerate(image_refs.items()):
-        cols[f"px_{k}"] = _pixel_records(np.zeros((0, 1, 1, 1), np.float32), np.zeros(0, np.int32),
-                                         {m: np.zeros(0) for m in models})
-    return ak.zip(cols, depth_limit=1)
-
-
 class JetTaggingProcessor(processor.ProcessorABC):
     """Score jets with one or more saved taggers and histogram the results.
 
@@ -255,8 +279,9 @@ class JetTaggingProcessor(processor.ProcessorABC):
         metadata ``{"label": ...}`` is used).
     truth_names : dict of int to str, optional
         ``truthLabel`` code → class; default :data:`TRUTH_NAMES`.
-    device, backend, batch_size, num_threads :
-        Passed to :class:`~coffea_jetimg.inference.Tagger`.
+    device, backend, batch_size, num_threads, server :
+        Passed to :class:`~coffea_jetimg.inference.Tagger` (``server="grpc://HOST:PORT"``: the
+        taggers are served by a Triton server instead of evaluated in the worker).
     axes : dict, optional
         Overrides of :data:`DEFAULT_AXES`.
     pixel_maps : bool
@@ -264,32 +289,53 @@ class JetTaggingProcessor(processor.ProcessorABC):
     ensembles : dict of str to list of str, optional
         Ensemble name → names of two or more of ``models`` with the same class names and signal
         class; scored by the mean of their class probabilities and histogrammed like a model
-        (``score``, ``predicted``, ``score_moments``; no pixel maps). Averaging taggers trained on
-        different inputs or seeds often rejects more background than any one of them.
+        (``score``, ``predicted``, ``score_moments``; no pixel maps).
     """
 
     def __init__(self, models, jets: str = "FatJet", selection: dict | None = None, labels: dict | None = None,
                  truth_names: dict | None = None, device: str | None = None, backend: str = "torch",
                  batch_size: int = 512, num_threads: int | None = 1, axes: dict | None = None,
-                 pixel_maps: bool = True, ensembles: dict | None = None):
+                 pixel_maps: bool = True, ensembles: dict | None = None, server: str | None = None):
         if not isinstance(models, dict):
             models = {None: models}
         self.taggers: OrderedDict[str, Tagger] = OrderedDict()
         for name, m in models.items():
             t = m if isinstance(m, Tagger) else Tagger(m, device=device, backend=backend, batch_size=batch_size,
-                                                        num_threads=num_threads)
+                                                        num_threads=num_threads, server=server)
             name = name or t.name
             if name in self.taggers:
                 raise ValueError(f"two models named {name!r}; pass a dict {{name: artifact}} with distinct names")
-            if t.input_spec["kind"] == "event_image":
-                raise ValueError(f"model {name!r} takes event images; use EventImageProcessor")
+            if input_from_spec(t.input_spec).level != "jet":
+                raise ValueError(f"model {name!r} takes {input_from_spec(t.input_spec).describe()} inputs; "
+                                 "use EventImageProcessor")
             self.taggers[name] = t
         if not self.taggers:
             raise ValueError("no models given")
-        self.ensembles: OrderedDict[str, list[str]] = OrderedDict()
-        for name, members in (ensembles or {}).items():
+        self.ensembles = self._check_ensembles(ensembles or {})
+        self.jets = jets
+        self.selection = dict(DEFAULT_SELECTION if selection is None else {**DEFAULT_SELECTION, **selection})
+        self.labels = dict(labels or {})
+        self.truth_names = dict(TRUTH_NAMES if truth_names is None else truth_names)
+        self.axes = {**DEFAULT_AXES, **(axes or {})}
+        self.pixel_maps = pixel_maps
+        self.plan = InputPlan([t.input_spec for t in self.taggers.values()], jets=jets)
+        self._input_models: dict[str, list[str]] = {}
+        for name, t in self.taggers.items():
+            self._input_models.setdefault(input_from_spec(t.input_spec).key, []).append(name)
+        # image inputs whose pixels are histogrammed, and which models' scores go with them:
+        # models without an image input are correlated with the first image
+        refs: OrderedDict[str, list[str]] = OrderedDict(
+            (k, list(ms)) for k, ms in self._input_models.items() if isinstance(self.plan.inputs[k], ImageInput))
+        if refs:
+            first = next(iter(refs))
+            refs[first] += [m for m in self.taggers if m not in sum(refs.values(), [])]
+        self.image_refs = refs if pixel_maps else OrderedDict()
+
+    def _check_ensembles(self, ensembles) -> OrderedDict[str, list[str]]:
+        out: OrderedDict[str, list[str]] = OrderedDict()
+        for name, members in ensembles.items():
             members = [members] if isinstance(members, str) else list(members)
-            if name in self.taggers or name in self.ensembles:
+            if name in self.taggers or name in out:
                 raise ValueError(f"ensemble {name!r}: the name is already taken by a model")
             if len(members) < 2 or len(set(members)) != len(members):
                 raise ValueError(f"ensemble {name!r}: needs two or more distinct models, got {members}")
@@ -302,27 +348,8 @@ class JetTaggingProcessor(processor.ProcessorABC):
                 if t.class_names != first.class_names or t.signal_class != first.signal_class:
                     raise ValueError(f"ensemble {name!r}: {m!r} has classes {t.class_names} (signal {t.signal_class!r}), "
                                      f"{members[0]!r} {first.class_names} (signal {first.signal_class!r})")
-            self.ensembles[name] = members
-        self.jets = jets
-        self.selection = dict(DEFAULT_SELECTION if selection is None else {**DEFAULT_SELECTION, **selection})
-        self.labels = dict(labels or {})
-        self.truth_names = dict(TRUTH_NAMES if truth_names is None else truth_names)
-        self.axes = {**DEFAULT_AXES, **(axes or {})}
-        self.pixel_maps = pixel_maps
-        # image inputs whose pixels are histogrammed, and which models' scores go with them
-        self.image_keys: OrderedDict[str, dict] = OrderedDict()
-        refs: OrderedDict[str, list[str]] = OrderedDict()
-        for name, t in self.taggers.items():
-            if t.input_spec["kind"] == "image":
-                key = input_key(t.input_spec)
-                self.image_keys.setdefault(key, t.input_spec)
-                refs.setdefault(key, []).append(name)
-        if refs:  # models without an image input are correlated with the first image
-            first = next(iter(refs))
-            for name, t in self.taggers.items():
-                if t.input_spec["kind"] != "image":
-                    refs[first].append(name)
-        self.image_refs = refs if pixel_maps else OrderedDict()
+            out[name] = members
+        return out
 
     # -- description ------------------------------------------------------------------------
     def model_info(self) -> dict:
@@ -331,9 +358,10 @@ class JetTaggingProcessor(processor.ProcessorABC):
         out = {}
         for name, t in self.taggers.items():
             img = next((f"img{k}" for k, key in enumerate(keys) if name in self.image_refs[key]), None)
+            inp = input_from_spec(t.input_spec)
             out[name] = {"artifact": str(t.path), "architecture": t.spec.get("architecture"),
                          "class_names": t.class_names, "signal_class": t.signal_class,
-                         "input_kind": t.input_spec["kind"], "image": img}
+                         "input_kind": inp.kind, "input": inp.describe(), "image": img}
         for name, members in self.ensembles.items():
             t = self._head(name)
             out[name] = {"ensemble_of": list(members), "class_names": t.class_names, "signal_class": t.signal_class,
@@ -350,7 +378,7 @@ class JetTaggingProcessor(processor.ProcessorABC):
 
     def classes_for(self, events) -> list[str]:
         """Truth classes of a dataset: the truthLabel names (+ 'other'), or its one label."""
-        if self.jets in _fields(events) and "truthLabel" in _fields(events[self.jets]):
+        if self.jets in fields_of(events) and "truthLabel" in fields_of(events[self.jets]):
             return list(dict.fromkeys(list(self.truth_names.values()) + [OTHER]))
         return [self._dataset_class(events)]
 
@@ -361,20 +389,13 @@ class JetTaggingProcessor(processor.ProcessorABC):
 
     # -- checks -----------------------------------------------------------------------------
     def check(self, events) -> None:
-        """Raise before any work if the events cannot feed every model (names the branches)."""
-        if self.jets not in _fields(events):
+        """Raise before any work if the events cannot feed every model (names the models and branches)."""
+        if self.jets not in fields_of(events):
             raise ConstituentsError(f"no '{self.jets}' collection in the events: nothing to tag")
-        for name, t in self.taggers.items():
-            try:
-                check_compatible(t.input_spec, events, self.jets)
-            except ConstituentsError as err:
-                raise ConstituentsError(f"model '{name}' ({t.input_spec['kind']} input) cannot run on these events: "
-                                        f"{err}") from None
-            except ValueError as err:
-                raise type(err)(f"model '{name}': {err}") from None
+        self.plan.check(events, names=self._input_models)
 
     # -- histograms -------------------------------------------------------------------------
-    def _hists(self, classes, dask: bool):
+    def _hists(self, classes, jet_fields, dask: bool):
         if dask:
             import hist.dask as hda
 
@@ -382,176 +403,100 @@ class JetTaggingProcessor(processor.ProcessorABC):
         else:
             H = hist.Hist
         ax = self.axes
-        cls = hist.axis.StrCategory(classes, name="class", label="Truth class")
-        pt_ax = hist.axis.Variable(ax["pt_edges"], name="pt", label=r"Jet $p_T$ [GeV]")
+        cls = hist.axis.StrCategory(classes, name=A.CLASS, label="Truth class")
+        jet_axes = {v.name: v.axis(ax[v.binning_key], jet_fields) for v in JET_VARIABLES}
+        pt_ax = jet_axes[A.PT]
         out = {"score": {}, "predicted": {}, "score_moments": {}, "image": {}, "pixel_xy": {},
                "njets": H(cls, pt_ax, storage=hist.storage.Int64())}
-        info = self.model_info()
         for name in self.scored_names():
             t = self._head(name)
-            out["score"][name] = H(
-                cls,
-                hist.axis.Regular(ax["score_bins"], 0.0, 1.0, name="score", label=f"{name} P({t.signal_class})",
-                                  flow=False, metadata={"model": name, "signal_class": t.signal_class,
-                                                        "class_names": t.class_names}),
-                pt_ax,
-                hist.axis.Regular(*ax["msd"], name="msd", label=r"Soft-drop mass [GeV]"),
-                hist.axis.Variable(ax["abs_eta_edges"], name="abs_eta", label=r"Jet $|\eta|$", flow=False),
-                hist.axis.Variable(ax["npv_edges"], name="npv", label="Number of primary vertices"),
-                storage=hist.storage.Int64(),
-            )
-            out["predicted"][name] = H(cls, hist.axis.Integer(0, len(t.class_names), name="predicted", flow=False,
+            score_ax = hist.axis.Regular(ax["score_bins"], 0.0, 1.0, name=A.SCORE, label=f"{name} P({t.signal_class})",
+                                         flow=False, metadata={"model": name, "signal_class": t.signal_class,
+                                                               "class_names": t.class_names})
+            out["score"][name] = H(cls, score_ax, *jet_axes.values(), storage=hist.storage.Int64())
+            out["predicted"][name] = H(cls, hist.axis.Integer(0, len(t.class_names), name=A.PREDICTED, flow=False,
                                                               label=f"{name} predicted class",
                                                               metadata={"class_names": t.class_names}),
                                        storage=hist.storage.Int64())
             out["score_moments"][name] = H(cls, pt_ax, storage=hist.storage.Weight())
-        for k, (key, spec) in enumerate(self.image_keys.items()):
-            if key not in self.image_refs:
-                continue
-            C, Hh, W = spec["shape"]
-            pix = [hist.axis.Integer(0, C, name="channel", flow=False),
-                   hist.axis.Integer(0, Hh, name="iy", label="pixel row", flow=False),
-                   hist.axis.Integer(0, W, name="ix", label="pixel column", flow=False)]
+        for k, (key, models) in enumerate(self.image_refs.items()):
+            spec = self.plan.inputs[key].image_spec
+            C, (Hh, W) = len(spec.channels), spec.npix
+            meta = {"channels": list(spec.channels), "intensity": spec.intensity, "normalize": spec.normalize}
+            pix = [hist.axis.Integer(0, C, name=A.CHANNEL, flow=False, metadata=meta),
+                   hist.axis.Integer(0, Hh, name=A.IY, label="pixel row", flow=False),
+                   hist.axis.Integer(0, W, name=A.IX, label="pixel column", flow=False)]
             out["image"][f"img{k}"] = H(cls, *pix, storage=hist.storage.Weight())
-            for m in self.image_refs[key]:
+            for m in models:
                 out["pixel_xy"][m] = H(cls, *pix, storage=hist.storage.Double())
-        out["_info"] = info
         return out
 
     # -- the work ---------------------------------------------------------------------------
     def process(self, events):
         dataset = (getattr(events, "metadata", None) or {}).get("dataset", "unknown")
         self.check(events)  # before reading anything
-        dask = _is_dask(events)
+        dask = is_dask(events)
         classes = self.classes_for(events)
-        hists = self._hists(classes, dask)
-        hists.pop("_info")
-        if dask:
-            table = self._table(events, classes, dask)
-            self._fill(hists, table, classes, dask)
-            hists["cutflow"] = self._cutflow(events, table, dask)
-        else:  # eager chunk: numpy columns straight into the histograms, the selection computed once
-            fj = events[self.jets]
-            mask, steps = select_jets(fj, **self.selection, return_steps=True)
-            cols, built, scores = _jet_parts(events, mask=mask,
-                                             **self._table_kwargs(classes, self._dataset_class(events)))
-            self._fill_eager(hists, cols, built, scores, classes)
-            hists["cutflow"] = self._cutflow_eager(fj, steps, len(cols["cls"]))
+        fj = events[self.jets]
+        mask, steps = select_jets(fj, **self.selection, return_steps=True)
+        kwargs = self._table_kwargs(classes, self._dataset_class(events))
+        table = map_partitions(lambda ev, m: jet_table(ev, mask=m, **kwargs), events, mask,
+                               touch=[sorted(self._needed_columns(events)), None], meta=self._empty_table(),
+                               label="jet-tagging-table")
+        hists = self._hists(classes, fields_of(fj), dask)
+        self._fill(hists, table, classes, dask)
+        hists["cutflow"] = self._cutflow(fj, steps, table, dask)
         return {dataset: hists}
-
-    def _fill_eager(self, h, cols, built, scores, classes):
-        """Same contents as :meth:`_fill` on the table, from numpy; pixel moments by numpy sums."""
-        cls = cols["cls"]
-        for i, c in enumerate(classes):
-            sel = np.flatnonzero(cls == i)
-            if not len(sel):
-                continue
-            pt = cols["pt"][sel]
-            h["njets"].fill(c, pt)
-            for name in self.scored_names():
-                s = cols[f"s_{name}"][sel]
-                h["score"][name].fill(c, s, pt, cols["msd"][sel], cols["abs_eta"][sel], cols["npv"][sel])
-                h["predicted"][name].fill(c, cols[f"pred_{name}"][sel])
-                h["score_moments"][name].fill(c, pt, weight=s)
-        # pixel moments: the non-zero pixels (as the table's px records), summed with bincount per
-        # (class, pixel) in jet order, straight into the histogram views
-        ncls = len(classes)
-        for k, (key, models) in enumerate(self.image_refs.items()):
-            x = built[key]
-            if not len(x):
-                continue
-            xf = x.reshape(len(x), -1)
-            j, p = np.nonzero(xf)
-            cj = cls[j]
-            ok = (cj >= 0) & (cj < ncls)
-            if not ok.all():
-                j, p, cj = j[ok], p[ok], cj[ok]
-            v = xf[j, p].astype(np.float64)
-            npix = xf.shape[1]
-            bins = cj.astype(np.int64) * npix + p
-            img = h["image"][f"img{k}"].view(flow=False)
-            shape = img.shape
-            img.value += np.bincount(bins, weights=v, minlength=ncls * npix).reshape(shape)
-            img.variance += np.bincount(bins, weights=v * v, minlength=ncls * npix).reshape(shape)
-            for m in models:
-                y = scores[m].astype(np.float64)[j]
-                h["pixel_xy"][m].view(flow=False)[...] += np.bincount(bins, weights=v * y,
-                                                                      minlength=ncls * npix).reshape(shape)
-        return h
-
-    def _cutflow_eager(self, fj, steps, n_scored):
-        out = {"events": len(fj), "jets": int(ak.sum(ak.num(fj.pt, axis=1)))}
-        last = None
-        for name, m in steps:
-            out[f"jets_{name}"] = int(ak.sum(m))
-            last = m
-        if last is not None:
-            out["events_with_selected_jet"] = int(ak.sum(ak.any(last, axis=1)))
-        out["jets_scored"] = int(n_scored)
-        return out
 
     def _table_kwargs(self, classes, dataset_class):
         return dict(taggers=self.taggers, jets=self.jets, selection=self.selection, class_names=classes,
                     truth_names=self.truth_names, dataset_class=dataset_class, image_refs=self.image_refs,
-                    ensembles=self.ensembles)
+                    ensembles=self.ensembles, plan=self.plan)
 
-    def _table(self, events, classes, dask):
-        kwargs = self._table_kwargs(classes, self._dataset_class(events))
-        if not dask:
-            return jet_table(events, **kwargs)
-        import dask_awkward as dak
-
-        leaves = self._needed_columns(events)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            meta0 = _empty_table(self.taggers, self.image_refs, self.ensembles)
-        meta = ak.Array(meta0.layout.to_typetracer(forget_length=True))
-
-        def _part(ev):
-            if ak.backend(ev) == "typetracer":  # column optimisation: report exactly what we read
-                for coll, field in leaves:
-                    ak.typetracer.touch_data(ev[coll][field] if coll else ev[field])
-                return meta
-            return jet_table(ev, **kwargs)
-
-        return dak.map_partitions(_part, events, label="jet-tagging-table", meta=meta)
+    def _empty_table(self):
+        """The table's type, without running (or loading) any network: the dask meta."""
+        cols = {"cls": np.zeros(0, np.int32), "scored": np.zeros(0, bool)}
+        cols.update({v.name: np.zeros(0, np.float64) for v in JET_VARIABLES})
+        for name in self.scored_names():
+            cols[f"s_{name}"] = np.zeros(0, np.float64)
+            cols[f"pred_{name}"] = np.zeros(0, np.int32)
+        for k, (key, models) in enumerate(self.image_refs.items()):
+            cols[f"px_{k}"] = _pixel_records(np.zeros((0, 1, 1, 1), np.float32), np.zeros(0, np.int32),
+                                             {m: np.zeros(0) for m in models}, np.zeros(0, np.int64), 0)
+        return ak.zip(cols, depth_limit=1)
 
     def _needed_columns(self, events) -> list[tuple[str | None, str]]:
-        """(collection, field) pairs the per-chunk work reads."""
-        jf = _fields(events[self.jets])
-        want = {(self.jets, f) for f in ("pt", "eta", "msoftdrop", "truthLabel") if f in jf}
-        if "msoftdrop" not in jf:
-            want.add((self.jets, "mass"))
-        if "PV" in _fields(events) and "npvs" in _fields(events.PV):
-            want.add(("PV", "npvs"))
-        cand_fields = _cand_fields(self.taggers.values(), jf)
-        for t in self.taggers.values():
-            spec = t.input_spec
-            if needs_constituents(spec, jf):
-                want |= set(_needed_leaves(events, self.jets, detect_layout(events, self.jets), cand_fields))
-            if spec["kind"] == "image" and (spec.get("image_spec") or {}).get("axis") == "jet":
-                # images centred on the stored jet axis (rapidity needs pt and mass too)
-                want |= {(self.jets, f) for f in ("pt", "eta", "phi", "mass") if f in jf}
-            if spec["kind"] == "features":
-                for f in spec["features"]:
-                    for g in FEATURE_ALIASES.get(f, (f,)):
-                        if g in jf:
-                            want.add((self.jets, g))
+        """(collection, field) pairs the per-chunk work reads: the selection's, the jet variables',
+        the truth label and the input plan's."""
+        jf = fields_of(events[self.jets])
+        want: set = set()
+        for v in JET_VARIABLES:
+            for c in v.reads(jf):
+                want.add(c if isinstance(c, tuple) else (self.jets, c))
+        want |= {(self.jets, f) for f in ("pt", "eta", "truthLabel") if f in jf}
+        if self.selection.get("msd") is not None:
+            want.add((self.jets, _mass_field(jf)))
+        want |= self.plan.columns(events)
+        have = fields_of(events)
+        want = {(c, f) for c, f in want if c in have and f in fields_of(events[c])}
         return sorted(want, key=lambda x: (x[0] or "", x[1]))
 
     def _fill(self, h, table, classes, dask):
+        """One fill path for eager tables and dask-awkward tables."""
         if dask:
             import dask_awkward as dak
 
             flatten = dak.flatten
         else:
             flatten = ak.flatten
-        pix = {k: flatten(table[f"px_{k}"], axis=1) for k in range(len(self.image_refs))}
+        scored = table[table.scored]
+        pix = {k: flatten(scored[f"px_{k}"], axis=1) for k in range(len(self.image_refs))}
         for i, c in enumerate(classes):
-            sel = table[table.cls == i]
+            sel = scored[scored.cls == i]
             h["njets"].fill(c, sel.pt)
+            jet_cols = [sel[v.name] for v in JET_VARIABLES]
             for name in self.scored_names():
-                h["score"][name].fill(c, sel[f"s_{name}"], sel.pt, sel.msd, sel.abs_eta, sel.npv)
+                h["score"][name].fill(c, sel[f"s_{name}"], *jet_cols)
                 h["predicted"][name].fill(c, sel[f"pred_{name}"])
                 h["score_moments"][name].fill(c, sel.pt, weight=sel[f"s_{name}"])
             for k, (key, models) in enumerate(self.image_refs.items()):
@@ -561,15 +506,12 @@ class JetTaggingProcessor(processor.ProcessorABC):
                     h["pixel_xy"][m].fill(c, p.c, p.iy, p.ix, weight=p.v * p[f"y_{m}"])
         return h
 
-    def _cutflow(self, events, table, dask):
+    def _cutflow(self, fj, steps, table, dask):
+        lib = ak
         if dask:
             import dask_awkward as dak
 
             lib = dak
-        else:
-            lib = ak
-        fj = events[self.jets]
-        _, steps = select_jets(fj, **self.selection, return_steps=True)
         out = {"events": lib.num(fj.pt, axis=0), "jets": lib.sum(lib.num(fj.pt, axis=1))}
         last = None
         for name, m in steps:
@@ -577,7 +519,8 @@ class JetTaggingProcessor(processor.ProcessorABC):
             last = m
         if last is not None:
             out["events_with_selected_jet"] = lib.sum(lib.any(last, axis=1))
-        out["jets_scored"] = lib.num(table.cls, axis=0)
+        out["jets_without_constituents"] = lib.sum(~table.scored)
+        out["jets_scored"] = lib.sum(table.scored)
         if not dask:
             out = {k: int(v) for k, v in out.items()}
         return out

@@ -153,14 +153,15 @@ def test_non_finite_inputs_are_named_with_the_file(models, pfnano_file, monkeypa
         warnings.simplefilter("always")
         _run_runner(processor.IterativeExecutor(status=False), fs, proc)
     assert not [w for w in rec if "non-finite" in str(w.message)]
-    real = jt.build_inputs
+    real = jt.InputPlan.build
 
-    def poisoned(*a, **kw):
-        X = real(*a, **kw)
-        X[:1] = np.nan  # the first selected jet of each chunk
-        return X
+    def poisoned(self, *a, **kw):
+        built = real(self, *a, **kw)
+        for X in built.values():
+            X[:1] = np.nan  # the first selected jet of each chunk
+        return built
 
-    monkeypatch.setattr(jt, "build_inputs", poisoned)
+    monkeypatch.setattr(jt.InputPlan, "build", poisoned)
     runner = processor.Runner(executor=processor.IterativeExecutor(status=False), schema=PFNanoAODSchema, chunksize=4)
     with pytest.warns(RuntimeWarning, match=r"pfnano\.root: 1 of \d+ selected FatJet jets have non-finite inputs "
                                             r"for model 'lola'"):

@@ -14,6 +14,7 @@ name           input kind   network
 ``fc``         any          5 × 500 ReLU, dropout 0.5
 ``maxout``     any          MaxOut 256/128 (5 pieces), dense 64-25
 ``resnet18``   event_image  ResNet-18 (also ``resnet34``, ``resnet50``), 3 classes by default
+``pfn``        particles    Particle Flow Network / Deep Sets, Φ 100-100-128, F 100-100-100 (arXiv:1810.05165)
 =============  ===========  ====================================================================
 
 Non-neural: :class:`BDTTagger` (features) and :class:`LikelihoodRatioTagger` (2 observables).
@@ -59,6 +60,7 @@ ARCHITECTURES = {
     "lola": "lorentz",
     "fc": "any", "maxout": "any",
     "resnet18": "event_image", "resnet34": "event_image", "resnet50": "event_image",
+    "pfn": "particles",
 }
 
 
@@ -108,6 +110,10 @@ def build_model(architecture: str, input_shape, n_classes: int = 2, **kw):
         return FCNet(shape, n_classes, **kw)
     if architecture == "maxout":
         return MaxOutNet(shape, n_classes, **kw)
-    if len(shape) != 3:
-        raise ValueError(f"{architecture} takes images (C, H, W); got input_shape {shape}")
-    return RESNETS[architecture](n_classes, in_channels=shape[0], **kw)
+    if architecture in RESNETS:
+        if len(shape) != 3:
+            raise ValueError(f"{architecture} takes images (C, H, W); got input_shape {shape}")
+        return RESNETS[architecture](n_classes, in_channels=shape[0], **kw)
+    # any other registered architecture: the module of that name builds it (a new model is one
+    # file with a build(input_shape, n_classes, **kw) function, plus its line in ARCHITECTURES)
+    return importlib.import_module(f".{architecture}", __name__).build(shape, n_classes, **kw)

@@ -2,7 +2,7 @@
 
 Modules
 -------
-:mod:`._axes`
+:mod:`coffea_jetimg.axes`
     Histogram axis names (``CLASS``, ``SCORE``, ``PT``, ``MSD``, ...), defined once for the
     processor and the studies.
 :mod:`.hists`
@@ -22,7 +22,7 @@ edges, interpolated working points, binomial and Poisson intervals): :mod:`coffe
 from __future__ import annotations
 
 from ..metrics import jsd, pearson_map
-from . import _axes as axes
+from .. import axes
 from .files import load_hists, save_hists, write_json, write_root
 from .hists import (average_images, channel_meta, classes_by_dataset, confusion_matrix, decorrelation,
                     merge_class_hists, merge_datasets, pearson_maps, pick_classes, project, score_counts, score_roc,

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._axes import CHANNEL, CLASS, SCORE
+from ..axes import CHANNEL, CLASS, SCORE
 from .hists import sliced_mass
 
 __all__ = ["save_hists", "load_hists", "write_root", "write_json", "json_default"]

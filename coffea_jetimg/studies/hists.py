@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .. import metrics
-from ._axes import CHANNEL, CLASS, MSD, PREDICTED, PT, SCORE
+from ..axes import CHANNEL, CLASS, MSD, PREDICTED, PT, SCORE
 
 __all__ = [
     "merge_class_hists",

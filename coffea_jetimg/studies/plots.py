@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .. import metrics
-from ._axes import CLASS_NOTES, PT
+from ..axes import CLASS_NOTES, PT
 from .hists import score_roc, sliced_mass
 
 __all__ = [

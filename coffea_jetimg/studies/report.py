@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .. import metrics
-from ._axes import CLASS, PT, SCORE
+from ..axes import CLASS, PT, SCORE
 from .files import save_hists, write_json, write_root
 from .hists import (average_images, channel_meta, classes_by_dataset, confusion_matrix, decorrelation,
                     merge_datasets, pearson_maps, pick_classes, score_roc)

@@ -15,7 +15,7 @@ Axis metadata the studies read (all optional):
 
 from __future__ import annotations
 
-from coffea_jetimg.selection import OTHER, TruthLabel
+from .selection import OTHER, TruthLabel
 
 __all__ = [
     "CLASS", "SCORE", "PT", "MSD", "ABS_ETA", "NPV", "CHANNEL", "IY", "IX", "PREDICTED",

@@ -1,0 +1,43 @@
+"""Constituent 4-vectors (LoLa): :func:`coffea_jetimg.lorentz.constituent_p4s` → ``(n_jets, 4, N)``."""
+
+from __future__ import annotations
+
+from .._constituents import detect_layout
+from ..errors import InputsError
+from ._base import InputSpec, register
+
+__all__ = ["FourVectorInput"]
+
+
+@register
+class FourVectorInput(InputSpec):
+    """``{"kind": "lorentz", "n_constituents": N}``: rows E, px, py, pz (GeV), pT-ordered."""
+
+    kind = "lorentz"
+    KEYS = {"n_constituents": None}
+    smear_per_epoch = True  # E, px, py, pz scale with the JES factor: fit redraws it per epoch
+
+    @classmethod
+    def validate(cls, block):
+        if not block.get("n_constituents"):
+            raise InputsError("input kind 'lorentz' needs 'n_constituents'")
+
+    @classmethod
+    def make(cls, *, jets="FatJet", n_constituents=40, **_ignored) -> dict:
+        n = int(n_constituents)
+        return {"kind": cls.kind, "n_constituents": n, "jets": jets, "shape": [4, n]}
+
+    def describe(self) -> str:
+        return f"4-vectors of {self.spec['n_constituents']} constituents"
+
+    def needs_constituents(self, jet_fields=None) -> bool:
+        return True
+
+    def check(self, events, jets=None, layout=None):
+        if layout is None:
+            detect_layout(events, jets or self.jets)
+
+    def build(self, ctx):
+        from ..lorentz import constituent_p4s
+
+        return constituent_p4s(ctx.cands(), n_constituents=int(self.spec["n_constituents"]))
