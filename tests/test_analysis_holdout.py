@@ -142,3 +142,22 @@ def test_scores_of_earlier_runs_join_only_on_the_same_jets(tmp_path):
     np.savez_compressed(clash, y=y, **{"b:deeptop": s})
     with pytest.raises(SystemExit, match="clash.npz.*'b:deeptop' is already here"):
         H.merge_scores(scores, [clash])
+
+
+def test_study_settings_come_from_the_config_file_and_flags_override_it(tmp_path):
+    cfg = Path(__file__).resolve().parents[1] / "analysis" / "configs" / "top_tagging.toml"
+    args, src = T.parse_settings(["--config", str(cfg), "--epochs", "6", "--no-reuse"])
+    assert (args.jets_per_class, args.swa_start, args.deeptop_filters) == (100000, 4, 16)  # from the file
+    assert args.deeptop_channels == ["charged", "neutral"] and args.models == ["bdt", "deeptop"]
+    assert args.epochs == 6 and args.reuse is False and src["epochs"] == src["reuse"] == "flag"
+    assert args.batch_size == 128 and src["batch_size"] == "default"
+    configs = T.train_configs(args, model_seed=1)  # the study's TrainConfigs, checked by TrainConfig
+    assert configs["deeptop"].image_overrides["normalize"] == "sum_all" and configs["deeptop"].max_seconds == 32 * 60
+    assert configs["lola"].weight_decay == 1e-3 and configs["lola"].model_kwargs["hidden"] == [100, 50]
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[training]\nepoch = 3\n")
+    with pytest.raises(SystemExit, match=r"bad\.toml: unknown setting\(s\) training\.epoch"):
+        T.parse_settings(["--config", str(bad)])
+    bad.write_text("[deeptop]\nnormalize = 'median'\n")
+    with pytest.raises(SystemExit):
+        T.parse_settings(["--config", str(bad)])
