@@ -114,6 +114,7 @@ def pfn_artifact(generated_top, generated_qcd, tmp_path_factory):
     return out, res
 
 
+@pytest.mark.slow
 def test_pfn_on_particles_trains_and_runs_through_the_processor(pfn_artifact, generated_top, generated_qcd):
     """The new input kind + its model, with no edit but the model registry: it learns top vs QCD,
     and the processor (eager and dask) fills the same histograms with its scores."""

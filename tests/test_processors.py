@@ -72,13 +72,13 @@ def _run_runner(executor, fileset, proc):
         return runner(fileset, processor_instance=proc, treename="Events")
 
 
-def _run_dask(fileset, proc):
+def _run_dask(fileset, proc, schema=PFNanoAODSchema):
     import dask
     from coffea.dataset_tools import apply_to_fileset
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = apply_to_fileset(proc, fileset, schemaclass=PFNanoAODSchema)
+        out = apply_to_fileset(proc, fileset, schemaclass=schema)
         (out,) = dask.compute(out, scheduler="sync")
     merged = {}
     for ds, v in out.items():  # apply_to_fileset keys by dataset, our processor too
@@ -102,6 +102,7 @@ def _assert_same(a, b):
         np.testing.assert_array_equal(a[ds]["njets"].view(flow=True), b[ds]["njets"].view(flow=True))
 
 
+@pytest.mark.slow
 def test_executors_and_dask_agree_on_pfnano(models, pfnano_file):
     proc = JetTaggingProcessor({k: models[k] for k in ("cnn", "cnn_b", "feat", "lola")})
     fs = _fileset({"qcd": (pfnano_file, "qcd")})
@@ -121,6 +122,7 @@ def test_executors_and_dask_agree_on_pfnano(models, pfnano_file):
     assert list(h["image"]) == ["img0"] and set(h["pixel_xy"]) == {"cnn", "cnn_b", "feat", "lola"}
 
 
+@pytest.mark.slow
 def test_image_axis_from_the_jets_runs_eager_and_dask_alike(tmp_path, pfnano_file):
     """An artifact whose images centre on the stored jet axis (axis='jet', in rapidity): the dask
     graph loads the jets' phi and mass too, and gives the eager histograms."""
@@ -179,6 +181,7 @@ def test_processor_reads_only_the_constituent_fields_its_models_use(models, pfna
     assert {"FatJetPFCands_jetIdx", "FatJetPFCands_pFCandsIdx", "FatJet_pt"} <= cols
 
 
+@pytest.mark.slow
 def test_generated_executors_agree(models, generated_top, generated_qcd):
     proc = JetTaggingProcessor({"cnn": models["cnn"], "lola": models["lola"]}, selection={"pt": (300, None)})
     fs = _fileset({"top": (generated_top, "top"), "qcd": (generated_qcd, "qcd")})
@@ -190,6 +193,7 @@ def test_generated_executors_agree(models, generated_top, generated_qcd):
     assert top_counts > 0
 
 
+@pytest.mark.slow
 def test_ensemble_is_the_mean_of_its_members_eager_and_dask(models, generated_top, generated_qcd):
     from coffea_jetimg.processors.jet_tagging import jet_table
 
@@ -281,6 +285,7 @@ def test_lorentz_model_on_plain_nanoaod_fails_before_work(models, cms_dir, monke
     assert out["cutflow"]["events"] == 200
 
 
+@pytest.mark.slow
 def test_skip_bad_files_names_the_file(models, pfnano_file, bad_dir, tmp_path, capsys):
     from coffea_jetimg.cli import main
 
@@ -344,3 +349,43 @@ def test_event_image_processor_eager_vs_dask(tmp_path, cms_dir):
     assert {k: int(v) for k, v in lazy["cutflow"].items()} == eager["cutflow"]
     np.testing.assert_allclose(lazy["ink"].values(), eager["ink"].values())
     np.testing.assert_array_equal(lazy["predicted"].values(), eager["predicted"].values())
+
+
+def test_jets_without_stored_constituents_are_counted_not_scored(models, cms_dir):
+    """The 2017 inline PFNano file stores candidates only for AK4 jets with pT >= 20 GeV: the
+    other selected jets are counted in the cutflow, named in a warning, and left out of every
+    score and image histogram (before, they got all-zero images and one constant score)."""
+    import coffea_jetimg as cj
+
+    path = str(cms_dir / "pfnano_ul2017_inline.root")
+    sel = {"pt": (10.0, None), "abs_eta": 2.4}
+    from coffea_jetimg._io import detect_schema, schema_class
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import uproot
+
+        with uproot.open(path) as f:
+            schema = schema_class(detect_schema(f["Events"].keys()))
+        ev = NanoEventsFactory.from_root({path: "Events"}, schemaclass=schema, mode="eager",
+                                         metadata={"dataset": "qcd", "label": "qcd", "filename": path}).events()
+        n_cands = ak.num(cj.constituents(ev, "Jet", fields=()), axis=2)
+    mask = select_jets(ev.Jet, **sel)
+    missing = int(ak.sum(mask & (n_cands == 0)))
+    assert missing > 50  # jets below 20 GeV in the window
+    proc = JetTaggingProcessor({"cnn": models["cnn"], "lola": models["lola"]}, jets="Jet", selection=sel)
+    with pytest.warns(RuntimeWarning, match=rf"pfnano_ul2017_inline\.root: {missing} of \d+ selected Jet jets have "
+                                            r"no stored constituents"):
+        out = proc.process(ev)["qcd"]
+    cf = out["cutflow"]
+    assert cf["jets_without_constituents"] == missing
+    assert cf["jets_scored"] == cf["jets_abs_eta"] - missing
+    for name in ("cnn", "lola"):
+        h = out["score"][name]
+        assert h.sum(flow=True) == cf["jets_scored"]
+    # every scored jet has a real image (each sums to 1): no all-zero image among them
+    assert out["image"]["img0"][{"class": "qcd"}].sum().value == pytest.approx(cf["jets_scored"], rel=1e-5)
+    fs = {"qcd": {"files": {path: "Events"}, "metadata": {"label": "qcd"}}}
+    dk = _run_dask(fs, proc, schema)
+    assert {k: int(v) for k, v in dk["qcd"]["cutflow"].items()} == cf
+    np.testing.assert_array_equal(dk["qcd"]["score"]["cnn"].values(flow=True), out["score"]["cnn"].values(flow=True))
