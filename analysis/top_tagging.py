@@ -310,7 +310,8 @@ def metrics(scores: dict, n_boot: int = 300, seed: int = 0, reference: str = "bd
     for name in names:
         s = np.asarray(scores[name], dtype=np.float64)
         m = {"auc": M.auc(M.roc_from_scores(s, y)), "n_signal": int(y.sum()), "n_background": int((~y).sum())}
-        rb = np.array([[rejection(s[i], y[i], eff)[0] for eff in EFFS] for i in boots])
+        rb = np.array([[M.working_point(roc, eff).rejection for eff in EFFS]
+                       for roc in (M.roc_from_scores(s[i], y[i]) for i in boots)])
         for k, eff in enumerate(EFFS):
             r, n_pass = rejection(s, y, eff)
             rej_boot[(name, eff)] = rb[:, k]

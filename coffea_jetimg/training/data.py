@@ -301,10 +301,10 @@ def warn_on_samples(signal_files, background_files, y, class_names=("qcd", "top"
     if both:
         what = ("its jets are counted twice" if label_from == "truth"
                 else "the same jets can be labelled both ways, unless the truth labels tell them apart")
-        warnings.warn(f"{', '.join(both)}: given as both signal and background file ({what})", stacklevel=2)
+        warnings.warn(f"{', '.join(both)}: given as both signal and background file ({what})", stacklevel=3)
     y = np.asarray(y)
     for c in (1, 0):
         n = int(np.sum(y == c))
         if 0 < n < FEW_JETS:
             warnings.warn(f"only {n} {class_names[c]} jets selected (fewer than {FEW_JETS}): the split leaves a "
-                          f"handful for validation and test, and the test metrics mean little", stacklevel=2)
+                          f"handful for validation and test, and the test metrics mean little", stacklevel=3)
