@@ -107,7 +107,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--jes-smear", type=float, default=0.0,
                    help="'hardened' training: scale each training jet's constituent pT by 1 + X*N(0,1) "
                         "(e.g. 0.05 for 5%%)")
-    t.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from OUTPUT/checkpoint.pt; refused, naming what changed, when the seed, the input "
+                        "files, the model or any other setting but --epochs, --max-minutes, --device and --patience "
+                        "differ from the run that wrote it")
     t.add_argument("--max-minutes", type=float, default=None,
                    help="time budget of the epochs: stop before an epoch that would end past it, keeping the best "
                         "weights (--resume goes on later)")
