@@ -75,3 +75,49 @@ def generated_qcd(tmp_path_factory) -> str:
 def generated_w(tmp_path_factory) -> str:
     """100 WZ (W → qq', Z → νν) events (jet pT 500–700 GeV), PFNano layout; path of the ROOT file."""
     return _generated(tmp_path_factory, "w", 100, 13)
+
+
+# ---- tiny networks and specs for artifacts (shared by the artifact, inference, processor, serving
+# and fault tests) ------------------------------------------------------------------------------
+
+def _tiny_cnn_class():
+    import torch
+
+    class TinyCNN(torch.nn.Module):
+        """Conv 3×3 (3 filters) → dense: logits (batch, n_classes) of (c, n, n) images."""
+
+        def __init__(self, c=1, n=8, n_classes=2):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(c, 3, 3, padding=1)
+            self.fc = torch.nn.Linear(3 * n * n, n_classes)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+    return TinyCNN
+
+
+@pytest.fixture(scope="session")
+def tiny_cnn():
+    """The class of a tiny image CNN, ``TinyCNN(c=1, n=8, n_classes=2)``."""
+    pytest.importorskip("torch")
+    return _tiny_cnn_class()
+
+
+def make_spec(name="tiny", kind="image", shape=(1, 8, 8), classes=("qcd", "top")) -> dict:
+    """An artifact spec for a tiny model of input ``kind`` and ``shape``."""
+    inp = {"kind": kind, "jets": "FatJet", "shape": list(shape)}
+    if kind == "image":
+        inp["image_spec"] = {"npix": shape[-1], "channels": ["pt"]}
+    elif kind == "lorentz":
+        inp["n_constituents"] = shape[-1]
+    elif kind == "features":
+        inp["features"] = ["pt", "msoftdrop", "tau32"][: shape[0]]
+    return {"name": name, "architecture": "tinycnn", "input": inp, "class_names": list(classes),
+            "signal_class": classes[-1], "training": {"epochs": 0}, "metrics": {}}
+
+
+@pytest.fixture(scope="session")
+def tiny_spec():
+    """:func:`make_spec`: ``tiny_spec(name=, kind=, shape=, classes=)`` → an artifact spec dict."""
+    return make_spec

@@ -19,7 +19,6 @@ from coffea.nanoevents import NanoAODSchema, NanoEventsFactory, PFNanoAODSchema 
 from coffea_jetimg.artifact import save_artifact  # noqa: E402
 from coffea_jetimg import ConstituentsError  # noqa: E402
 from coffea_jetimg.processors.jet_tagging import JetTaggingProcessor, select_jets  # noqa: E402
-from test_artifact import TinyCNN  # noqa: E402
 
 
 class Lin(torch.nn.Module):
@@ -41,16 +40,16 @@ class TinyLoLa(torch.nn.Module):
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
+def models(tmp_path_factory, tiny_cnn):
     from coffea_jetimg.images import JetImageSpec
 
     d = tmp_path_factory.mktemp("models")
     torch.manual_seed(3)
     img = JetImageSpec(npix=(8, 8), pixel_size=(0.1, 0.1)).to_dict()
     cls = {"class_names": ["qcd", "top"], "signal_class": "top", "architecture": "tiny"}
-    a = save_artifact(d / "cnn", TinyCNN().eval(), {"name": "cnn", "input": {"kind": "image", "image_spec": img}, **cls},
+    a = save_artifact(d / "cnn", tiny_cnn().eval(), {"name": "cnn", "input": {"kind": "image", "image_spec": img}, **cls},
                       torch.randn(2, 1, 8, 8))
-    b = save_artifact(d / "cnn_b", TinyCNN().eval(), {"name": "cnn_b", "input": {"kind": "image", "image_spec": img},
+    b = save_artifact(d / "cnn_b", tiny_cnn().eval(), {"name": "cnn_b", "input": {"kind": "image", "image_spec": img},
                                                       **cls}, torch.randn(2, 1, 8, 8))
     f = save_artifact(d / "feat", Lin(3).eval(), {"name": "feat", "input": {"kind": "features",
                                                                             "features": ["pt", "msoftdrop", "tau32"]},
@@ -123,7 +122,7 @@ def test_executors_and_dask_agree_on_pfnano(models, pfnano_file):
 
 
 @pytest.mark.slow
-def test_image_axis_from_the_jets_runs_eager_and_dask_alike(tmp_path, pfnano_file):
+def test_image_axis_from_the_jets_runs_eager_and_dask_alike(tmp_path, pfnano_file, tiny_cnn):
     """An artifact whose images centre on the stored jet axis (axis='jet', in rapidity): the dask
     graph loads the jets' phi and mass too, and gives the eager histograms."""
     import coffea_jetimg as cj
@@ -131,7 +130,7 @@ def test_image_axis_from_the_jets_runs_eager_and_dask_alike(tmp_path, pfnano_fil
 
     torch.manual_seed(5)
     img = JetImageSpec(npix=(8, 8), pixel_size=(0.1, 0.1), centre="jet_axis", coordinate="rapidity", axis="jet")
-    art = save_artifact(tmp_path / "cnn_axis", TinyCNN().eval(),
+    art = save_artifact(tmp_path / "cnn_axis", tiny_cnn().eval(),
                         {"name": "cnn_axis", "input": {"kind": "image", "image_spec": img.to_dict()},
                          "class_names": ["qcd", "top"], "signal_class": "top", "architecture": "tiny"},
                         torch.randn(2, 1, 8, 8))
@@ -223,9 +222,9 @@ def test_ensemble_is_the_mean_of_its_members_eager_and_dask(models, generated_to
     ({"lola": ["cnn", "feat"]}, "already taken"),
     ({"e": ["cnn", "wq"]}, "has classes"),
 ])
-def test_bad_ensembles_are_refused(models, tmp_path, ensembles, msg):
+def test_bad_ensembles_are_refused(models, tmp_path, ensembles, msg, tiny_cnn):
     img = json.loads((__import__("pathlib").Path(models["cnn"]) / "spec.json").read_text())["input"]
-    wq = save_artifact(tmp_path / "wq", TinyCNN().eval(), {"name": "wq", "input": img, "class_names": ["qcd", "w"],
+    wq = save_artifact(tmp_path / "wq", tiny_cnn().eval(), {"name": "wq", "input": img, "class_names": ["qcd", "w"],
                                                            "signal_class": "w", "architecture": "tiny"},
                        torch.randn(2, 1, 8, 8))
     with pytest.raises(ValueError, match=msg):
