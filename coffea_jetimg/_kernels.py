@@ -10,7 +10,14 @@ Conventions
 -----------
 * ``offsets`` : int64, shape ``(n_jets + 1,)``; jet ``i`` owns candidates ``offsets[i]:offsets[i+1]``.
 * pt, mass, energies in GeV; eta, rapidity dimensionless; phi in rad.
-* Azimuthal differences are always wrapped to (-π, π] by :func:`wrap_phi`.
+* Azimuthal differences are always wrapped to (-π, π] by :func:`wrap_phi` (or by one step of
+  :func:`wrap_phi_once` where the inputs are known to lie in (-3π, 3π)).
+* The kinematic helpers here (:func:`energy`, :func:`p4`, :func:`p4_sum`, :func:`rapidity`,
+  :func:`rapidity_from_ep`, :func:`wrap_phi`) are the numba side of
+  :mod:`coffea_jetimg.kinematics` (the numpy side, same formulas); every kernel of the package
+  (images, 4-vectors, features, substructure) uses them, inlined into its loops.
+* Image parameters travel as one float64 array (:func:`image_params`, layout
+  :data:`IMAGE_PARAMS`), unpacked once per kernel call by :func:`_unpack_params`.
 * Jet-image pixel convention: along an axis with ``n`` pixels of size ``d`` the image centre is
   the *centre* of pixel ``n // 2`` (odd and even ``n``); a coordinate ``u`` (relative to the
   centre) falls in pixel ``floor(u / d + 0.5) + n // 2``. For odd ``n`` the grid is symmetric;
@@ -27,6 +34,14 @@ import numpy as np
 
 __all__ = [
     "wrap_phi",
+    "wrap_phi_once",
+    "energy",
+    "p4",
+    "p4_sum",
+    "rapidity",
+    "rapidity_from_ep",
+    "IMAGE_PARAMS",
+    "image_params",
     "jet_images_kernel",
     "transform_constituents_kernel",
     "constituent_p4s_kernel",
@@ -49,18 +64,68 @@ ROT_NONE, ROT_PRINCIPAL, ROT_SECOND_MAX = 0, 1, 2
 FLIP_NONE, FLIP_THIRD_MAX, FLIP_HEAVIER_HALF = 0, 1, 2
 NORM_NONE, NORM_SUM, NORM_SUM_ALL, NORM_MAX = 0, 1, 2, 3
 
+#: Layout of the packed image parameters (``params`` of :func:`jet_images_kernel` and
+#: :func:`transform_constituents_kernel`): a float64 array, ``params[i]`` the value of
+#: ``IMAGE_PARAMS[i]`` (codes and counts as whole numbers, flags as 0/1). ``fast_paths`` 0 sends
+#: every recipe through the general loop (for benchmarks of the fast paths).
+IMAGE_PARAMS = ("coord", "centre", "boost", "rotation", "pixel_rotation", "flip", "flip_vertical", "norm",
+                "threshold", "n_eta", "n_phi", "d_eta", "d_phi", "n_oe", "n_op", "tower_k", "maxima_dr", "fast_paths")
+(P_COORD, P_CENTRE, P_BOOST, P_ROTATION, P_PIXEL_ROTATION, P_FLIP, P_FLIP_VERTICAL, P_NORM, P_THRESHOLD, P_N_ETA,
+ P_N_PHI, P_D_ETA, P_D_PHI, P_N_OE, P_N_OP, P_TOWER_K, P_MAXIMA_DR, P_FAST_PATHS) = range(len(IMAGE_PARAMS))
+_PARAM_DEFAULTS = {"norm": NORM_NONE, "threshold": 0.0, "tower_k": 0, "fast_paths": 1}
+
+
+def image_params(**values) -> np.ndarray:
+    """The packed parameter array of the image kernels, from ``IMAGE_PARAMS`` names.
+
+    ``norm``, ``threshold``, ``tower_k`` (unused by :func:`transform_constituents_kernel`) and
+    ``fast_paths`` have defaults (none, 0, 0, on); ``n_oe``, ``n_op`` default to ``n_eta``,
+    ``n_phi``. Unknown or missing names raise ``ValueError``.
+    """
+    vals = dict(_PARAM_DEFAULTS)
+    vals.setdefault("n_oe", values.get("n_eta"))
+    vals.setdefault("n_op", values.get("n_phi"))
+    unknown = sorted(set(values) - set(IMAGE_PARAMS))
+    if unknown:
+        raise ValueError(f"image_params: unknown parameter(s) {unknown}; the layout is {IMAGE_PARAMS}")
+    vals.update(values)
+    missing = [k for k in IMAGE_PARAMS if vals.get(k) is None]
+    if missing:
+        raise ValueError(f"image_params: missing parameter(s) {missing}")
+    return np.array([float(vals[k]) for k in IMAGE_PARAMS], dtype=np.float64)
+
+
+@numba.njit(cache=True, inline="always")
+def _unpack_params(params):
+    """The typed values of a packed parameter array (see :data:`IMAGE_PARAMS`), in its order."""
+    return (np.int64(params[P_COORD]), np.int64(params[P_CENTRE]), params[P_BOOST] != 0.0,
+            np.int64(params[P_ROTATION]), params[P_PIXEL_ROTATION] != 0.0, np.int64(params[P_FLIP]),
+            params[P_FLIP_VERTICAL] != 0.0, np.int64(params[P_NORM]), params[P_THRESHOLD],
+            np.int64(params[P_N_ETA]), np.int64(params[P_N_PHI]), params[P_D_ETA], params[P_D_PHI],
+            np.int64(params[P_N_OE]), np.int64(params[P_N_OP]), np.int64(params[P_TOWER_K]), params[P_MAXIMA_DR],
+            params[P_FAST_PATHS] != 0.0)
+
+
 # feature codes for constituent_features_kernel
 F_DETA, F_DPHI, F_LOG_PT, F_LOG_E, F_LOG_PT_REL, F_LOG_E_REL, F_DR, F_CHARGE, F_PT, F_E, F_ETA, F_PHI = range(12)
 
 
+# ----------------------------------------------------------------------------- kinematics
+@numba.njit(cache=True, inline="always")
+def wrap_phi_once(d):
+    """One branch-free step of :func:`wrap_phi`: ``d ∓ 2π`` where ``d`` is outside (-π, π].
+
+    Exact (the same value as :func:`wrap_phi`) for ``d`` in (-3π, 3π), e.g. a difference of two
+    wrapped angles; vectorises. Callers that cannot promise the range test the result
+    (``d > PI or d <= -PI``) and fall back to :func:`wrap_phi`."""
+    d = d - TWO_PI if d > PI else d
+    return d + TWO_PI if d <= -PI else d
+
+
 @numba.njit(cache=True, inline="always")
 def wrap_phi(d):
-    """Wrap an azimuthal difference (rad) into (-π, π]."""
-    # fast path: differences of two wrapped angles lie in (-2π, 2π)
-    if d > PI:
-        d -= TWO_PI
-    elif d <= -PI:
-        d += TWO_PI
+    """Wrap an azimuthal angle or difference (rad) into (-π, π], for any value."""
+    d = wrap_phi_once(d)  # differences of two wrapped angles: done
     if d > PI or d <= -PI:
         d = d - TWO_PI * math.floor((d + PI) / TWO_PI)  # [-π, π)
         if d <= -PI:
@@ -84,14 +149,66 @@ def _asinh(x):
 
 
 @numba.njit(cache=True, inline="always")
-def _rapidity(pt, eta, m):
-    """Rapidity of a (pt, eta, m) particle: asinh(pt sinh(eta) / mT), mT = sqrt(pt² + m²)."""
+def rapidity(pt, eta, m):
+    """Rapidity of a (pt, eta, m) particle: asinh(pt sinh(eta) / mT), mT = sqrt(pt² + m²);
+    eta itself for massless particles and where mT = 0."""
     if m == 0.0:
         return np.float64(eta)
     mt = math.sqrt(pt * pt + m * m)
     if mt <= 0.0:
         return np.float64(eta)
     return _asinh(pt * _sinh(eta) / mt)
+
+
+@numba.njit(cache=True, inline="always")
+def rapidity_from_ep(e, pz):
+    """Rapidity ½ ln((E + pz) / (E - pz)) of a 4-vector (e.g. a jet's sum); where E <= |pz|
+    (no rapidity) ±1e5 with the sign of pz (0 for pz = 0). Callers that need to know test
+    ``e > abs(pz)`` themselves."""
+    if e - abs(pz) <= 0.0:
+        return 0.0 if pz == 0.0 else math.copysign(1e5, pz)
+    return 0.5 * math.log((e + pz) / (e - pz))
+
+
+@numba.njit(cache=True, inline="always")
+def energy(pt, eta, m):
+    """Energy sqrt((pt cosh eta)² + m²) (GeV), cosh from one exp (as :func:`p4`)."""
+    ex = math.exp(np.float64(eta))
+    ch = 0.5 * (ex + 1.0 / ex)
+    w = np.float64(pt)
+    return math.sqrt(w * w * ch * ch + np.float64(m) * m)
+
+
+@numba.njit(cache=True, inline="always")
+def p4(pt, eta, phi, m):
+    """(E, px, py, pz) (GeV, float64) of a (pt, eta, phi, m) particle.
+
+    cosh and sinh of eta come from one exp: pz = pt (e - 1/e) / 2 has an absolute error of
+    ~1e-16 pt near eta = 0 (a relative one of ~1e-16 elsewhere), which nothing downstream sees."""
+    ex = math.exp(np.float64(eta))
+    rex = 1.0 / ex
+    ch = 0.5 * (ex + rex)
+    w = np.float64(pt)
+    return (math.sqrt(w * w * ch * ch + np.float64(m) * m), w * math.cos(phi), w * math.sin(phi),
+            w * (0.5 * (ex - rex)))
+
+
+@numba.njit(cache=True, inline="always")
+def p4_sum(o, n, pt, eta, phi, mass):
+    """(E, px, py, pz) summed over particles ``o .. o+n-1`` (``o`` a ``np.uint64`` offset: see the
+    note on indexing above :func:`_centroid_sums`)."""
+    en = 0.0
+    px = 0.0
+    py = 0.0
+    pz = 0.0
+    for k in range(n):
+        j = o + np.uint64(k)
+        e, x, y, z = p4(pt[j], eta[j], phi[j], mass[j])
+        en += e
+        px += x
+        py += y
+        pz += z
+    return en, px, py, pz
 
 
 @numba.njit(cache=True, inline="always")
@@ -150,22 +267,7 @@ def _constituent_axis(o, n, pt, eta, phi, mass, coord, phi_ref):
     axis eta (or rapidity) and dphi = phi_axis - phi_ref wrapped. ok = 2: both valid; 1: only
     dphi (rapidity of a sum with E <= |pz|); 0: neither (zero pT sum). The callers then take the
     leading constituent's coordinates. Shared by the general and the fast path: same centre."""
-    px = 0.0
-    py = 0.0
-    pz = 0.0
-    en = 0.0
-    for k in range(n):
-        j = o + np.uint64(k)
-        # cosh and sinh from one exp (|eta| is small enough here that e - 1/e loses nothing
-        # that matters: an absolute error of ~1e-16 pT in pz)
-        ex = math.exp(np.float64(eta[j]))
-        rex = 1.0 / ex
-        ch = 0.5 * (ex + rex)
-        w = np.float64(pt[j])
-        px += w * math.cos(phi[j])
-        py += w * math.sin(phi[j])
-        pz += w * (0.5 * (ex - rex))
-        en += math.sqrt(w * w * ch * ch + np.float64(mass[j]) * mass[j])
+    en, px, py, pz = p4_sum(o, n, pt, eta, phi, mass)
     ptj = math.sqrt(px * px + py * py)
     if not ptj > 0.0:
         return 0, 0.0, 0.0
@@ -173,7 +275,7 @@ def _constituent_axis(o, n, pt, eta, phi, mass, coord, phi_ref):
     if coord == COORD_ETA:
         return 2, math.asinh(pz / ptj), cp
     if en > abs(pz):
-        return 2, 0.5 * math.log((en + pz) / (en - pz)), cp
+        return 2, rapidity_from_ep(en, pz), cp
     return 1, 0.0, cp
 
 
@@ -192,7 +294,7 @@ def _coords_and_centre(s, n, pt, eta, phi, mass, coord, centre, axis_eta, axis_p
         if coord == COORD_ETA:
             su[k] = eta[j]
         else:
-            su[k] = _rapidity(pt[j], eta[j], mass[j])
+            su[k] = rapidity(pt[j], eta[j], mass[j])
         sv[k] = wrap_phi(phi[j] - phi_ref)
     cx = 0.0
     cp = 0.0
@@ -318,13 +420,14 @@ def _maxima(i, s, n, pt, su, sv, n_eta, n_phi, d_eta, d_phi, min_dr, gacc, gtouc
 
 
 @numba.njit(cache=True, inline="always")
-def _prepare_jet(i, s, n, pt, eta, phi, mass, axis_eta, axis_phi, su, sv, coord, centre, boost, rotation,
-                 pixel_rotation, flip, flip_vertical, n_eta, n_phi, d_eta, d_phi, maxima_dr,
-                 gacc, gtouched, res):
-    """Centre, rotate (coordinates) and flip one jet in place in su, sv.
+def _prepare_jet(i, s, n, pt, eta, phi, mass, axis_eta, axis_phi, su, sv, params, gacc, gtouched, res):
+    """Centre, rotate (coordinates) and flip one jet in place in su, sv (``params``: see
+    :data:`IMAGE_PARAMS`).
 
     Returns the angle (rad) still to apply to the *image* when ``pixel_rotation`` (else 0).
     """
+    (coord, centre, boost, rotation, pixel_rotation, flip, flip_vertical, _, _, n_eta, n_phi, d_eta, d_phi,
+     _, _, _, maxima_dr, _) = _unpack_params(params)
     hardest = centre == CENTRE_HARDEST_PIXEL
     # hardest_pixel: search the maxima around the pT centroid (moved there by translation), then
     # move maximum 1 to the centre with one boost (or translation) by the total shift
@@ -496,9 +599,7 @@ def _centroid_sums(x, xo, pt, phi, o, n, ref, dphi):
     for k in range(n):
         kk = np.uint64(k)
         w = np.float64(pt[o + kk])
-        d = np.float64(phi[o + kk]) - ref
-        d = d - TWO_PI if d > PI else d
-        d = d + TWO_PI if d <= -PI else d
+        d = wrap_phi_once(np.float64(phi[o + kk]) - ref)
         nbad += 1 if (d > PI or d <= -PI) else 0
         dphi[k] = d
         sw += w
@@ -519,9 +620,7 @@ def _pixels_fast(x, xo, dphi, n, cx, cp, inv_de, inv_dp, be, bp, n_oe, n_op, pix
     for k in range(n):
         kk = np.uint64(k)
         u = x[xo + kk] - cx
-        v = dphi[k] - cp
-        v = v - TWO_PI if v > PI else v
-        v = v + TWO_PI if v <= -PI else v
+        v = wrap_phi_once(dphi[k] - cp)
         q = _cell(u * inv_de + be, v * inv_dp + bp, n_oe, n_op)
         pix[k] = q
         t += np.float64(weights[0, o + kk]) if q >= 0 else 0.0
@@ -549,9 +648,7 @@ def _pixels_rotated(u, v, n, mu, mv, c, sn, fu, inv_de, inv_dp, be, bp, n_oe, n_
     t = 0.0
     for k in range(n):
         uu = u[k] - mu
-        vv = v[k] - mv
-        vv = vv - TWO_PI if vv > PI else vv
-        vv = vv + TWO_PI if vv <= -PI else vv
+        vv = wrap_phi_once(v[k] - mv)
         ru = c * uu - sn * vv
         rv = sn * uu + c * vv
         q = _cell(fu * ru * inv_de + be, rv * inv_dp + bp, n_oe, n_op)
@@ -608,8 +705,7 @@ def _scatter(out, i, weights, o, n, pix, n_ch, scale):
 
 
 @numba.njit(cache=True)
-def _images_centroid(offsets, pt, eta, phi, mass, weights, axis_eta, axis_phi, out, valid, coord, centre, boost,
-                     norm, n_eta, n_phi, d_eta, d_phi, n_oe, n_op, su, sv, pix):
+def _images_centroid(offsets, pt, eta, phi, mass, weights, axis_eta, axis_phi, out, valid, params, su, sv, pix):
     """The common case of :func:`jet_images_kernel`: move the pT centroid, the jet axis (given,
     or the constituents' 4-vector sum, as :func:`_coords_and_centre`), the leading constituent
     (or nothing) to the centre by a translation (or, with ``boost``, a longitudinal boost),
@@ -617,6 +713,8 @@ def _images_centroid(offsets, pt, eta, phi, mass, weights, axis_eta, axis_phi, o
     centroid (branch-free, vectorised), (2) output pixel of each constituent with the first channel's sum
     (branch-free), (3) one scaled write per constituent into the zero-filled image. ``su``,
     ``sv`` (float64) and ``pix`` (int32) are scratch of the largest jet's size."""
+    (coord, centre, boost, _, _, _, _, norm, _, n_eta, n_phi, d_eta, d_phi, n_oe, n_op, _, _,
+     _) = _unpack_params(params)
     n_jets = offsets.shape[0] - 1
     n_ch = weights.shape[0]
     h_e = n_eta // 2
@@ -643,7 +741,7 @@ def _images_centroid(offsets, pt, eta, phi, mass, weights, axis_eta, axis_phi, o
         if not use_eta:
             for k in range(n):
                 j = o + np.uint64(k)
-                su[k] = _rapidity(pt[j], eta[j], mass[j])
+                su[k] = rapidity(pt[j], eta[j], mass[j])
             sw, sx, sp, nbad = _centroid_sums(su, zero, pt, phi, o, n, ref, sv)
         else:
             sw, sx, sp, nbad = _centroid_sums(eta, o, pt, phi, o, n, ref, sv)
@@ -739,8 +837,7 @@ def _first_max(key, n):
 
 
 @numba.njit(cache=True)
-def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, centre, boost, rotation, flip, norm,
-                   n_eta, n_phi, d_eta, d_phi, n_oe, n_op, maxima_dr, su, sv, pix):
+def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, params, su, sv, pix):
     """The maxima-based recipes of :func:`jet_images_kernel` (e.g. the ``deeptop`` preset): centre
     on the pT centroid or on maximum 1 (``hardest_pixel``), maximum 2 to 12 o'clock, maximum 3 (or
     the heavier half: ``wtag``) to the right, 'sum'/'none' normalisation; coordinate rotation, no
@@ -752,6 +849,8 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
     touched pixels only, (3) final shift, then rotation and flip fused with the output pixel,
     channel sums, (4) one scaled write per constituent. ``su, sv`` (float64) and ``pix`` (int32) are scratch
     of the largest jet's size."""
+    (coord, centre, boost, rotation, _, flip, _, norm, _, n_eta, n_phi, d_eta, d_phi, n_oe, n_op, _, maxima_dr,
+     _) = _unpack_params(params)
     n_jets = offsets.shape[0] - 1
     n_ch = weights.shape[0]
     ng = n_eta * n_phi
@@ -801,7 +900,7 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
         else:
             for k in range(n):
                 j = o + np.uint64(k)
-                su[k] = _rapidity(pt[j], eta[j], mass[j])
+                su[k] = rapidity(pt[j], eta[j], mass[j])
         # sums with one branch-free wrap step (the same value as wrap_phi unless one step is not
         # enough: nbad), vectorised; the wrapped dphi lands in sv
         sw, cx, cp, nbad = _centroid_sums(su, np.uint64(0), pt, phi, o, n, phi_ref, sv)
@@ -838,9 +937,7 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
         for k in range(n):
             u = su[k] - sx
             su[k] = u
-            v = sv[k] - cp
-            v = v - TWO_PI if v > PI else v
-            v = v + TWO_PI if v <= -PI else v
+            v = wrap_phi_once(sv[k] - cp)
             nbad += 1 if (v > PI or v <= -PI) else 0
             sv[k] = v
             q = _cell(u * inv_de + gbe, v * inv_dp + gbp, n_eta, n_phi)
@@ -958,9 +1055,7 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
             for k in range(n):
                 w = pt[o + np.uint64(k)]
                 uu = su[k] - su_shift
-                vv = sv[k] - sv_shift
-                vv = vv - TWO_PI if vv > PI else vv
-                vv = vv + TWO_PI if vv <= -PI else vv
+                vv = wrap_phi_once(sv[k] - sv_shift)
                 u = c * uu - sn * vv
                 if u < -ON_AXIS:
                     left += w
@@ -985,9 +1080,7 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, cent
 
 
 @numba.njit(cache=True)
-def jet_images_kernel(offsets, pt, eta, phi, mass, weights, tower_mask, axis_eta, axis_phi, out, valid,
-                   coord, centre, boost, rotation, pixel_rotation, flip, flip_vertical, norm, threshold,
-                   n_eta, n_phi, d_eta, d_phi, n_oe, n_op, tower_k, maxima_dr):
+def jet_images_kernel(offsets, pt, eta, phi, mass, weights, tower_mask, axis_eta, axis_phi, out, valid, params):
     """Jet images from flat constituents.
 
     Parameters
@@ -1005,13 +1098,13 @@ def jet_images_kernel(offsets, pt, eta, phi, mass, weights, tower_mask, axis_eta
         The images (pixel ``(a, b)`` at ``a * n_op + b``), written in place.
     valid : bool (n_jets,)
         Set True where the image is not all zero.
-    n_eta, n_phi, d_eta, d_phi
-        Computation grid (pixel counts, sizes in eta/rapidity and rad); maxima are searched on it.
-    n_oe, n_op
-        Output pixel counts: the central crop of the computation grid.
-    tower_k : int
-        Coarse tower edge in fine pixels (0 or 1: off). Towers are aligned to the computation
-        grid: tower ``T`` covers fine pixels ``T*k .. T*k+k-1``.
+    params : float64 (len(IMAGE_PARAMS),)
+        The recipe, packed by :func:`image_params`: mode codes (coord, centre, rotation, flip,
+        norm), flags (boost, pixel_rotation, flip_vertical, fast_paths), threshold, maxima_dr;
+        ``n_eta, n_phi, d_eta, d_phi`` the computation grid (pixel counts, sizes in eta/rapidity
+        and rad; maxima are searched on it), ``n_oe, n_op`` the output pixel counts (its central
+        crop); ``tower_k`` the coarse tower edge in fine pixels (0 or 1: off; towers are aligned
+        to the computation grid: tower ``T`` covers fine pixels ``T*k .. T*k+k-1``).
 
     Notes
     -----
@@ -1020,9 +1113,11 @@ def jet_images_kernel(offsets, pt, eta, phi, mass, weights, tower_mask, axis_eta
     light passes per jet); centroid or hardest-pixel centring with maximum 2 to 12 o'clock and/or
     maximum 3 (or the heavier half) to the right (the ``deeptop`` and ``wtag`` recipes),
     coordinate rotation, no towers, threshold or vertical flip, 'sum'/'none' normalisation, in
-    :func:`_images_maxima` (same pixels as the general loop); everything else in the general
-    loop below.
+    :func:`_images_maxima` (same pixels as the general loop); everything else (and everything
+    with ``fast_paths`` 0) in the general loop below.
     """
+    (coord, centre, boost, rotation, pixel_rotation, flip, flip_vertical, norm, threshold, n_eta, n_phi, d_eta,
+     d_phi, n_oe, n_op, tower_k, maxima_dr, fast_paths) = _unpack_params(params)
     n_jets = offsets.shape[0] - 1
     n_ch = out.shape[1]
     npx = n_oe * n_op
@@ -1051,21 +1146,21 @@ def jet_images_kernel(offsets, pt, eta, phi, mass, weights, tower_mask, axis_eta
     inv_dp = 1.0 / d_phi
     sums = np.zeros(n_ch, np.float64)
     # fast path: centroid, jet-axis, leading (or no) centring, nothing else on the coordinates
-    if ((centre == CENTRE_CENTROID or centre == CENTRE_NONE or centre == CENTRE_JET_AXIS or centre == CENTRE_LEADING)
+    if (fast_paths and (centre == CENTRE_CENTROID or centre == CENTRE_NONE or centre == CENTRE_JET_AXIS
+                        or centre == CENTRE_LEADING)
             and rotation == ROT_NONE and flip == FLIP_NONE and not flip_vertical and not use_tower
             and threshold <= 0.0 and (norm == NORM_NONE or norm == NORM_SUM)):
-        _images_centroid(offsets, pt, eta, phi, mass, weights, axis_eta, axis_phi, out, valid, coord, centre, boost,
-                         norm, n_eta, n_phi, d_eta, d_phi, n_oe, n_op, su, sv, np.empty(max_n, np.int32))
+        _images_centroid(offsets, pt, eta, phi, mass, weights, axis_eta, axis_phi, out, valid, params, su, sv,
+                         np.empty(max_n, np.int32))
         return
     # fast path: maxima-based recipes (deeptop): centroid or hardest-pixel centring, maximum 2 up,
     # maximum 3 (or the heavier half) right, coordinate rotation
-    if ((centre == CENTRE_CENTROID or centre == CENTRE_HARDEST_PIXEL) and need_max
+    if (fast_paths and (centre == CENTRE_CENTROID or centre == CENTRE_HARDEST_PIXEL) and need_max
             and (rotation == ROT_NONE or rotation == ROT_SECOND_MAX)
             and (flip == FLIP_NONE or flip == FLIP_THIRD_MAX or flip == FLIP_HEAVIER_HALF)
             and not pixel_rotation and not flip_vertical and not use_tower and threshold <= 0.0
             and (norm == NORM_NONE or norm == NORM_SUM)):
-        _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, coord, centre, boost, rotation, flip, norm,
-                       n_eta, n_phi, d_eta, d_phi, n_oe, n_op, maxima_dr, su, sv, np.empty(max_n, np.int32))
+        _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, params, su, sv, np.empty(max_n, np.int32))
         return
     for i in range(n_jets):
         s = offsets[i]
@@ -1073,9 +1168,7 @@ def jet_images_kernel(offsets, pt, eta, phi, mass, weights, tower_mask, axis_eta
         valid[i] = False
         if n <= 0:
             continue
-        theta = _prepare_jet(i, s, n, pt, eta, phi, mass, axis_eta, axis_phi, su, sv, coord, centre, boost,
-                             rotation, pixel_rotation, flip, flip_vertical, n_eta, n_phi, d_eta, d_phi,
-                             maxima_dr, gacc, gtouched, res)
+        theta = _prepare_jet(i, s, n, pt, eta, phi, mass, axis_eta, axis_phi, su, sv, params, gacc, gtouched, res)
         # scatter: one pass over the constituents into the zero-filled image
         nt = 0
         for k in range(n):
@@ -1154,10 +1247,9 @@ def jet_images_kernel(offsets, pt, eta, phi, mass, weights, tower_mask, axis_eta
 
 
 @numba.njit(cache=True)
-def transform_constituents_kernel(offsets, pt, eta, phi, mass, axis_eta, axis_phi, u_out, v_out, theta_out,
-                                  coord, centre, boost, rotation, pixel_rotation, flip, flip_vertical,
-                                  n_eta, n_phi, d_eta, d_phi, maxima_dr):
-    """The constituent coordinates the image kernel pixelises: centred, rotated and flipped.
+def transform_constituents_kernel(offsets, pt, eta, phi, mass, axis_eta, axis_phi, u_out, v_out, theta_out, params):
+    """The constituent coordinates the image kernel pixelises: centred, rotated and flipped
+    (``params``: see :data:`IMAGE_PARAMS`; norm, threshold, towers and the output crop unused).
 
     ``u_out, v_out`` (n_cands,) get the (eta or rapidity, phi) coordinates relative to the image
     centre; ``theta_out`` (n_jets,) the angle left for the pixel rotation (0 in coordinate mode).
@@ -1170,7 +1262,7 @@ def transform_constituents_kernel(offsets, pt, eta, phi, mass, axis_eta, axis_ph
             max_n = m
     su = np.empty(max_n, np.float64)
     sv = np.empty(max_n, np.float64)
-    ng = n_eta * n_phi
+    ng = np.int64(params[P_N_ETA]) * np.int64(params[P_N_PHI])
     gacc = np.full((ng, 4), -1.0, np.float64)  # per pixel: (jet index that touched it, w, w u, w v)
     gtouched = np.empty(ng, np.int64)
     res = np.zeros((3, 3), np.float64)
@@ -1180,9 +1272,8 @@ def transform_constituents_kernel(offsets, pt, eta, phi, mass, axis_eta, axis_ph
         theta_out[i] = 0.0
         if n <= 0:
             continue
-        theta_out[i] = _prepare_jet(i, s, n, pt, eta, phi, mass, axis_eta, axis_phi, su, sv, coord, centre, boost,
-                                    rotation, pixel_rotation, flip, flip_vertical, n_eta, n_phi, d_eta, d_phi,
-                                    maxima_dr, gacc, gtouched, res)
+        theta_out[i] = _prepare_jet(i, s, n, pt, eta, phi, mass, axis_eta, axis_phi, su, sv, params, gacc, gtouched,
+                                    res)
         for k in range(n):
             u_out[s + k] = su[k]
             v_out[s + k] = sv[k]
@@ -1195,21 +1286,6 @@ def fill_floor_kernel(out):
     for i in range(n):
         for p in range(m):
             out[i, p] = 0.0
-
-
-@numba.njit(cache=True, inline="always")
-def _jet_sums(s, n, pt, eta, phi, mass):
-    px = 0.0
-    py = 0.0
-    pz = 0.0
-    en = 0.0
-    for j in range(s, s + n):
-        ch = math.cosh(eta[j])
-        px += pt[j] * math.cos(phi[j])
-        py += pt[j] * math.sin(phi[j])
-        pz += pt[j] * math.sinh(eta[j])
-        en += math.sqrt(pt[j] * pt[j] * ch * ch + mass[j] * mass[j])
-    return px, py, pz, en
 
 
 @numba.njit(cache=True)
@@ -1231,12 +1307,11 @@ def constituent_p4s_kernel(offsets, pt, eta, phi, mass, out, mask, sort):
             order = np.arange(n)
         for k in range(min(n, nmax)):
             j = s + order[k]
-            p = pt[j]
-            ch = math.cosh(eta[j])
-            out[i, 0, k] = math.sqrt(p * p * ch * ch + mass[j] * mass[j])
-            out[i, 1, k] = p * math.cos(phi[j])
-            out[i, 2, k] = p * math.sin(phi[j])
-            out[i, 3, k] = p * math.sinh(eta[j])
+            e, px, py, pz = p4(pt[j], eta[j], phi[j], mass[j])
+            out[i, 0, k] = e
+            out[i, 1, k] = px
+            out[i, 2, k] = py
+            out[i, 3, k] = pz
             mask[i, k] = True
 
 
@@ -1256,7 +1331,7 @@ def constituent_features_kernel(offsets, pt, eta, phi, mass, charge, axis_eta, a
         n = offsets[i + 1] - s
         if n <= 0:
             continue
-        px, py, pz, ejet = _jet_sums(s, n, pt, eta, phi, mass)
+        ejet, px, py, pz = p4_sum(np.uint64(s), n, pt, eta, phi, mass)
         ptjet = math.sqrt(px * px + py * py)
         if axis_eta.shape[0] > 0:
             jeta = axis_eta[i]
@@ -1271,8 +1346,7 @@ def constituent_features_kernel(offsets, pt, eta, phi, mass, charge, axis_eta, a
         for k in range(min(n, nmax)):
             j = s + order[k]
             p = pt[j]
-            ch = math.cosh(eta[j])
-            e = math.sqrt(p * p * ch * ch + mass[j] * mass[j])
+            e = energy(p, eta[j], mass[j])
             de = eta[j] - jeta
             dp = wrap_phi(phi[j] - jphi)
             mask[i, k] = True

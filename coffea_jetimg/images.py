@@ -30,6 +30,7 @@ import numpy as np
 from . import _kernels as K
 from ._bridge import axis_arrays, dask_axes, fields_of, flat, is_dask, per_jet
 from ._util import JsonSpec
+from .kinematics import energy
 
 __all__ = ["JetImageSpec", "PRESETS", "jet_images", "transform_constituents", "CHANNELS", "constituent_fields"]
 
@@ -313,10 +314,8 @@ def _channel_weights(spec: JetImageSpec, cols) -> np.ndarray:
         inten = pt
     else:
         eta = cols["eta"].astype(np.float64)
-        m = cols["mass"].astype(np.float64)
-        ch = np.cosh(eta)
-        e = np.sqrt((pt * ch) ** 2 + m**2)
-        inten = (e if spec.intensity == "e" else e / ch).astype(np.float32)
+        e = energy(pt, eta, cols["mass"].astype(np.float64))
+        inten = (e if spec.intensity == "e" else e / np.cosh(eta)).astype(np.float32)
     rows = []
     for c in spec.channels:
         if c == "all":
@@ -346,14 +345,17 @@ def _channel_weights(spec: JetImageSpec, cols) -> np.ndarray:
     return np.ascontiguousarray(np.stack(rows).astype(inten.dtype, copy=False))
 
 
-def _kernel_params(spec: JetImageSpec):
+def _kernel_params(spec: JetImageSpec, fast_paths: bool = True) -> np.ndarray:
+    """The spec as the kernels' packed parameter array (:func:`coffea_jetimg._kernels.image_params`)."""
     ng = spec.computation_grid
     tk = int(round(spec.tower_size / spec.pixel_size[0])) if spec.tower_size is not None else 0
-    return dict(
+    return K.image_params(
         coord=_COORDS[spec.coordinate], centre=_CENTRES[spec.centre], boost=bool(spec.boost),
         rotation=_ROTATIONS[spec.rotation], pixel_rotation=spec.rotation_method == "pixel",
-        flip=_FLIPS[spec.flip], flip_vertical=bool(spec.flip_vertical), n_eta=ng[0], n_phi=ng[1],
-        d_eta=float(spec.pixel_size[0]), d_phi=float(spec.pixel_size[1]), tower_k=tk, maxima_dr=float(spec.maxima_dr),
+        flip=_FLIPS[spec.flip], flip_vertical=bool(spec.flip_vertical), norm=_NORMS[spec.normalize],
+        threshold=float(spec.threshold), n_eta=ng[0], n_phi=ng[1], d_eta=float(spec.pixel_size[0]),
+        d_phi=float(spec.pixel_size[1]), n_oe=spec.npix[0], n_op=spec.npix[1], tower_k=tk,
+        maxima_dr=float(spec.maxima_dr), fast_paths=bool(fast_paths),
     )
 
 
@@ -386,25 +388,24 @@ def images_from_flat(offsets, cols, spec: JetImageSpec, axis_eta=None, axis_phi=
     return out, valid
 
 
-def image_kernel_call(offsets, cols, spec: JetImageSpec, axis_eta=None, axis_phi=None):
+def image_kernel_call(offsets, cols, spec: JetImageSpec, axis_eta=None, axis_phi=None, *, fast_paths: bool = True):
     """The numba kernel of :func:`images_from_flat` with its arguments bound:
     ``call(out, valid)`` adds the images into ``out`` (zero-filled, float32 (n_jets, n_channels,
     n_eta, n_phi)) and sets ``valid``. No allocation or zeroing: for benchmarks that time the
-    kernel alone (analysis/bench_images.py) and for callers that manage their own buffers."""
+    kernel alone (analysis/bench_images.py) and for callers that manage their own buffers.
+    ``fast_paths=False`` runs every recipe through the kernel's general loop (the same images up
+    to float rounding of the normalisation: for benchmarks of the fast paths)."""
     n_jets = len(offsets) - 1
     ne, nphi = spec.npix
     weights = _channel_weights(spec, cols)
     tower_mask = (cols["charge"] == 0) if spec.tower_size is not None else np.zeros(0, dtype=bool)
     ax_e = np.zeros(0) if axis_eta is None else axis_eta
     ax_p = np.zeros(0) if axis_phi is None else axis_phi
-    p = _kernel_params(spec)
+    params = _kernel_params(spec, fast_paths)
     head = (offsets, cols["pt"], cols["eta"], cols["phi"], cols["mass"], weights, tower_mask, ax_e, ax_p)
-    tail = (p["coord"], p["centre"], p["boost"], p["rotation"], p["pixel_rotation"], p["flip"], p["flip_vertical"],
-            _NORMS[spec.normalize], float(spec.threshold), p["n_eta"], p["n_phi"], p["d_eta"], p["d_phi"], ne, nphi,
-            p["tower_k"], p["maxima_dr"])
 
     def call(out, valid):
-        K.jet_images_kernel(*head, out.reshape(n_jets, spec.n_channels, ne * nphi), valid, *tail)
+        K.jet_images_kernel(*head, out.reshape(n_jets, spec.n_channels, ne * nphi), valid, params)
 
     return call
 
@@ -480,11 +481,7 @@ def transform_constituents(x, spec: JetImageSpec | str | dict = "komiske", *, je
     u = np.zeros(n, np.float64)
     v = np.zeros(n, np.float64)
     theta = np.zeros(n_jets, np.float64)
-    p = _kernel_params(spec)
-    K.transform_constituents_kernel(
-        offsets, cols["pt"], cols["eta"], cols["phi"], cols["mass"], ax_e, ax_p, u, v, theta,
-        p["coord"], p["centre"], p["boost"], p["rotation"], p["pixel_rotation"], p["flip"], p["flip_vertical"],
-        p["n_eta"], p["n_phi"], p["d_eta"], p["d_phi"], p["maxima_dr"],
-    )
+    K.transform_constituents_kernel(offsets, cols["pt"], cols["eta"], cols["phi"], cols["mass"], ax_e, ax_p, u, v,
+                                    theta, _kernel_params(spec))
     rec = ak.zip({"pt": cols["pt"], "u": u, "v": v, "mass": cols["mass"]})
     return ak.unflatten(rec, np.diff(offsets))
