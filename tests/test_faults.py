@@ -163,3 +163,175 @@ def test_worker_killed_mid_run_same_histograms(cnn_artifact, generated_top, gene
     for ds in ("top", "qcd"):
         assert out[ds]["cutflow"]["jets_scored"] > 0
         assert out[ds]["njets"].sum(flow=True) == ref[ds]["cutflow"]["jets_scored"]
+
+
+# ---- `coffea-jetimg run` under bad input and failing chunks (issue 19) -------------------------
+
+import json  # noqa: E402
+import shutil  # noqa: E402
+
+import uproot  # noqa: E402
+
+from coffea_jetimg.cli import main as cli_main  # noqa: E402
+
+
+def _rewrite(src: str, dst, n_baskets: int) -> str:
+    """Copy ``src``'s Events tree with every branch in ``n_baskets`` baskets (one per extend)."""
+    import awkward as ak
+
+    t = uproot.open(src)["Events"]
+    arrs = t.arrays(library="ak", how=dict)
+    colls = {k[1:] for k in arrs if k.startswith("n") and any(x.startswith(k[1:] + "_") for x in arrs)}
+    flat = {k: v for k, v in arrs.items() if k.split("_")[0] not in colls and not (k.startswith("n") and k[1:] in colls)}
+    edges = np.linspace(0, t.num_entries, n_baskets + 1).astype(int)
+    with uproot.recreate(dst) as f:
+        for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
+            d = {c: ak.zip({k[len(c) + 1:]: v[a:b] for k, v in arrs.items() if k.startswith(c + "_")}) for c in colls}
+            d.update({k: v[a:b] for k, v in flat.items()})
+            if i == 0:
+                f.mktree("Events", d, counter_name=lambda c: "n" + c,
+                         field_name=lambda outer, inner: inner if outer == "" else outer + "_" + inner)
+            else:
+                f["Events"].extend(d)
+    return str(dst)
+
+
+@pytest.fixture(scope="module")
+def corrupt_qcd(tmp_path_factory, generated_qcd):
+    """generated_qcd in 3 baskets (entries 0-100, 100-200, 200-300) with FatJet_pt's second basket
+    corrupted (its zlib stream fails to decompress): what a bad disk or transfer leaves."""
+    d = tmp_path_factory.mktemp("corrupt")
+    clean = _rewrite(generated_qcd, d / "qcd3.root", 3)
+    bad = d / "qcd3_bad.root"
+    shutil.copy(clean, bad)
+    br = uproot.open(clean)["Events"]["FatJet_pt"]
+    seek, nbytes = int(br.member("fBasketSeek")[1]), int(br.member("fBasketBytes")[1])
+    with open(bad, "r+b") as fh:
+        fh.seek(seek + nbytes - 6)
+        b = fh.read(4)
+        fh.seek(seek + nbytes - 6)
+        fh.write(bytes(x ^ 0xFF for x in b))
+    return clean, str(bad)
+
+
+def _fileset(tmp_path, spec, name="fs.json"):
+    p = tmp_path / name
+    p.write_text(json.dumps({ds: {"files": files, "metadata": {"label": ds}} for ds, files in spec.items()}))
+    return str(p)
+
+
+def _cli_run(fs, art, out, *extra):
+    return cli_main(["run", "--fileset", fs, "--model", art, "--executor", "iterative", "--pt-min", "300",
+                     "--no-plots", "--no-progress", "-o", str(out), *extra])
+
+
+def _hists(out):
+    from coffea.util import load
+
+    return load(str(out / "hists.coffea"))
+
+
+def test_skip_bad_files_leaves_out_files_that_cannot_feed_the_models(cnn_artifact, generated_top, generated_qcd,
+                                                                      cms_dir, bad_dir, tmp_path, capsys):
+    bad = {str(cms_dir / "nano_tt_v12.root"): "no jet constituents", str(bad_dir / "zero_events.root"): "no events",
+           str(cms_dir / "nano_dy.root"): "cannot feed the models", str(cms_dir): "is a directory",
+           str(bad_dir / "truncated.root"): "cannot be opened"}
+    names = list(bad)
+    fs = _fileset(tmp_path, {"top": [generated_top, names[0], names[1]], "qcd": [generated_qcd, *names[2:]]})
+    ref_fs = _fileset(tmp_path, {"top": [generated_top], "qcd": [generated_qcd]}, "ref.json")
+    assert _cli_run(ref_fs, cnn_artifact, tmp_path / "ref") == 0
+    # without the flag: the first bad file is named before any chunk runs, and nothing is written
+    assert _cli_run(fs, cnn_artifact, tmp_path / "noflag") == 2
+    err = capsys.readouterr().err
+    (line,) = err.strip().splitlines()
+    assert any(f"error: {p}: {why}" in line for p, why in bad.items()) and "--skip-bad-files" in line, line
+    assert not (tmp_path / "noflag").exists()
+    fs1 = _fileset(tmp_path, {"top": [generated_top, names[0]]}, "one.json")
+    assert _cli_run(fs1, cnn_artifact, tmp_path / "noflag") == 2
+    assert f"{names[0]}: cannot feed the models: " in capsys.readouterr().err
+    # with it: every bad file is skipped with its reason, the good files' histograms are unchanged
+    assert _cli_run(fs, cnn_artifact, tmp_path / "skip", "--skip-bad-files") == 0
+    summary = json.loads((tmp_path / "skip" / "summary.json").read_text())
+    assert set(summary["bad_files"]) == set(bad)
+    for path, why in bad.items():
+        assert why in summary["bad_files"][path], (path, summary["bad_files"][path])
+    assert summary["complete"] is True and summary["lost_chunks"] == []
+    assert _compare(_hists(tmp_path / "skip"), _hists(tmp_path / "ref")) >= 6
+
+
+def test_corrupt_basket_chunk_is_listed_and_counted(cnn_artifact, generated_top, corrupt_qcd, tmp_path, capsys):
+    clean, bad = corrupt_qcd
+    fs = _fileset(tmp_path, {"top": [generated_top], "qcd": [bad]})
+    out = tmp_path / "skip"
+    assert _cli_run(fs, cnn_artifact, out, "--skip-bad-files", "--chunksize", "100") == 0
+    err = capsys.readouterr().err
+    s = json.loads((out / "summary.json").read_text())
+    assert s["complete"] is True and s["chunks"] == {"planned": 6, "in_histograms": 5, "lost": 1}
+    (lost,) = s["lost_chunks"]
+    assert (lost["dataset"], lost["file"], lost["entry_start"], lost["entry_stop"]) == ("qcd", bad, 100, 200)
+    assert "decompress" in lost["error"] and f"{bad} entries 100-200" in err
+    cf = s["datasets"]["qcd"]["cutflow"]
+    assert cf["events"] == 200 and cf["events_lost"] == 100 and s["events_lost"] == 100
+    assert s["datasets"]["top"]["cutflow"]["events_lost"] == 0
+    # the top histograms are those of a run without the bad file
+    ref = tmp_path / "ref"
+    assert _cli_run(_fileset(tmp_path, {"top": [generated_top], "qcd": [clean]}, "r.json"), cnn_artifact, ref,
+                    "--chunksize", "100") == 0
+    assert _compare(_hists(out)["top"], _hists(ref)["top"]) >= 6
+    # without the flag the run fails (exit 1) naming the chunk, keeps the other 5 chunks, says incomplete
+    capsys.readouterr()
+    out2 = tmp_path / "noflag"
+    assert _cli_run(fs, cnn_artifact, out2, "--chunksize", "100") == 1
+    err = capsys.readouterr().err
+    assert f"{bad}: entries 100-200 of dataset 'qcd' failed: zlib.error" in err and "complete: false" in err
+    s2 = json.loads((out2 / "summary.json").read_text())
+    assert s2["complete"] is False and len(s2["chunks_in_histograms"]) == 5 and "entries 100-200" in s2["error"]
+    assert _compare(_hists(out2)["top"], _hists(ref)["top"]) >= 6
+
+
+def test_lost_chunk_reported_on_dask(cnn_artifact, generated_top, corrupt_qcd, tmp_path, capsys):
+    """A chunk that fails on a Dask worker is listed like on the iterative executor (it used to
+    vanish with ``bad_files: {}``), and the cluster closes without the nanny's kill warning."""
+    _, bad = corrupt_qcd
+    fs = _fileset(tmp_path, {"top": [generated_top], "qcd": [bad]})
+    out = tmp_path / "dask"
+    rc = cli_main(["run", "--fileset", fs, "--model", cnn_artifact, "--executor", "dask", "--workers", "2",
+                   "--chunksize", "100", "--pt-min", "300", "--no-plots", "--no-progress", "--skip-bad-files",
+                   "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    s = json.loads((out / "summary.json").read_text())
+    assert [(c["file"], c["entry_start"]) for c in s["lost_chunks"]] == [(bad, 100)]
+    assert "decompress" in s["lost_chunks"][0]["error"]
+    assert "still alive" not in err
+
+
+def test_failed_run_replaces_earlier_outputs(cnn_artifact, generated_top, corrupt_qcd, tmp_path, capsys):
+    """An earlier run's files never sit beside a failed run's: -o then holds only what this run wrote."""
+    _, bad = corrupt_qcd
+    out = tmp_path / "o"
+    assert _cli_run(_fileset(tmp_path, {"top": [generated_top]}, "a.json"), cnn_artifact, out) == 0
+    (out / "stale_from_earlier_run.txt").write_text("x")
+    assert _cli_run(_fileset(tmp_path, {"qcd": [bad]}, "b.json"), cnn_artifact, out, "--chunksize", "300") == 1
+    s = json.loads((out / "summary.json").read_text())
+    assert s["complete"] is False and s["chunks_in_histograms"] == []
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
+    assert not list(tmp_path.glob(".o.*"))  # no temporary folder left behind
+
+
+def test_package_warnings_shown_once_on_the_iterative_executor(cnn_artifact, bad_dir, tmp_path, capsys):
+    """The package's own warnings (non-finite candidates) reach the user once each, with a count."""
+    fs = _fileset(tmp_path, {"qcd": [str(bad_dir / "nan_and_unwrapped_phi.root")]})
+    assert _cli_run(fs, cnn_artifact, tmp_path / "w", "--chunksize", "1") == 0
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "non-finite" in ln]
+    assert len(lines) >= 1 and all(ln.startswith("coffea-jetimg run: warning") for ln in lines), err
+    assert len(lines) == len(set(lines)) and "Missing cross-reference" not in err
+    s = json.loads((tmp_path / "w" / "summary.json").read_text())
+    assert any("non-finite" in k for k in s["warnings"])
+
+
+def test_file_in_two_datasets_warns(cnn_artifact, generated_top, tmp_path, capsys):
+    fs = _fileset(tmp_path, {"top": [generated_top], "also_top": [generated_top]})
+    with pytest.warns(UserWarning, match=r"listed in datasets \['top', 'also_top'\]"):
+        assert _cli_run(fs, cnn_artifact, tmp_path / "d", "--maxchunks", "1", "--chunksize", "20") == 0

@@ -1,0 +1,114 @@
+"""Real CMS files as they come: the older inline PFNano layout (2017 UL, cms-jet/PFNano 106X).
+
+``pfnano_ul2017_inline.root`` stores each candidate's kinematics in ``{Jet,FatJet}PFCands``
+with ``jetIdx``, and keeps candidates only for AK4 jets with pT >= 20 GeV, so coffea's
+counts-based ``Jet.pFCandsIdxG`` does not fit and an eager read used to fail. Every mode must
+open it, give each jet exactly the candidates the file links to it, and the processor and
+``train`` must run on it for AK4 and AK8 jets.
+"""
+
+from __future__ import annotations
+
+import json
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+from coffea_jetimg import constituents
+from coffea_jetimg._io import open_events
+
+torch = pytest.importorskip("torch")
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def inline_file(cms_dir) -> str:
+    path = cms_dir / "pfnano_ul2017_inline.root"
+    if not path.exists():
+        pytest.skip("pfnano_ul2017_inline.root not found")
+    return str(path)
+
+
+def _stored_counts(path, jets):
+    """Per event, per jet: how many candidates the file links to the jet (by jetIdx), from uproot."""
+    t = uproot.open(path)["Events"]
+    idx = t[f"{jets}PFCands_jetIdx"].array(library="ak")
+    nj = t[f"n{jets}"].array(library="np")
+    return [np.bincount(np.asarray(i)[np.asarray(i) >= 0], minlength=n).tolist() for i, n in zip(idx, nj)]
+
+
+@pytest.mark.parametrize("mode", ["eager", "virtual", "dask"])
+@pytest.mark.parametrize("schema", ["auto", "nanoaod"])
+def test_inline_pfnano_opens_in_every_mode(inline_file, mode, schema):
+    ev = open_events(inline_file, mode=mode, schema=schema)
+    for jets in ("Jet", "FatJet"):
+        c = constituents(ev, jets)
+        if mode == "dask":
+            c = c.compute()
+        counts = ak.to_list(ak.num(c, axis=2))
+        assert counts == _stored_counts(inline_file, jets)
+        # the candidates are the file's own: the sum of their pT per event is the branch sum
+        raw = uproot.open(inline_file)["Events"][f"{jets}PFCands_pt"].array(library="ak")
+        jidx = uproot.open(inline_file)["Events"][f"{jets}PFCands_jetIdx"].array(library="ak")
+        np.testing.assert_allclose(ak.to_numpy(ak.sum(ak.sum(c.pt, axis=2), axis=1)),
+                                   ak.to_numpy(ak.sum(raw[jidx >= 0], axis=1)), rtol=1e-6)
+    if mode == "eager":
+        assert len(ev) == 100 and "pFCandsIdxG" not in ev.Jet.fields
+        # the jets' other cross-references are untouched
+        assert "muonIdxG" in ev.Jet.fields and ev.PV.npvs.ndim == 1
+
+
+def test_inline_pfnano_some_jets_have_no_candidates(inline_file):
+    """The reason coffea's counts index failed: AK4 jets below 20 GeV keep none of their candidates."""
+    ev = open_events(inline_file, mode="virtual")
+    n = ak.flatten(ak.num(constituents(ev, "Jet"), axis=2))
+    pt = ak.flatten(ev.Jet.pt)
+    assert ak.all(n[pt >= 20.5] > 0) and ak.all(n[pt < 19.5] == 0)
+    assert ak.sum(ev.Jet.nConstituents) > ak.sum(n)
+
+
+def _tiny_artifact(tmp_path):
+    from test_artifact import TinyCNN
+
+    from coffea_jetimg.artifact import save_artifact
+    from coffea_jetimg.images import JetImageSpec
+
+    torch.manual_seed(3)
+    img = JetImageSpec(npix=(8, 8), pixel_size=(0.1, 0.1)).to_dict()
+    return str(save_artifact(tmp_path / "cnn", TinyCNN().eval(),
+                             {"name": "cnn", "architecture": "tiny", "input": {"kind": "image", "image_spec": img},
+                              "class_names": ["qcd", "top"], "signal_class": "top"}, torch.randn(2, 1, 8, 8)))
+
+
+@pytest.mark.parametrize("jets,pt_min", [("Jet", "20"), ("FatJet", "200")])
+def test_run_cli_on_inline_pfnano(inline_file, tmp_path, jets, pt_min, capsys):
+    from coffea_jetimg.cli import main
+
+    art = _tiny_artifact(tmp_path)
+    fs = tmp_path / "fs.json"
+    fs.write_text(json.dumps({"qcd": {"files": [inline_file], "metadata": {"label": "qcd"}}}))
+    out = tmp_path / "out"
+    rc = main(["run", "--fileset", str(fs), "--model", art, "--executor", "iterative", "--jets", jets,
+               "--pt-min", pt_min, "--no-plots", "--no-progress", "-o", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    ev = open_events(inline_file, mode="virtual")
+    sel = (ev[jets].pt >= float(pt_min)) & (abs(ev[jets].eta) < 2.4)
+    cf = summary["datasets"]["qcd"]["cutflow"]
+    assert cf["events"] == 100 and cf["jets_scored"] == int(ak.sum(sel)) > 0
+
+
+def test_train_cli_on_inline_pfnano(inline_file, pfnano_file, tmp_path, capsys):
+    """train reads the inline file's AK4 jets (against pfnano.root's: only the read path is tested)."""
+    from coffea_jetimg.cli import main
+
+    out = tmp_path / "qg"
+    rc = main(["train", "--signal", pfnano_file, "--background", inline_file, "--jets", "Jet", "--model", "qg",
+               "--signal-truth", "-1", "--background-truth", "-1", "--pt-min", "20", "--epochs", "1",
+               "--batch-size", "64", "--no-progress", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    spec = json.loads((out / "spec.json").read_text())
+    assert spec["training"]["n_jets"]["train"] > 50
