@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from coffea_jetimg.selection import TruthLabel
+
 HERE = Path(__file__).resolve().parent
 
 #: arXiv:1902.09914, Table 1 (AUC, 1/ε_B at ε_S = 0.3); the paper gives no accuracy or ε_S = 0.5 column
@@ -52,6 +54,8 @@ PUBLISHED = {
 BDT_FEATURES = ["msoftdrop", "mass", "tau2", "tau3", "tau21", "tau32"]
 PT_RANGE = (550.0, 650.0)
 ABS_ETA_MAX = 2.0
+#: truthLabel codes of the classes
+TOP, QCD = int(TruthLabel.TOP), int(TruthLabel.QCD)
 EFFS = (0.3, 0.5)
 
 
@@ -188,7 +192,7 @@ def train_configs(args, model_seed: int) -> dict:
     from coffea_jetimg.training import TrainConfig
 
     common = TrainConfig(
-        pt_range=PT_RANGE, abs_eta_max=ABS_ETA_MAX, signal_truth=1, background_truth=0,
+        pt_range=PT_RANGE, abs_eta_max=ABS_ETA_MAX, signal_truth=TOP, background_truth=QCD,
         max_jets_per_class=args.jets_per_class, class_names=("qcd", "top"), split=(0.7, 0.15, 0.15),
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=model_seed, device=args.device,
         patience=args.patience, lr_decay=args.lr_decay, lr_patience=args.lr_patience, monitor=args.monitor,
@@ -231,7 +235,7 @@ def generate_samples(n_jets: int, data_dir: Path, workers: int, seed: int, reuse
     data_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, list[str]] = {}
     timing = {}
-    for process, truth, pilot in (("top", 1, 400), ("qcd", 0, 400)):
+    for process, truth, pilot in (("top", TOP, 400), ("qcd", QCD, 400)):
         gen_s = 0.0  # time in generate() only: reused files cost nothing here
         paths, have, rnd = [], 0, 0
         n_next = pilot
@@ -383,8 +387,8 @@ def main(argv=None) -> int:
         "bdt": make_input_spec("fc", features=BDT_FEATURES),
     }
     t0 = time.perf_counter()
-    sig = build_dataset(files["top"], 1, specs, args.jets_per_class)
-    bkg = build_dataset(files["qcd"], 0, specs, args.jets_per_class)
+    sig = build_dataset(files["top"], TOP, specs, args.jets_per_class)
+    bkg = build_dataset(files["qcd"], QCD, specs, args.jets_per_class)
     n_s, n_b = len(sig["bdt"]), len(bkg["bdt"])
     log(f"inputs built in {time.perf_counter() - t0:.1f} s: {n_s} top, {n_b} QCD jets")
     y = np.concatenate([np.ones(n_s, np.int64), np.zeros(n_b, np.int64)])
@@ -440,8 +444,8 @@ def main(argv=None) -> int:
         "benchmark": "top tagging, generated Pythia8 + parametric detector, anti-kT R=0.8",
         "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
         "config_file": str(args.config) if args.config else None,
-        "selection": {"pt_range_GeV": PT_RANGE, "abs_eta_max": ABS_ETA_MAX, "top": "truthLabel == 1",
-                      "qcd": "truthLabel == 0"},
+        "selection": {"pt_range_GeV": PT_RANGE, "abs_eta_max": ABS_ETA_MAX, "top": f"truthLabel == {TOP}",
+                      "qcd": f"truthLabel == {QCD}"},
         "jets": {"top": n_s, "qcd": n_b, "train": len(tr), "val": len(va), "test": len(te)},
         "settings": {**{name: (list(v) if isinstance(v, tuple) else v) for name in SETTINGS
                         for v in [getattr(args, name)]},

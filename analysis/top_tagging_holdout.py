@@ -43,6 +43,8 @@ from top_tagging import (
     ABS_ETA_MAX,
     BDT_FEATURES,
     PT_RANGE,
+    QCD,
+    TOP,
     _finite,
     _round_stats,
     build_dataset,
@@ -143,8 +145,8 @@ def models_and_inputs(artifacts: list[tuple[str | None, Path]], top_files, qcd_f
     keys = {name: input_key(spec) for name, (_, spec) in models.items()}
     specs = {key: models[name][1] for name, key in keys.items()}
     t0 = time.perf_counter()
-    sig = build_dataset(top_files, 1, specs, max_top)
-    bkg = build_dataset(qcd_files, 0, specs, max_qcd)
+    sig = build_dataset(top_files, TOP, specs, max_top)
+    bkg = build_dataset(qcd_files, QCD, specs, max_qcd)
     n_s, n_b = len(next(iter(sig.values()))), len(next(iter(bkg.values())))
     log(f"inputs built in {time.perf_counter() - t0:.1f} s: {n_s} top, {n_b} QCD jets, {len(specs)} input kinds")
     return models, keys, sig, bkg
@@ -352,9 +354,9 @@ def main(argv=None) -> int:
 
         device = resolve_device(args.device)
         log(f"holdout: up to {args.top_jets} top and {args.qcd_jets} QCD jets, {args.workers} workers, seed {args.seed}")
-        top_files, gen_s["top"] = generate_holdout("top", 1, args.top_jets, args.top_budget_s, args.data_dir,
+        top_files, gen_s["top"] = generate_holdout("top", TOP, args.top_jets, args.top_budget_s, args.data_dir,
                                                    args.seed, args.workers, args.round_events, args.reuse, log)
-        qcd_files, gen_s["qcd"] = generate_holdout("qcd", 0, args.qcd_jets, args.qcd_budget_s, args.data_dir,
+        qcd_files, gen_s["qcd"] = generate_holdout("qcd", QCD, args.qcd_jets, args.qcd_budget_s, args.data_dir,
                                                    args.seed, args.workers, args.round_events, args.reuse, log)
         artifacts = [(a.partition("=")[0], Path(a.partition("=")[2])) if "=" in a else (None, Path(a))
                      for a in args.artifacts]

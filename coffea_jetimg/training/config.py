@@ -14,6 +14,7 @@ from typing import Any
 
 from .._util import JsonSpec
 from ..errors import TrainingError
+from ..selection import TruthLabel
 
 __all__ = ["TrainConfig", "RESUMABLE_CHANGES"]
 
@@ -100,10 +101,10 @@ class TrainConfig(JsonSpec):
     pt_range: tuple[float, float] | None = None
     abs_eta_max: float | None = 2.0
     label_from: str = "file"
-    signal_truth: int | None = 1
-    background_truth: int | None = 0
+    signal_truth: int | None = int(TruthLabel.TOP)
+    background_truth: int | None = int(TruthLabel.QCD)
     max_jets_per_class: int | None = None
-    class_names: tuple[str, str] = ("qcd", "top")
+    class_names: tuple[str, str] = (TruthLabel.QCD.class_name, TruthLabel.TOP.class_name)
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)
     # optimisation
     epochs: int = 20
