@@ -42,3 +42,85 @@ def test_processors_importable_under_package_name():
     from coffea.processor import ProcessorABC
 
     assert issubclass(JetTaggingProcessor, ProcessorABC) and issubclass(EventImageProcessor, ProcessorABC)
+
+
+# ---- bad command lines and bad filesets: one clear line, exit 2 (issue 19, item 15) -----------
+
+import json  # noqa: E402
+
+
+def _run_argv(fs, *extra):
+    return ["run", "--fileset", str(fs), "--model", "no_such_model_dir", "--executor", "iterative",
+            "--no-progress", "-o", "never_written", *extra]
+
+
+@pytest.mark.parametrize("content,expect", [
+    (None, "fileset file does not exist"),
+    ("{not json", "is not valid JSON: Expecting property name enclosed in double quotes at line 1, column 2"),
+    ('["a.root"]', "holds a list; expected {\"dataset\""),
+    ('{"top": 3}', "dataset 'top' is a int"),
+    ('{"top": {"metadata": {}}}', "dataset 'top' has no 'files' list or mapping"),
+    ('{"top": {"files": [1, 2]}}', "'files' must hold paths"),
+    ('{"top": {"files": ["a.root"], "metadata": "top"}}', "'metadata' is a str, not a mapping"),
+])
+def test_bad_fileset_one_line_exit_2(tmp_path, capsys, content, expect):
+    fs = tmp_path / "fs.json"
+    if content is not None:
+        fs.write_text(content)
+    assert main(_run_argv(fs)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expect in err and str(fs) in err, err
+    assert not (tmp_path / "never_written").exists()
+
+
+def test_fileset_is_a_directory(tmp_path, capsys):
+    assert main(_run_argv(tmp_path)) == 2
+    assert "is a directory; --fileset takes a JSON file" in capsys.readouterr().err
+
+
+def test_wrong_tree_name(tmp_path, pfnano_file):
+    """The tree name a fileset gives is checked against the file's trees (it used to say 'truncated')."""
+    fs = tmp_path / "fs.json"
+    fs.write_text(json.dumps({"qcd": {"files": {pfnano_file: "Evnts"}}}))
+    from coffea_jetimg._run_cli import check_fileset, load_fileset
+    from coffea_jetimg.errors import InputFileError
+
+    with pytest.raises(InputFileError, match=r"has no tree 'Evnts'; its trees: \['Events'"):
+        check_fileset(load_fileset(fs), skip_bad=False)
+
+
+@pytest.mark.parametrize("option,value", [("--workers", "0"), ("--chunksize", "0"), ("--maxchunks", "-1"),
+                                          ("--batch-size", "0"), ("--chunksize", "many")])
+def test_bad_numbers_refused_by_the_parser(tmp_path, capsys, option, value):
+    with pytest.raises(SystemExit) as exit_:
+        main(_run_argv(tmp_path / "fs.json", option, value))
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert option in err and ("must be at least 1" in err or "whole number" in err), err
+
+
+def test_cuda_device_without_cuda(tmp_path, capsys, pfnano_file):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    fs = tmp_path / "fs.json"
+    fs.write_text(json.dumps({"qcd": [pfnano_file]}))
+    assert main(_run_argv(fs, "--device", "cuda")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--device cuda: torch sees no CUDA device" in err, err
+
+
+def test_unwrap_error_finds_the_package_message():
+    from coffea_jetimg._run_cli import unwrap_error
+    from coffea_jetimg.errors import ConstituentsError
+
+    inner = ConstituentsError("no jet constituents for 'FatJet'")
+    try:
+        try:
+            raise inner
+        except ConstituentsError as e:
+            raise Exception("Failed processing file: WorkItem(...). The error was: " + repr(e) + ".") from e
+    except Exception as wrapped:  # noqa: BLE001
+        assert unwrap_error(wrapped) == "no jet constituents for 'FatJet'"
+        # across Dask only the text survives: the package's message is still found in it
+        assert unwrap_error(Exception(str(wrapped))) == "no jet constituents for 'FatJet'"
