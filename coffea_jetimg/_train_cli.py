@@ -52,9 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="names of the background and signal classes stored in the artifact")
     m = parser.add_argument_group("model and network input")
     m.add_argument("--model", choices=MODELS, required=True,
-                   help="architecture: deeptop/qg/wtag image CNNs, lola (CoLa+LoLa on 4-vectors), fc (5x500, "
-                        "dropout 0.5) or maxout (on images with --image-preset, on --features, else on 4-vectors), "
-                        "resnet18/34/50 (event images)")
+                   help="architecture, with the input it takes (the model registry, coffea_jetimg.models): "
+                        + ", ".join(f"{a} ({k})" for a, k in ARCHITECTURES.items())
+                        + "; 'any' models take images with --image-preset, jet features with --features, else "
+                          "4-vectors")
     m.add_argument("--image-preset", default=None,
                    help="jet-image preset (qg, deeptop, wtag, komiske); default: the one named like the model")
     m.add_argument("--channels", nargs="+", default=None, metavar="CHANNEL",
@@ -70,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--filters", type=int, default=None,
                    help="filters per convolution of the deeptop/qg/wtag CNNs (default: the paper's)")
     m.add_argument("--n-constituents", type=int, default=40,
-                   help="constituents (pT-ordered, zero-padded) per jet for lola / 4-vector inputs")
+                   help="constituents (pT-ordered, zero-padded) per jet for 4-vector and particle inputs")
     m.add_argument("--features", nargs="+", default=None,
                    help="jet features for fc/maxout, e.g. msoftdrop mass tau21 tau32")
     t = parser.add_argument_group("training")
