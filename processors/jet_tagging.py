@@ -29,24 +29,20 @@ follows for any number of merged chunks (:func:`coffea_jetimg.metrics.pearson_ma
 
 from __future__ import annotations
 
-import warnings
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Callable
 
 import awkward as ak
 import hist
-import numpy as np
 from coffea import processor
 
+from coffea_jetimg import axes as A
 from coffea_jetimg._bridge import fields_of, is_dask, map_partitions
-from coffea_jetimg._constituents import constituents
-from coffea_jetimg.errors import ConstituentsError, InputsError
+from coffea_jetimg.errors import ConstituentsError
 from coffea_jetimg.inference import Tagger
 from coffea_jetimg.inputs import ImageInput, InputPlan, input_from_spec
-from coffea_jetimg.metrics import ensemble_mean
 from coffea_jetimg.selection import DEFAULT_SELECTION, OTHER, TRUTH_NAMES, select_jets
-from coffea_jetimg import axes as A
+from coffea_jetimg.tagging import (DEFAULT_AXES, JET_VARIABLES, JetVariable, check_ensembles, empty_table,
+                                   jet_table, mass_field, parse_ensembles)
 
 __all__ = [
     "JetTaggingProcessor",
@@ -59,207 +55,6 @@ __all__ = [
     "DEFAULT_SELECTION",
     "DEFAULT_AXES",
 ]
-
-_SCORE_MAX = np.nextafter(np.float32(1.0), np.float32(0.0))
-
-
-def _mass_field(jet_fields) -> str:
-    return "msoftdrop" if "msoftdrop" in jet_fields else "mass"
-
-
-def _npv(events, jets, mask, flat):
-    if "PV" in fields_of(events) and "npvs" in fields_of(events.PV):
-        return ak.flatten(ak.broadcast_arrays(events.PV.npvs, events[jets].pt)[0][mask], axis=1)
-    return np.full(len(flat), -1.0)
-
-
-@dataclass(frozen=True)
-class JetVariable:
-    """One per-jet variable of the score histograms: its axis, its value and the columns it reads.
-
-    ``binning`` is a list of edges (variable axis) or ``(bins, lo, hi)`` (regular axis);
-    ``JetTaggingProcessor(axes={binning_key: ...})`` overrides it. ``value(events, jets, mask,
-    flat_jets)`` gives the selected jets' values; ``reads(jet_fields)`` the ``(collection, field)``
-    pairs that needs.
-    """
-
-    name: str
-    binning_key: str
-    binning: tuple | list
-    label: Callable[[list[str]], str]
-    value: Callable
-    reads: Callable[[list[str]], set]
-    flow: bool = True
-
-    def axis(self, binning, jet_fields) -> hist.axis.AxesMixin:
-        if isinstance(binning, tuple):
-            return hist.axis.Regular(*binning, name=self.name, label=self.label(jet_fields), flow=self.flow)
-        return hist.axis.Variable(binning, name=self.name, label=self.label(jet_fields), flow=self.flow)
-
-
-#: The per-jet axes of every score histogram, declared once: a new axis is one line here (the
-#: table, the fill, the dask columns and the ROOT export follow it).
-JET_VARIABLES: tuple[JetVariable, ...] = (
-    JetVariable(A.PT, "pt_edges", [200, 300, 400, 500, 600, 700, 800, 1000, 1500, 3000], lambda jf: r"Jet $p_T$ [GeV]",
-                lambda ev, j, m, f: f.pt, lambda jf: {"pt"}),
-    JetVariable(A.MSD, "msd", (30, 0.0, 300.0), lambda jf: A.mass_label(_mass_field(jf)),
-                lambda ev, j, m, f: f[_mass_field(fields_of(f))], lambda jf: {_mass_field(jf)}),
-    JetVariable(A.ABS_ETA, "abs_eta_edges", [0.0, 0.8, 1.6, 2.5], lambda jf: r"Jet $|\eta|$",
-                lambda ev, j, m, f: abs(f.eta), lambda jf: {"eta"}, flow=False),
-    JetVariable(A.NPV, "npv_edges", [0, 15, 25, 35, 50, 100], lambda jf: "Number of primary vertices",
-                _npv, lambda jf: {("PV", "npvs")}),
-)
-
-#: Histogram binning: score bins, then each :data:`JET_VARIABLES` binning by its key.
-DEFAULT_AXES = {"score_bins": 40, **{v.binning_key: v.binning for v in JET_VARIABLES}}
-
-
-def _np(a, dtype) -> np.ndarray:
-    return np.asarray(ak.to_numpy(ak.fill_none(a, 0)), dtype=dtype)
-
-
-def _pixel_records(x: np.ndarray, cls: np.ndarray, scores: dict[str, np.ndarray], rows: np.ndarray, n_rows: int):
-    """Non-zero pixels of images ``x`` ``(n, C, H, W)`` of table rows ``rows`` as
-    ``n_rows * var * {cls, c, iy, ix, v, y_*}`` (rows without an image get no pixels)."""
-    j, c, iy, ix = np.nonzero(x)
-    counts = np.zeros(n_rows, np.int64)
-    if len(x):
-        counts[rows] = np.bincount(j, minlength=len(x))
-    r = rows[j] if len(j) else np.zeros(0, np.int64)
-    cols = {"cls": cls[r].astype(np.int32), "c": c.astype(np.int32), "iy": iy.astype(np.int32),
-            "ix": ix.astype(np.int32), "v": x[j, c, iy, ix].astype(np.float64)}
-    for name, s in scores.items():
-        cols[f"y_{name}"] = s[r].astype(np.float64)
-    return ak.unflatten(ak.zip(cols, depth_limit=1), counts)
-
-
-def _classes(flat, n, class_names, truth_names, dataset_class) -> np.ndarray:
-    """Index into ``class_names`` of each jet: its truth label's name, or the dataset's class."""
-    index = {c: i for i, c in enumerate(class_names)}
-    other = index.get(OTHER, -1)
-    if "truthLabel" not in fields_of(flat):
-        return np.full(n, index.get(dataset_class, other), dtype=np.int32)
-    codes = _np(flat.truthLabel, np.int64)
-    size = max(int(codes.max()) + 1 if n else 1, max(truth_names) + 1)
-    lut = np.array([index.get(truth_names.get(k, OTHER), other) for k in range(size)], dtype=np.int32)
-    return np.where(codes >= 0, lut[np.clip(codes, 0, size - 1)], other).astype(np.int32)
-
-
-def _where(events) -> str:
-    return (getattr(events, "metadata", None) or {}).get("filename", "input file unknown")
-
-
-def jet_table(events, *, taggers, jets="FatJet", selection=None, class_names=(), truth_names=None,
-              dataset_class=None, image_refs=None, ensembles=None, plan: InputPlan | None = None, mask=None):
-    """Select jets, build each distinct input once, score with every tagger; one row per selected jet.
-
-    Parameters
-    ----------
-    events : ak.Array
-        Eager coffea events.
-    taggers : dict of str to Tagger
-        In the order of the output fields ``s_<name>``/``pred_<name>``.
-    jets : str
-        Jet collection.
-    selection : dict
-        Keywords of :func:`select_jets`.
-    class_names : sequence of str
-        Truth classes; ``cls`` holds the index into it.
-    truth_names : dict of int to str, optional
-        ``{jets}_truthLabel`` code → class name; used when the jets have ``truthLabel``.
-    dataset_class : str, optional
-        Class of every jet when the jets have no ``truthLabel``.
-    image_refs : dict of str to list of str
-        Image input key → the models whose score is correlated with its pixels.
-    ensembles : dict of str to list of str, optional
-        Ensemble name → member models (mean of the members' class probabilities).
-    plan : InputPlan, optional
-        The taggers' input plan (made here when not given).
-    mask : ``n_events * var`` bool, optional
-        The jet selection if already computed.
-
-    Returns
-    -------
-    ak.Array
-        ``n_selected_jets * {cls, scored, <JET_VARIABLES>, s_<model>, pred_<model>, px_<k>}``:
-        ``scored`` is False for jets whose constituents the file does not store (their scores
-        are NaN and their pixels empty); ``px_<k>`` are the non-zero pixels of image input ``k``.
-    """
-    selection = DEFAULT_SELECTION if selection is None else selection
-    truth_names = TRUTH_NAMES if truth_names is None else truth_names
-    plan = plan or InputPlan([t.input_spec for t in taggers.values()], jets=jets)
-    fj = events[jets]
-    if mask is None:
-        mask = select_jets(fj, **selection)
-    flat = ak.flatten(fj[mask], axis=1)
-    n = len(flat)
-    cols: dict[str, np.ndarray] = {"cls": _classes(flat, n, class_names, truth_names, dataset_class)}
-    for v in JET_VARIABLES:
-        cols[v.name] = _np(v.value(events, jets, mask, flat), np.float64)
-
-    # jets whose constituents the file does not store are not scored (an all-zero image would
-    # give every one of them the same score)
-    cands, scored_mask = None, mask
-    jf = fields_of(fj)
-    if plan.needs_constituents(jf):
-        cands = constituents(events, jets, fields=plan.constituent_fields(jf), layout=plan.layout(events))
-        scored_mask = mask & (ak.num(cands, axis=2) > 0)
-    scored = _np(ak.flatten(scored_mask[mask], axis=1), bool) if n else np.zeros(0, bool)
-    rows = np.flatnonzero(scored)
-    cols["scored"] = scored
-    n_missing = n - len(rows)
-    if n_missing:
-        warnings.warn(f"{_where(events)}: {n_missing} of {n} selected {jets} jets have no stored constituents; "
-                      "they are counted in the cutflow (jets_without_constituents) and not scored", RuntimeWarning,
-                      stacklevel=2)
-
-    built = plan.build(events, scored_mask, cands=cands) if len(plan) else {}
-    probs_of: dict[str, np.ndarray] = {}
-    for name, tagger in taggers.items():
-        x = built[input_from_spec(tagger.input_spec).key]
-        _warn_non_finite(x, events, jets, name)
-        probs_of[name] = tagger.predict(x)
-    for name, members in (ensembles or {}).items():  # members share class names (checked by the processor)
-        probs_of[name] = ensemble_mean([probs_of[m] for m in members])
-    scores: dict[str, np.ndarray] = {}
-    for name, probs in probs_of.items():
-        head = taggers[name] if name in taggers else taggers[ensembles[name][0]]
-        s = np.full(n, np.nan)
-        s[rows] = np.minimum(probs[:, head.signal_index], _SCORE_MAX)
-        scores[name] = s
-        pred = np.full(n, -1, np.int32)
-        pred[rows] = np.argmax(probs, axis=1) if len(probs) else np.zeros(0, np.int32)
-        cols[f"s_{name}"], cols[f"pred_{name}"] = s, pred
-    for k, (key, models) in enumerate((image_refs or {}).items()):
-        cols[f"px_{k}"] = _pixel_records(built[key], cols["cls"], {m: scores[m] for m in models}, rows, n)
-    return ak.zip(cols, depth_limit=1)
-
-
-def _warn_non_finite(X: np.ndarray, events, jets: str, model: str) -> None:
-    """Warn, naming the file, when some jets' network inputs hold NaN or inf: their scores come
-    out NaN, and hist files NaN in the overflow bin without a word."""
-    if X.size == 0:
-        return
-    bad = ~np.isfinite(X.reshape(len(X), -1)).all(axis=1)
-    if bad.any():
-        warnings.warn(f"{_where(events)}: {int(bad.sum())} of {len(X)} selected {jets} jets have non-finite inputs for "
-                      f"model {model!r} (first at jet {int(np.flatnonzero(bad)[0])} of the chunk's selection); "
-                      "their scores are NaN and land in the histograms' overflow bins", RuntimeWarning, stacklevel=2)
-
-
-def parse_ensembles(texts) -> dict[str, list[str]]:
-    """``['NAME=A+B', ...]`` (the ``--ensemble`` syntax) → ``{'NAME': ['A', 'B'], ...}``.
-
-    Raises ``ValueError`` naming the text that is not of that form; which models exist is checked
-    where they are known (:class:`JetTaggingProcessor`, the holdout study)."""
-    out = {}
-    for text in texts:
-        name, _, members = text.partition("=")
-        parts = members.split("+")
-        if not name or not all(parts):
-            raise ValueError(f"ensemble {text!r}: expected NAME=MODEL+MODEL[+...]")
-        out[name] = parts
-    return out
 
 
 class JetTaggingProcessor(processor.ProcessorABC):
@@ -311,7 +106,7 @@ class JetTaggingProcessor(processor.ProcessorABC):
             self.taggers[name] = t
         if not self.taggers:
             raise ValueError("no models given")
-        self.ensembles = self._check_ensembles(ensembles or {})
+        self.ensembles = check_ensembles(ensembles or {}, self.taggers)
         self.jets = jets
         self.selection = dict(DEFAULT_SELECTION if selection is None else {**DEFAULT_SELECTION, **selection})
         self.labels = dict(labels or {})
@@ -330,26 +125,6 @@ class JetTaggingProcessor(processor.ProcessorABC):
             first = next(iter(refs))
             refs[first] += [m for m in self.taggers if m not in sum(refs.values(), [])]
         self.image_refs = refs if pixel_maps else OrderedDict()
-
-    def _check_ensembles(self, ensembles) -> OrderedDict[str, list[str]]:
-        out: OrderedDict[str, list[str]] = OrderedDict()
-        for name, members in ensembles.items():
-            members = [members] if isinstance(members, str) else list(members)
-            if name in self.taggers or name in out:
-                raise ValueError(f"ensemble {name!r}: the name is already taken by a model")
-            if len(members) < 2 or len(set(members)) != len(members):
-                raise ValueError(f"ensemble {name!r}: needs two or more distinct models, got {members}")
-            unknown = [m for m in members if m not in self.taggers]
-            if unknown:
-                raise ValueError(f"ensemble {name!r}: unknown models {unknown}; models are {list(self.taggers)}")
-            first = self.taggers[members[0]]
-            for m in members[1:]:
-                t = self.taggers[m]
-                if t.class_names != first.class_names or t.signal_class != first.signal_class:
-                    raise ValueError(f"ensemble {name!r}: {m!r} has classes {t.class_names} (signal {t.signal_class!r}), "
-                                     f"{members[0]!r} {first.class_names} (signal {first.signal_class!r})")
-            out[name] = members
-        return out
 
     # -- description ------------------------------------------------------------------------
     def model_info(self) -> dict:
@@ -441,7 +216,7 @@ class JetTaggingProcessor(processor.ProcessorABC):
         mask, steps = select_jets(fj, **self.selection, return_steps=True)
         kwargs = self._table_kwargs(classes, self._dataset_class(events))
         table = map_partitions(lambda ev, m: jet_table(ev, mask=m, **kwargs), events, mask,
-                               touch=[sorted(self._needed_columns(events)), None], meta=self._empty_table(),
+                               touch=[sorted(self._needed_columns(events)), None], meta=empty_table(self.scored_names(), self.image_refs),
                                label="jet-tagging-table")
         hists = self._hists(classes, fields_of(fj), dask)
         self._fill(hists, table, classes, dask)
@@ -453,18 +228,6 @@ class JetTaggingProcessor(processor.ProcessorABC):
                     truth_names=self.truth_names, dataset_class=dataset_class, image_refs=self.image_refs,
                     ensembles=self.ensembles, plan=self.plan)
 
-    def _empty_table(self):
-        """The table's type, without running (or loading) any network: the dask meta."""
-        cols = {"cls": np.zeros(0, np.int32), "scored": np.zeros(0, bool)}
-        cols.update({v.name: np.zeros(0, np.float64) for v in JET_VARIABLES})
-        for name in self.scored_names():
-            cols[f"s_{name}"] = np.zeros(0, np.float64)
-            cols[f"pred_{name}"] = np.zeros(0, np.int32)
-        for k, (key, models) in enumerate(self.image_refs.items()):
-            cols[f"px_{k}"] = _pixel_records(np.zeros((0, 1, 1, 1), np.float32), np.zeros(0, np.int32),
-                                             {m: np.zeros(0) for m in models}, np.zeros(0, np.int64), 0)
-        return ak.zip(cols, depth_limit=1)
-
     def _needed_columns(self, events) -> list[tuple[str | None, str]]:
         """(collection, field) pairs the per-chunk work reads: the selection's, the jet variables',
         the truth label and the input plan's."""
@@ -475,7 +238,7 @@ class JetTaggingProcessor(processor.ProcessorABC):
                 want.add(c if isinstance(c, tuple) else (self.jets, c))
         want |= {(self.jets, f) for f in ("pt", "eta", "truthLabel") if f in jf}
         if self.selection.get("msd") is not None:
-            want.add((self.jets, _mass_field(jf)))
+            want.add((self.jets, mass_field(jf)))
         want |= self.plan.columns(events)
         have = fields_of(events)
         want = {(c, f) for c, f in want if c in have and f in fields_of(events[c])}
