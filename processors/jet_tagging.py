@@ -36,6 +36,7 @@ import hist
 from coffea import processor
 
 from coffea_jetimg import axes as A
+from coffea_jetimg import tagging
 from coffea_jetimg._bridge import fields_of, is_dask, map_partitions
 from coffea_jetimg.errors import ConstituentsError
 from coffea_jetimg.inference import Tagger
@@ -179,7 +180,7 @@ class JetTaggingProcessor(processor.ProcessorABC):
             H = hist.Hist
         ax = self.axes
         cls = hist.axis.StrCategory(classes, name=A.CLASS, label="Truth class")
-        jet_axes = {v.name: v.axis(ax[v.binning_key], jet_fields) for v in JET_VARIABLES}
+        jet_axes = {v.name: v.axis(ax.get(v.binning_key, v.binning), jet_fields) for v in tagging.JET_VARIABLES}
         pt_ax = jet_axes[A.PT]
         out = {"score": {}, "predicted": {}, "score_moments": {}, "image": {}, "pixel_xy": {},
                "njets": H(cls, pt_ax, storage=hist.storage.Int64())}
@@ -233,7 +234,7 @@ class JetTaggingProcessor(processor.ProcessorABC):
         the truth label and the input plan's."""
         jf = fields_of(events[self.jets])
         want: set = set()
-        for v in JET_VARIABLES:
+        for v in tagging.JET_VARIABLES:
             for c in v.reads(jf):
                 want.add(c if isinstance(c, tuple) else (self.jets, c))
         want |= {(self.jets, f) for f in ("pt", "eta", "truthLabel") if f in jf}
@@ -257,7 +258,7 @@ class JetTaggingProcessor(processor.ProcessorABC):
         for i, c in enumerate(classes):
             sel = scored[scored.cls == i]
             h["njets"].fill(c, sel.pt)
-            jet_cols = [sel[v.name] for v in JET_VARIABLES]
+            jet_cols = [sel[v.name] for v in tagging.JET_VARIABLES]
             for name in self.scored_names():
                 h["score"][name].fill(c, sel[f"s_{name}"], *jet_cols)
                 h["predicted"][name].fill(c, sel[f"pred_{name}"])

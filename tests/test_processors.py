@@ -388,3 +388,36 @@ def test_jets_without_stored_constituents_are_counted_not_scored(models, cms_dir
     dk = _run_dask(fs, proc, schema)
     assert {k: int(v) for k, v in dk["qcd"]["cutflow"].items()} == cf
     np.testing.assert_array_equal(dk["qcd"]["score"]["cnn"].values(flow=True), out["score"]["cnn"].values(flow=True))
+
+
+def test_a_new_histogram_axis_is_one_line(models, pfnano_file, monkeypatch, tmp_path):
+    """ρ = ln(m²/pT²) added as one JetVariable: the processor fills it (eager == dask), reads the
+    columns it names on dask, and the ROOT export writes it."""
+    import uproot
+
+    import coffea_jetimg as cj
+    import coffea_jetimg.tagging as tg
+    from coffea_jetimg.studies import merge_datasets, write_root
+
+    rho = tg.JetVariable("rho", "rho", (20, -8.0, 0.0), lambda jf: r"Jet $\rho = \ln(m^2/p_T^2)$",
+                         lambda ev, j, m, f: np.log(np.maximum(f.msoftdrop, 1e-3) ** 2 / f.pt ** 2),
+                         lambda jf: {"pt", "msoftdrop"})
+    monkeypatch.setattr(tg, "JET_VARIABLES", tg.JET_VARIABLES + (rho,))
+    proc = JetTaggingProcessor({"cnn": models["cnn"]})
+    assert ("FatJet", "msoftdrop") in proc._needed_columns(cj.open_events(pfnano_file, mode="dask"))
+    fs = _fileset({"qcd": (pfnano_file, "qcd")})
+    it = _run_runner(processor.IterativeExecutor(status=False), fs, proc)
+    _assert_same(it, _run_dask(fs, proc))
+    h = it["qcd"]["score"]["cnn"]
+    assert "rho" in h.axes.name
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ev = cj.open_events(pfnano_file)
+    sel = ev.FatJet[select_jets(ev.FatJet)]
+    want = np.histogram(ak.to_numpy(ak.flatten(np.log(np.maximum(sel.msoftdrop, 1e-3) ** 2 / sel.pt ** 2))),
+                        bins=20, range=(-8.0, 0.0))[0]
+    np.testing.assert_array_equal(h.project("rho").values(), want)
+    names = write_root(merge_datasets(it), tmp_path / "h.root")
+    assert "cnn/qcd/rho" in names and "cnn/qcd/score_vs_rho" in names
+    with uproot.open(tmp_path / "h.root") as f:
+        np.testing.assert_array_equal(f["cnn/qcd/rho"].values(), want)
