@@ -24,7 +24,9 @@ import awkward as ak
 import numba
 import numpy as np
 
+from . import _kernels as K
 from ._bridge import flat, is_dask, per_jet
+from .kinematics import p4_from_ptetaphim
 
 __all__ = [
     "jet_mass", "jet_width", "n_track", "softdrop", "nsubjettiness", "energy_correlation_ratios",
@@ -63,42 +65,13 @@ def _flat(cands, puppi: bool, extra=()):
     return offsets, pt, cols["eta"].astype(np.float64), cols["phi"].astype(np.float64), mass, cols
 
 
-@numba.njit(cache=True)
-def _p4(pt, eta, phi, mass):
-    px = pt * np.cos(phi)
-    py = pt * np.sin(phi)
-    pz = pt * np.sinh(eta)
-    e = np.sqrt(px * px + py * py + pz * pz + mass * mass)
-    return e, px, py, pz
-
-
-@numba.njit(cache=True)
-def _rap(e, pz):
-    if e - abs(pz) <= 0.0:
-        return 0.0 if pz == 0 else np.sign(pz) * 1e5
-    return 0.5 * np.log((e + pz) / (e - pz))
-
-
-@numba.njit(cache=True)
-def _dphi(a, b):
-    d = a - b
-    while d > np.pi:
-        d -= 2 * np.pi
-    while d <= -np.pi:
-        d += 2 * np.pi
-    return d
-
+# The kernels below take their kinematics (p4, sums, rapidity, φ wrapping) from the numba
+# helpers of _kernels, the one numba home of those formulas.
 
 @numba.njit(cache=True)
 def _mass_kernel(offsets, pt, eta, phi, mass, out):
     for j in range(len(offsets) - 1):
-        E = PX = PY = PZ = 0.0
-        for i in range(offsets[j], offsets[j + 1]):
-            e, px, py, pz = _p4(pt[i], eta[i], phi[i], mass[i])
-            E += e
-            PX += px
-            PY += py
-            PZ += pz
+        E, PX, PY, PZ = K.p4_sum(np.uint64(offsets[j]), offsets[j + 1] - offsets[j], pt, eta, phi, mass)
         m2 = E * E - PX * PX - PY * PY - PZ * PZ
         out[j] = np.sqrt(m2) if m2 > 0 else 0.0
     return out
@@ -111,21 +84,14 @@ def _width_kernel(offsets, pt, eta, phi, mass, out):
         if hi <= lo:
             out[j] = 0.0
             continue
-        E = PX = PY = PZ = 0.0
-        for i in range(lo, hi):
-            e, px, py, pz = _p4(pt[i], eta[i], phi[i], mass[i])
-            E += e
-            PX += px
-            PY += py
-            PZ += pz
-        yj = _rap(E, PZ)
+        E, PX, PY, PZ = K.p4_sum(np.uint64(lo), hi - lo, pt, eta, phi, mass)
+        yj = K.rapidity_from_ep(E, PZ)
         phij = np.arctan2(PY, PX)
         num = 0.0
         den = 0.0
         for i in range(lo, hi):
-            e, px, py, pz = _p4(pt[i], eta[i], phi[i], mass[i])
-            dy = _rap(e, pz) - yj
-            dp = _dphi(phi[i], phij)
+            dy = K.rapidity(pt[i], eta[i], mass[i]) - yj
+            dp = K.wrap_phi(phi[i] - phij)
             num += pt[i] * np.sqrt(dy * dy + dp * dp)
             den += pt[i]
         out[j] = num / den if den > 0 else 0.0
@@ -156,14 +122,13 @@ def _ecf_kernel(offsets, pt, eta, phi, mass, beta, out):
         y = np.empty(n)
         s = 0.0
         for a in range(n):
-            e, px, py, pz = _p4(pt[lo + a], eta[lo + a], phi[lo + a], mass[lo + a])
-            y[a] = _rap(e, pz)
+            y[a] = K.rapidity(pt[lo + a], eta[lo + a], mass[lo + a])
             s += pt[lo + a]
         d = np.zeros((n, n))
         for a in range(n):
             for b in range(a + 1, n):
                 dy = y[a] - y[b]
-                dp = _dphi(phi[lo + a], phi[lo + b])
+                dp = K.wrap_phi(phi[lo + a] - phi[lo + b])
                 d[a, b] = (dy * dy + dp * dp) ** (0.5 * beta)
                 d[b, a] = d[a, b]
         e2 = 0.0
@@ -224,10 +189,7 @@ def _cluster(cands, puppi: bool, algorithm: str = "cambridge", R: float = 10.0):
     import fastjet
 
     off, pt, eta, phi, mass, _ = _flat(cands, puppi)
-    px = pt * np.cos(phi)
-    py = pt * np.sin(phi)
-    pz = pt * np.sinh(eta)
-    e = np.sqrt(px**2 + py**2 + pz**2 + mass**2)
+    e, px, py, pz = p4_from_ptetaphim(pt, eta, phi, mass)
     counts = np.diff(off)
     # FastJet's grooming throws on a jet without particles: cluster the non-empty jets only
     parts = ak.unflatten(ak.zip({"px": px, "py": py, "pz": pz, "E": e}), counts)[counts > 0]
@@ -247,8 +209,8 @@ def softdrop(cands, *, beta: float = 0.0, z_cut: float = 0.1, R0: float = 0.8, p
     Returns
     -------
     dict of ndarray, each ``(n_jets,)``
-        ``msoftdrop`` (GeV), ``ptsoftdrop`` (GeV), ``zg`` (the symmetry of the last kept
-        splitting), ``rg`` (its ΔR). Empty jets give 0.
+        ``msoftdrop`` (GeV; 0 where rounding gives m² < 0, as :func:`jet_mass`), ``ptsoftdrop``
+        (GeV), ``zg`` (the symmetry of the last kept splitting), ``rg`` (its ΔR). Empty jets give 0.
     """
     cs, counts = _cluster(cands, puppi)
     n = len(counts)
@@ -263,6 +225,7 @@ def softdrop(cands, *, beta: float = 0.0, z_cut: float = 0.1, R0: float = 0.8, p
     }
     for k, v in vals.items():
         out[k][ok] = np.nan_to_num(np.asarray(v, dtype=np.float64))
+    np.maximum(out["msoftdrop"], 0.0, out=out["msoftdrop"])  # FastJet's m() is signed: -|m| for m² < 0
     return out
 
 

@@ -48,24 +48,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Detector", "extract_final", "extract_hard_process", "kinematics"]
+from ..kinematics import delta_phi, ptetaphim_from_p4
+
+__all__ = ["Detector", "extract_final", "extract_hard_process"]
 
 _NEUTRINOS = (12, 14, 16)
 _ETA_CELLS = 100  # |η| < 5 in steps of 0.1
 _PHI_CELLS = 63  # 2π / 63 ≈ 0.0997
 _ETA_MAX_CALO = 5.0
 _M_PI, _M_E, _M_MU = 0.13957, 0.000511, 0.10566
-
-
-def kinematics(px, py, pz, e):
-    """``(pt, eta, phi, mass)`` from Cartesian 4-momenta (numpy arrays, GeV)."""
-    pt = np.hypot(px, py)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        eta = np.arcsinh(np.where(pt > 0, pz / np.where(pt > 0, pt, 1.0), np.sign(pz) * 1e4))
-    phi = np.arctan2(py, px)
-    m2 = e * e - px * px - py * py - pz * pz
-    mass = np.sqrt(np.maximum(m2, 0.0))
-    return pt, eta, phi, mass
 
 
 def _heavy_flavour(abs_id: np.ndarray) -> np.ndarray:
@@ -193,7 +184,7 @@ class Detector:
         cal_e, cal_cell, cal_em, cal_hs = [], [], [], []
         for parts, dz0, is_hs in sources:
             px, py, pz, e = parts["px"], parts["py"], parts["pz"], parts["e"]
-            pt, eta, phi, _ = kinematics(px, py, pz, e)
+            pt, eta, phi, _ = ptetaphim_from_p4(e, px, py, pz)
             apid = np.abs(parts["pdgId"])
             charge = parts["charge"]
             visible = ~np.isin(apid, _NEUTRINOS)
@@ -288,7 +279,7 @@ class Detector:
         iso = np.zeros(len(idx))
         for k, i in enumerate(idx):
             deta = cands["eta"] - cands["eta"][i]
-            dphi = np.pi - np.abs(np.pi - np.abs(cands["phi"] - cands["phi"][i]))
+            dphi = delta_phi(cands["phi"], cands["phi"][i])
             near = deta * deta + dphi * dphi < self.iso_cone**2
             near[i] = False
             iso[k] = np.sum(cands["pt"][near]) / cands["pt"][i]

@@ -7,21 +7,14 @@ collections (``{collection: {field: ndarray}}``) and scalar columns (``{name: nu
 
 from __future__ import annotations
 
+import awkward as ak
 import numpy as np
 
-from ._detector import Detector, extract_final, extract_hard_process, kinematics
-from ._jets import (
-    cluster,
-    delta_r,
-    four_momenta,
-    input_indices,
-    match_flavour,
-    nsubjettiness,
-    parton_flavour,
-    pseudojets,
-    softdrop_mass,
-)
+from ..kinematics import delta_r, p4_from_ptetaphim, ptetaphim_from_p4
 from ..selection import TruthLabel
+from ..substructure import nsubjettiness, softdrop
+from ._detector import Detector, extract_final, extract_hard_process
+from ._jets import cluster, input_indices, match_flavour, parton_flavour, pseudojets
 from ._processes import make_pythia, pileup_settings, pythia_settings
 
 __all__ = ["EventGenerator", "JetConfig", "BTAG_WP", "BTAG_EFF"]
@@ -47,13 +40,29 @@ class JetConfig:
 
 
 def _eta_phi(d):
-    pt, eta, phi, m = kinematics(d["px"], d["py"], d["pz"], d["e"])
-    return pt, eta, phi, m
+    return ptetaphim_from_p4(d["e"], d["px"], d["py"], d["pz"])
 
 
-def _rapidity(px, py, pz, e):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return 0.5 * np.log(np.maximum(e + pz, 1e-300) / np.maximum(e - pz, 1e-300))
+#: FatJet_msoftdrop: soft drop with β = 0, z_cut = 0.1, R0 = 0.8 (mMDT); FatJet_tau1..3: τ_N with
+#: β = 1, R0 = 0.8, exclusive-kT axes. Both by fjcontrib through :mod:`coffea_jetimg.substructure`,
+#: on the stored (float32) kinematics of the jet's PFCands, so a file's values are what
+#: ``substructure.softdrop`` / ``nsubjettiness`` give on its ``constituents``.
+SOFTDROP = dict(beta=0.0, z_cut=0.1, R0=0.8)
+NSUBJETTINESS = dict(beta=1.0, R0=0.8, axes="kt")
+
+
+def _fatjet_substructure(cands: dict, link_cand: list) -> dict:
+    """``msoftdrop`` and ``tau1..3`` of jets whose constituents are ``cands[...][idx]`` per jet."""
+    n = len(link_cand)
+    if n == 0:
+        return {k: np.zeros(0) for k in ("msoftdrop", "tau1", "tau2", "tau3")}
+    counts = np.array([len(i) for i in link_cand], np.int64)
+    idx = np.concatenate(link_cand)
+    jets = ak.unflatten(ak.zip({k: cands[k][idx].astype(np.float64) for k in ("pt", "eta", "phi", "mass")}),
+                        counts)
+    taus = nsubjettiness(jets, (1, 2, 3), **NSUBJETTINESS)
+    return {"msoftdrop": softdrop(jets, **SOFTDROP)["msoftdrop"],
+            "tau1": taus[:, 0], "tau2": taus[:, 1], "tau3": taus[:, 2]}
 
 
 class EventGenerator:
@@ -120,9 +129,7 @@ class EventGenerator:
         # 4-vector is the sum of the stored constituents
         for k in ("pt", "eta", "phi", "mass"):
             cands[k] = cands[k].astype(np.float32)
-        px, py_, pz, e = four_momenta(cands["pt"], cands["eta"], cands["phi"], cands["mass"])
-        rap = _rapidity(px, py_, pz, e)
-        cpt, cphi = np.hypot(px, py_), np.arctan2(py_, px)
+        e, px, py_, pz = p4_from_ptetaphim(cands["pt"], cands["eta"], cands["phi"], cands["mass"])
         chs = np.flatnonzero(~((cands["charge"] != 0) & (cands["fromPV"] == 0)))
         pjs = pseudojets(px[chs], py_[chs], pz[chs], e[chs])  # input position i ↔ PFCands chs[i]
 
@@ -136,7 +143,7 @@ class EventGenerator:
         jc = self.jets
         # ---- AK8
         cs8, fat = cluster(pjs, jc.fatjet_r, jc.fatjet_pt_min)
-        fj = {k: [] for k in ("pt", "eta", "phi", "mass", "msoftdrop", "tau1", "tau2", "tau3", "nConstituents")}
+        fj = {k: [] for k in ("pt", "eta", "phi", "mass", "nConstituents")}
         link_jet, link_cand = [], []
         for ij, j in enumerate(fat):
             consts = list(j.constituents())
@@ -146,15 +153,13 @@ class EventGenerator:
             fj["eta"].append(j.eta())
             fj["phi"].append(j.phi_std())
             fj["mass"].append(max(j.m(), 0.0))
-            fj["msoftdrop"].append(softdrop_mass(consts))
-            taus = nsubjettiness(consts, cpt[io], rap[io], cphi[io])
-            fj["tau1"].append(taus[0])
-            fj["tau2"].append(taus[1])
-            fj["tau3"].append(taus[2])
             fj["nConstituents"].append(len(idx))
             link_jet.append(np.full(len(idx), ij))
             link_cand.append(idx)
         fj = {k: np.asarray(v, dtype=np.float64 if k != "nConstituents" else np.int64) for k, v in fj.items()}
+        sub = _fatjet_substructure(cands, link_cand)
+        fj = {k: fj[k] if k in fj else sub[k]
+              for k in ("pt", "eta", "phi", "mass", "msoftdrop", "tau1", "tau2", "tau3", "nConstituents")}
         fj["truthLabel"] = _truth_labels(fj["eta"], fj["phi"], hard, hd_eta, hd_phi, jc.fatjet_r)
         fj["partonFlavour"] = parton_flavour(fj["eta"], fj["phi"], jc.fatjet_r, hd_eta[par], hd_phi[par],
                                              hd_pt[par], hard["pdgId"][par])

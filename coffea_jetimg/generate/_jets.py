@@ -1,15 +1,11 @@
-"""Jet clustering (FastJet, classic per-event API), soft drop and N-subjettiness, matching.
+"""Jet clustering (FastJet, classic per-event API) and truth matching for the generator.
 
-The ``fastjet`` PyPI wheels do not include fjcontrib, so soft drop and N-subjettiness are
-implemented here on top of FastJet cluster sequences:
-
-* soft drop (β = 0, z_cut = 0.1, R0 = 0.8, i.e. mMDT): the jet's constituents are reclustered
-  with Cambridge/Aachen and declustered from the top, keeping the harder branch until
-  ``min(pT1, pT2) / (pT1 + pT2) > z_cut``; ``msoftdrop`` is the mass of the surviving
-  (E-scheme) subjet;
-* N-subjettiness τ_N (β = 1, normalised by ``Σ pT_i R0``) with exclusive-kT axes (the jet's
-  constituents reclustered with kT and stopped at N subjets, no one-pass axis optimisation,
-  so τ_N is slightly above CMS's one-pass values); distances in rapidity–φ.
+Anti-kT clustering of the stored particles (:func:`cluster`, with the fast :func:`pseudojets`
+input and the constituent → ``PFCands`` link :func:`input_indices`), hadron and parton flavour
+(:func:`match_flavour`, :func:`parton_flavour`; ΔR in η–φ). The FatJets' soft-drop mass and
+N-subjettiness are not computed here: the generator takes them from
+:mod:`coffea_jetimg.substructure` (fjcontrib's SoftDrop and Nsubjettiness, shipped in the
+``fastjet`` wheels), the same functions an analysis runs on the file's constituents.
 """
 
 from __future__ import annotations
@@ -18,10 +14,11 @@ import os
 
 import numpy as np
 
-__all__ = ["pseudojets", "input_indices", "cluster", "softdrop_mass", "nsubjettiness", "match_flavour", "parton_flavour", "delta_r"]
+from ..kinematics import delta_r
+
+__all__ = ["pseudojets", "input_indices", "cluster", "match_flavour", "parton_flavour"]
 
 _BANNER_DONE = False
-_MAX_R = 999.0  # FastJet's JetDefinition::max_allowable_R is 1000
 
 
 def _silence_banner():
@@ -44,22 +41,6 @@ def _silence_banner():
         os.dup2(saved, 1)
         os.close(saved)
     _BANNER_DONE = True
-
-
-def delta_r(eta1, phi1, eta2, phi2):
-    """ΔR with φ wrapped; broadcasts."""
-    dphi = np.pi - np.abs(np.pi - np.abs(np.asarray(phi1) - np.asarray(phi2)) % (2 * np.pi))
-    deta = np.asarray(eta1) - np.asarray(eta2)
-    return np.sqrt(deta * deta + dphi * dphi)
-
-
-def four_momenta(pt, eta, phi, mass):
-    """``(px, py, pz, E)`` in float64 from (pt, eta, phi, mass)."""
-    pt = np.asarray(pt, np.float64)
-    eta = np.asarray(eta, np.float64)
-    px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
-    e = np.sqrt(px * px + py * py + pz * pz + np.asarray(mass, np.float64) ** 2)
-    return px, py, pz, e
 
 
 def pseudojets(px, py, pz, e):
@@ -114,55 +95,6 @@ def cluster(particles, r: float, pt_min: float, alg: str = "antikt"):
     cs = fj._swig.ClusterSequence(particles, _jetdef(alg, r))  # takes a vectorPJ or a list
     jets = fj.sorted_by_pt(cs.inclusive_jets(pt_min))
     return cs, list(jets)
-
-
-def softdrop_mass(constituents, z_cut: float = 0.1, beta: float = 0.0, r0: float = 0.8) -> float:
-    """Soft-drop groomed mass (GeV) of a jet given its constituents (list of PseudoJet)."""
-    import fastjet as fj
-
-    if len(constituents) == 0:
-        return 0.0
-    cs = fj._swig.ClusterSequence(constituents, _jetdef("ca", _MAX_R))
-    j = fj.sorted_by_pt(cs.inclusive_jets(0.0))[0]
-    while True:
-        p1, p2 = fj.PseudoJet(), fj.PseudoJet()
-        if not j.has_parents(p1, p2):
-            break
-        pt1, pt2 = p1.pt(), p2.pt()
-        z = min(pt1, pt2) / (pt1 + pt2)
-        thr = z_cut
-        if beta != 0.0:
-            thr = z_cut * (p1.delta_R(p2) / r0) ** beta
-        if z > thr:
-            break
-        j = p1 if pt1 >= pt2 else p2
-    return max(j.m(), 0.0)
-
-
-def nsubjettiness(constituents, pt, rap, phi, n_max: int = 3, r0: float = 0.8) -> list[float]:
-    """τ_1 … τ_n_max (β = 1, exclusive-kT axes, normalised by ``Σ pT R0``).
-
-    Parameters
-    ----------
-    constituents : list of PseudoJet
-    pt, rap, phi : ndarray, shape (n_constituents,)
-        The same constituents' pT (GeV), rapidity and φ.
-    """
-    import fastjet as fj
-
-    n = len(constituents)
-    out = [0.0] * n_max
-    if n == 0:
-        return out
-    d0 = float(np.sum(pt)) * r0
-    cs = fj._swig.ClusterSequence(constituents, _jetdef("kt", _MAX_R))
-    for k in range(1, min(n_max, n) + 1):
-        axes = cs.exclusive_jets(k)
-        arap = np.array([a.rap() for a in axes])
-        aphi = np.array([a.phi_std() for a in axes])
-        dr = delta_r(rap[:, None], phi[:, None], arap[None, :], aphi[None, :])
-        out[k - 1] = float(np.sum(pt * dr.min(axis=1)) / d0) if d0 > 0 else 0.0
-    return out
 
 
 def match_flavour(jet_eta, jet_phi, r: float, had_eta, had_phi, had_flav, had_pt, pt_min: float = 5.0):
