@@ -192,28 +192,28 @@ def _warm_worker(proc, f):
 
 
 def _ready_tensors(files, proc, tagger):
-    from coffea_jetimg.processors.jet_tagging import select_jets
+    """The network inputs of the jets the processor scores, built as it builds them."""
+    from coffea_jetimg.inputs import input_from_spec
+    from coffea_jetimg.selection import select_jets
 
-    from coffea_jetimg.inputs import build_inputs
-
+    key = input_from_spec(tagger.input_spec).key
     xs = []
     for f in files:
         ev = _events(f)
-        xs.append(build_inputs(tagger.input_spec, ev, proc.jets, jet_mask=select_jets(ev[proc.jets], **proc.selection)))
+        xs.append(proc.plan.build(ev, select_jets(ev[proc.jets], **proc.selection))[key])
     return np.ascontiguousarray(np.concatenate(xs))
 
 
 def _breakdown(f, proc, chunksize, repeats=3):
-    """Per-stage times of one chunk (medians), the stages the processor runs in order."""
+    """Per-stage times of one chunk (medians), the stages the processor runs in order: reading,
+    selection, constituents, inputs (the plan), forward, then the whole table (which repeats the
+    three before it, plus the per-jet columns and the pixel records), booking, fill and cutflow."""
     import awkward as ak
+
+    from coffea_jetimg._bridge import fields_of
+    from coffea_jetimg._constituents import constituents
     from coffea_jetimg.processors import jet_tagging as jt
 
-    from coffea_jetimg._constituents import constituents
-    from coffea_jetimg.inputs import build_inputs
-
-    if not hasattr(jt, "_jet_parts"):  # an older processor without the staged eager path
-        print("breakdown: not available for this processor version")
-        return
     (name, tagger), = proc.taggers.items()
     st: dict[str, list] = {}
 
@@ -221,6 +221,7 @@ def _breakdown(f, proc, chunksize, repeats=3):
         st.setdefault(key, []).append(time.perf_counter() - t0)
         return time.perf_counter()
 
+    n_jets = 0
     for _ in range(repeats):
         ev = _events(f, 0, chunksize)
         t = time.perf_counter()
@@ -231,29 +232,29 @@ def _breakdown(f, proc, chunksize, repeats=3):
         fj = ev[proc.jets]
         mask, steps = jt.select_jets(fj, **proc.selection, return_steps=True)
         t = tick("select", t)
-        cols, _, _ = jt._jet_parts(ev, taggers={}, jets=proc.jets, selection=proc.selection, class_names=classes,
-                                   truth_names=proc.truth_names, dataset_class="top", mask=mask)
-        t = tick("jet columns", t)
-        cands = constituents(ev, proc.jets, fields=jt._cand_fields([tagger], list(fj.fields)))  # as the processor
+        jf = fields_of(fj)
+        cands = constituents(ev, proc.jets, fields=proc.plan.constituent_fields(jf), layout=proc.plan.layout(ev))
         t = tick("constituents", t)
-        x = build_inputs(tagger.input_spec, ev, proc.jets, jet_mask=mask, cands=cands)
-        t = tick("images", t)
-        probs = tagger.predict(x)
+        x = next(iter(proc.plan.build(ev, mask, cands=cands).values()))
+        t = tick("inputs (plan)", t)
+        tagger.predict(x)
         t = tick("forward", t)
-        cols[f"s_{name}"] = np.minimum(probs[:, tagger.signal_index], jt._SCORE_MAX).astype(np.float64)
-        cols[f"pred_{name}"] = np.argmax(probs, axis=1).astype(np.int32)
-        h = proc._hists(classes, False)
-        h.pop("_info")
+        table = jt.jet_table(ev, mask=mask, **proc._table_kwargs(classes, "top"))
+        t = tick("table (all above + columns)", t)
+        h = proc._hists(classes, jf, False)
         t = tick("hist booking", t)
-        proc._fill_eager(h, cols, {jt.input_key(tagger.input_spec): x}, {name: probs[:, tagger.signal_index]}, classes)
+        proc._fill(h, table, classes, False)
         t = tick("hist fill + pixel moments", t)
-        proc._cutflow_eager(fj, steps, len(x))
+        proc._cutflow(fj, steps, table, False)
         t = tick("cutflow", t)
+        n_jets = len(x)
     med = {k: float(np.median(v)) for k, v in st.items()}
-    tot = sum(med.values())
-    print(f"breakdown of one chunk ({chunksize} events, {len(x)} jets), medians of {repeats}:")
+    print(f"breakdown of one chunk ({chunksize} events, {n_jets} jets), medians of {repeats}:")
     for k, v in med.items():
-        print(f"  {k:28s} {1e3 * v:8.1f} ms  {100 * v / tot:5.1f}%")
+        print(f"  {k:30s} {1e3 * v:8.1f} ms")
+    rest = med["table (all above + columns)"] - med["constituents"] - med["inputs (plan)"] - med["forward"]
+    print(f"  {'table beyond cands+inputs+fwd':30s} {1e3 * rest:8.1f} ms")
+
 
 if __name__ == "__main__":
     main()
