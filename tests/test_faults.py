@@ -319,14 +319,18 @@ def test_failed_run_replaces_earlier_outputs(cnn_artifact, generated_top, corrup
     assert not list(tmp_path.glob(".o.*"))  # no temporary folder left behind
 
 
-def test_package_warnings_shown_once_on_the_iterative_executor(cnn_artifact, bad_dir, tmp_path, capsys):
-    """The package's own warnings (non-finite candidates) reach the user once each, with a count."""
+@pytest.mark.parametrize("executor", ["iterative", "futures"])
+def test_package_warnings_shown_once(cnn_artifact, bad_dir, tmp_path, capsys, executor):
+    """The package's own warnings (non-finite candidates) reach the user once each, with a count,
+    on the iterative executor too; coffea's schema noise and progress bars do not (--no-progress)."""
     fs = _fileset(tmp_path, {"qcd": [str(bad_dir / "nan_and_unwrapped_phi.root")]})
-    assert _cli_run(fs, cnn_artifact, tmp_path / "w", "--chunksize", "1") == 0
+    assert _cli_run(fs, cnn_artifact, tmp_path / "w", "--chunksize", "1", "--executor", executor,
+                    "--workers", "1") == 0
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if "non-finite" in ln]
     assert len(lines) >= 1 and all(ln.startswith("coffea-jetimg run: warning") for ln in lines), err
     assert len(lines) == len(set(lines)) and "Missing cross-reference" not in err
+    assert "Processing" not in err and "Preprocessing" not in err
     s = json.loads((tmp_path / "w" / "summary.json").read_text())
     assert any("non-finite" in k for k in s["warnings"])
 
