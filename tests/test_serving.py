@@ -222,3 +222,13 @@ def test_export_triton_writes_configs_tritons_protobuf_parses(artifacts, tmp_pat
     assert (repo / "cnn" / "1" / "model.pt").read_bytes() == src.read_bytes()
     with pytest.raises(SystemExit, match="exists"):
         main(["export-triton", str(artifacts["cnn"]), "-o", str(repo)])
+
+
+def test_serve_cli_refuses_bad_artifacts_before_starting(tmp_path):
+    from coffea_jetimg.artifact import ArtifactError
+    from coffea_jetimg.cli import main
+
+    with pytest.raises(SystemExit, match="give one or more ARTIFACT"):
+        main(["serve"])
+    with pytest.raises(ArtifactError, match=r"nothing: artifact directory does not exist"):
+        main(["serve", str(tmp_path / "nothing"), "--port", "18555"])

@@ -68,7 +68,7 @@ class ServerProcess:
     venv : path, optional
         The server venv (see :func:`~coffea_jetimg.serving.env.find_server_env`).
     log : path, optional
-        The server's output (default: a temporary file, removed by :meth:`stop`).
+        The server's output (default: a temporary file, removed by :meth:`stop` after a clean exit).
     **options
         ``device``, ``max_batch``, ``queue_delay_us``, ``instances``, ``threads``, ``log_every``
         (see :func:`server_args`).
@@ -153,7 +153,7 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 continue
         rc = self.proc.poll()
-        if self._own_log and rc is not None:
+        if self._own_log and rc == 0:  # kept when the server failed, for its log
             try:
                 self.log_path.unlink()
             except OSError:
