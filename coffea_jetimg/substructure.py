@@ -206,6 +206,15 @@ def softdrop(cands, *, beta: float = 0.0, z_cut: float = 0.1, R0: float = 0.8, p
     ``SoftDrop(beta, z_cut, R0)`` (through ``fastjet``'s awkward interface). With β = 0 this is
     the modified mass-drop tagger.
 
+    ``msoftdrop`` is the mass of the groomed *raw* constituents, so it does not reproduce NanoAOD's
+    ``FatJet_msoftdrop``: CMS stores the mass of the two soft-drop subjets after each is corrected
+    with its jet-energy correction (``SubJet_rawFactor``). With ``puppi=True`` the value here
+    agrees with the raw-subjet mass (``SubJet`` p4 × (1 − rawFactor), summed) within 1 % for 101
+    of 102 AK8 jets of ``pfnano_ul2017_inline.root`` and 16 of 16 of ``pfnano.root``, while the
+    stored ``msoftdrop`` is a median 1.12× (1.09×) that raw mass. To compare with CMS, sum the
+    file's corrected subjets (``FatJet.subJetIdx1/2`` into ``SubJet``), which reproduces the stored
+    value within 0.2 % (2 %) on those files.
+
     Returns
     -------
     dict of ndarray, each ``(n_jets,)``
