@@ -33,7 +33,6 @@ from collections import OrderedDict
 
 import awkward as ak
 import hist
-import numpy as np
 from coffea import processor
 
 from coffea_jetimg import axes as A
@@ -43,8 +42,8 @@ from coffea_jetimg.errors import ConstituentsError
 from coffea_jetimg.inference import Tagger
 from coffea_jetimg.inputs import ImageInput, InputPlan, input_from_spec
 from coffea_jetimg.selection import DEFAULT_SELECTION, OTHER, TRUTH_NAMES, select_jets
-from coffea_jetimg.tagging import (DEFAULT_AXES, JET_VARIABLES, JetVariable, check_ensembles, empty_table,
-                                   jet_table, mass_field, parse_ensembles)
+from coffea_jetimg.tagging import (DEFAULT_AXES, JET_VARIABLES, JetVariable, add_pixel_sums, check_ensembles,
+                                   empty_table, jet_table, mass_field, parse_ensembles)
 
 __all__ = [
     "JetTaggingProcessor",
@@ -57,24 +56,6 @@ __all__ = [
     "DEFAULT_SELECTION",
     "DEFAULT_AXES",
 ]
-
-
-def _pixel_sums(h_image, h_xy: dict, p) -> None:
-    """The eager fast path of the pixel fills: Σv, Σv² and Σv·y per (class, channel, iy, ix), one
-    ``bincount`` each, added into the histograms' views (the same sums as ``fill``; ~100k pixels
-    per chunk make a ``fill`` per class the largest cost of filling)."""
-    view = h_image.view(flow=False)
-    shape = view.shape
-    cls, c, iy, ix = (np.asarray(p[f], np.int64) for f in ("cls", "c", "iy", "ix"))
-    ok = (cls >= 0) & (cls < shape[0])
-    idx = np.ravel_multi_index((cls[ok], c[ok], iy[ok], ix[ok]), shape)
-    v = np.asarray(p.v, np.float64)[ok]
-    n = int(np.prod(shape))
-    view.value += np.bincount(idx, weights=v, minlength=n).reshape(shape)
-    view.variance += np.bincount(idx, weights=v * v, minlength=n).reshape(shape)
-    for m, h in h_xy.items():
-        h.view(flow=False)[...] += np.bincount(idx, weights=v * np.asarray(p[f"y_{m}"], np.float64)[ok],
-                                               minlength=n).reshape(shape)
 
 
 class JetTaggingProcessor(processor.ProcessorABC):
@@ -296,7 +277,7 @@ class JetTaggingProcessor(processor.ProcessorABC):
                     h["pixel_xy"][m].fill(c, p.c, p.iy, p.ix, weight=p.v * p[f"y_{m}"])
         if not dask:
             for k, (key, models) in enumerate(self.image_refs.items()):
-                _pixel_sums(h["image"][f"img{k}"], {m: h["pixel_xy"][m] for m in models}, pix[k])
+                add_pixel_sums(h["image"][f"img{k}"], {m: h["pixel_xy"][m] for m in models}, pix[k])
         return h
 
     def _cutflow(self, fj, steps, table, dask):
