@@ -86,6 +86,8 @@ def _run_processor(outdir: Path, files: dict, models: dict, args) -> dict:
     argv = ["--fileset", str(fs_path), "--executor", "dask", "--workers", str(args.workers),
             "--chunksize", "500", "--signal", "top",
             "--pt-min", "450", "--pt-max", "800", "--abs-eta-max", "2.0", "-o", str(outdir / "analysis")]
+    if args.no_progress:
+        argv.append("--no-progress")
     for res in models.values():
         argv += ["--model", str(res["artifact"])]
     if len(models) > 1:
