@@ -22,6 +22,9 @@ The floor = allocate an output of the same shape and write each element once (th
 subset, as it requires, and scaled. The awkward adapter (offset unpacking) and the
 NanoEvents → constituents → tensor path are timed separately.
 
+The "fast paths" line times (a), (b) and the qg and wtag presets with the kernel's fast paths and
+through its general loop (``image_kernel_call(..., fast_paths=False)``): what each fast path saves.
+
 The "anatomy" line splits (a): the page faults of a fresh output (``np.zeros`` + one write per
 4 KiB page: the kernel zeroes each page on first touch, and the floor pays this too), and the
 kernel alone on 1000 jets with output and inputs in cache (``image_kernel_call``). It prints the
@@ -58,6 +61,7 @@ from coffea_jetimg import constituents, flat_jet_constituents  # noqa: E402
 from coffea_jetimg._constituents import CANDIDATE_FIELDS, KINEMATIC_FIELDS, OPTIONAL_FIELDS  # noqa: E402
 from coffea_jetimg.images import (JetImageSpec, constituent_fields, image_kernel_call, images_from_flat,  # noqa: E402
                                   jet_images)
+from coffea_jetimg.kinematics import wrap_phi  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,7 +86,7 @@ def load_real(path):
     jets, fat, counts = jets[keep], fat[keep], counts[keep]
     deta = ak.to_numpy(ak.flatten(jets.eta - fat.eta))
     dphi = ak.to_numpy(ak.flatten(jets.phi - fat.phi))
-    dphi = np.pi - np.mod(np.pi - dphi, 2 * np.pi)
+    dphi = wrap_phi(dphi)
     frac = ak.to_numpy(ak.flatten(jets.pt / ak.sum(jets.pt, axis=1)))
     mass = ak.to_numpy(ak.flatten(jets.mass))
     charge = ak.to_numpy(ak.flatten(jets.charge))
@@ -101,7 +105,7 @@ def generate(n_jets, counts_pool, pool, seed=12345):
     pt = (pool["frac"][idx] * jet_pt[jet_of]).astype(np.float32)
     eta = (jet_eta[jet_of] + pool["deta"][idx]).astype(np.float32)
     phi = jet_phi[jet_of] + pool["dphi"][idx]
-    phi = (np.pi - np.mod(np.pi - phi, 2 * np.pi)).astype(np.float32)
+    phi = wrap_phi(phi).astype(np.float32)
     offsets = np.zeros(n_jets + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
     cols = dict(pt=pt, eta=eta, phi=phi, mass=pool["mass"][idx].astype(np.float32),
@@ -285,6 +289,20 @@ def main(argv=None):
         parts.append(f"{name} {t_p / (reps // 5) / offsets[m_c] * 1e9:.1f}")
     print(f"presets, kernel in cache, ns per constituent (beside (a) {ns_c:.1f}): " + "; ".join(parts))
 
+    # do the fast paths pay? the same recipes through the kernel's general loop (fast_paths=False;
+    # the same images up to float rounding of the normalisation), kernel in cache
+    parts = []
+    for name, pspec in (("(a)", spec), ("(b) deeptop", specs["b"]), ("qg", JetImageSpec.preset("qg")),
+                        ("wtag", JetImageSpec.preset("wtag"))):
+        buf = np.zeros((m_c, *pspec.shape), np.float32)
+        ns = {}
+        for fast in (True, False):
+            call = image_kernel_call(offsets[: m_c + 1], cols, pspec, fast_paths=fast)
+            t_p, _ = timeit(lambda: [call(buf, small_valid) for _ in range(reps // 5)], args.repeats)
+            ns[fast] = t_p / (reps // 5) / offsets[m_c] * 1e9
+        parts.append(f"{name} {ns[True]:.1f} vs {ns[False]:.1f} ({ns[False] / ns[True]:.2f}x)")
+    print("fast paths, kernel in cache, ns per constituent, fast vs general loop: " + "; ".join(parts))
+
     # consistency: our image of (a) vs energyflow on the same jets (structure, not timing)
     pixelate, how = load_pixelate()
     ef_speed = float("nan")
@@ -297,7 +315,7 @@ def main(argv=None):
         for i in range(m):
             sl = slice(offsets[i], offsets[i + 1])
             ph = cols["phi"][sl].astype(np.float64)
-            ph = ph[0] + (np.pi - np.mod(np.pi - (ph - ph[0]), 2 * np.pi))
+            ph = ph[0] + wrap_phi(ph - ph[0])
             jets_np.append(np.stack([cols["pt"][sl], cols["eta"][sl], ph, pid[sl]], axis=1).astype(np.float64))
 
         def ef_run():

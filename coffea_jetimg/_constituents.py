@@ -20,6 +20,7 @@ import numpy as np
 
 from ._util import fields_of as _fields
 from .errors import ConstituentsError
+from .kinematics import wrap_phi
 
 __all__ = ["constituents", "constituent_columns", "detect_layout", "ConstituentsError", "flat_jet_constituents", "CANDIDATE_FIELDS", "OPTIONAL_FIELDS"]
 
@@ -291,7 +292,7 @@ def _sanitize(records: dict[str, np.ndarray], where: str) -> np.ndarray:
     phi = records["phi"]
     fin = phi[keep] if n_bad else phi
     if len(fin) and not (fin.min() > -np.pi and fin.max() <= np.pi):  # else already wrapped: no copy
-        wrapped = np.pi - np.mod(np.pi - phi, 2 * np.pi)  # maps to (-π, π]
+        wrapped = wrap_phi(phi)
         records["phi"] = wrapped.astype(phi.dtype, copy=False)
     return keep
 

@@ -38,6 +38,7 @@ import numpy as np
 
 from . import _kernels as K
 from ._util import JsonSpec, fields_of as _fields, is_dask as _is_dask
+from .kinematics import energy
 
 __all__ = ["EventImageSpec", "event_images", "COLOURS", "DRAW_ORDER"]
 
@@ -119,8 +120,7 @@ def _n_objects(coll) -> int:
 
 def _energy(coll):
     pt = coll.pt
-    m = coll.mass if "mass" in _fields(coll) else 0.0 * pt
-    return np.sqrt((pt * np.cosh(coll.eta)) ** 2 + m**2)
+    return energy(pt, coll.eta, coll.mass if "mass" in _fields(coll) else 0.0 * pt)
 
 
 def _flat_objects(coll, sel, energy):

@@ -67,8 +67,10 @@ def ptetaphim_from_p4(e: ArrayLike, px: ArrayLike, py: ArrayLike, pz: ArrayLike)
 
 
 def wrap_phi(phi: ArrayLike) -> ArrayLike:
-    """Azimuthal angles (or differences) wrapped into (-π, π] (rad), for any input value."""
-    return np.pi - np.mod(np.pi - phi, 2 * np.pi)
+    """Azimuthal angles (or differences) wrapped into (-π, π] (rad), for any finite input value."""
+    w = np.pi - np.mod(np.pi - phi, 2 * np.pi)
+    # mod rounds to 2π for π - phi just below 0 (phi one ulp above π): that gives -π, moved to π
+    return np.where(w <= -np.pi, w + 2 * np.pi, w) if not hasattr(w, "layout") else w + 2 * np.pi * (w <= -np.pi)
 
 
 def delta_phi(phi1: ArrayLike, phi2: ArrayLike) -> ArrayLike:
@@ -86,24 +88,26 @@ def delta_r(y1: ArrayLike, phi1: ArrayLike, y2: ArrayLike, phi2: ArrayLike) -> A
 def rapidity(pt: ArrayLike, eta: ArrayLike, mass: ArrayLike) -> ArrayLike:
     """Rapidity ``y = asinh(pT sinh η / mT)``, ``mT = sqrt(pT² + m²)``, of (pT, η, m) particles.
 
-    Equal to η for massless particles, and kept equal to η where ``mT = 0`` (pT = m = 0), as
-    the kernels do.
+    Exactly η for massless particles and where ``mT = 0`` (pT = m = 0), as in the kernels.
     """
     pt = np.asarray(pt, np.float64)
     eta = np.asarray(eta, np.float64)
-    mt = np.sqrt(pt * pt + np.asarray(mass, np.float64) ** 2)
+    mass = np.asarray(mass, np.float64)
+    mt = np.sqrt(pt * pt + mass**2)
     with np.errstate(divide="ignore", invalid="ignore"):
         y = np.arcsinh(pt * np.sinh(eta) / mt)
-    return np.where(mt > 0, y, eta)
+    return np.where((mass != 0) & (mt > 0), y, eta)
 
 
 def rapidity_from_p4(e: ArrayLike, pz: ArrayLike) -> ArrayLike:
     """Rapidity ``y = ½ ln((E + pz) / (E - pz))`` from energy and pz (GeV).
 
-    Where ``E <= |pz|`` (a massless particle along the beam, or rounding) the logarithm's
-    arguments are floored at 1e-300, so y is large (±345) and finite rather than infinite.
+    Where ``E <= |pz|`` (no rapidity: along the beam, or rounding) ±1e5 with the sign of pz (0
+    for pz = 0), as the kernels' ``rapidity_from_ep``.
     """
     e = np.asarray(e, np.float64)
     pz = np.asarray(pz, np.float64)
+    ok = e - np.abs(pz) > 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        return 0.5 * np.log(np.maximum(e + pz, 1e-300) / np.maximum(e - pz, 1e-300))
+        y = 0.5 * np.log((e + pz) / (e - pz))
+    return np.where(ok, y, np.copysign(1e5, pz) * (pz != 0))

@@ -93,7 +93,7 @@ def test_wrap_phi_on_awkward_and_delta_r_matches_vector():
     out = kin.wrap_phi(jag)
     assert ak.to_list(ak.num(out)) == [2, 0, 1]
     assert ak.all((out > -np.pi) & (out <= np.pi))
-    pt, eta, phi, mass = _particles(seed=3)
+    pt, eta, phi, _ = _particles(seed=3)
     a, b = _vec(pt[:1000], eta[:1000], phi[:1000], 0 * pt[:1000]), _vec(pt[1000:], eta[1000:], phi[1000:], 0 * pt[1000:])
     np.testing.assert_allclose(kin.delta_phi(phi[:1000], phi[1000:]), a.deltaphi(b), atol=1e-12)
     np.testing.assert_allclose(kin.delta_r(eta[:1000], phi[:1000], eta[1000:], phi[1000:]), a.deltaR(b), rtol=1e-12)

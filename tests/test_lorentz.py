@@ -64,6 +64,41 @@ def test_jet_mass_matches_coffea_vector():
     np.testing.assert_allclose(m, want, rtol=1e-4)
 
 
+def test_kernel_sums_match_vector():
+    """The kernels' jet-level Lorentz algebra against scikit-hep vector (the library under coffea's
+    behaviours): each constituent's (E, px, py, pz), the jet axis, pT and E of the features, and
+    substructure's jet mass and width axis, on massive constituents spread in eta and across φ = ±π."""
+    import vector
+
+    from coffea_jetimg.substructure import jet_mass
+
+    rng = np.random.default_rng(5)
+    counts = rng.integers(1, 30, 40)
+    n = int(counts.sum())
+    jet_of = np.repeat(np.arange(len(counts)), counts)
+    cols = {"pt": rng.uniform(1, 80, n), "eta": rng.uniform(-2.5, 2.5, len(counts))[jet_of] + rng.normal(0, 0.3, n),
+            "phi": np.pi + rng.normal(0, 0.3, n), "mass": rng.choice([0.0, 0.13957, 0.4937, 1.5], n)}
+    cols["phi"] = np.where(cols["phi"] > np.pi, cols["phi"] - 2 * np.pi, cols["phi"])
+    x = ak.unflatten(ak.zip(cols), counts)
+    v = vector.zip({k: x[k] for k in ("pt", "eta", "phi", "mass")})
+    # per constituent: the padded (E, px, py, pz) rows, in input order
+    p4 = constituent_p4s(x, 30, sort=False).astype(np.float64)
+    for i, want in enumerate((v.E, v.px, v.py, v.pz)):
+        got = ak.flatten(ak.Array([p4[j, i, :c] for j, c in enumerate(counts)]))
+        np.testing.assert_allclose(ak.to_numpy(got), ak.to_numpy(ak.flatten(want)), rtol=2e-6, atol=2e-5)
+    # per jet: the sum
+    tot = vector.array({k: ak.to_numpy(ak.sum(getattr(v, k), axis=1)) for k in ("px", "py", "pz", "E")})
+    f = constituent_features(x, 30, features=("deta", "dphi", "log_pt_rel", "log_e_rel", "pt", "e"), sort=False,
+                             return_mask=False).astype(np.float64)
+    lead = lambda a: a[:, 0]  # noqa: E731  (the first constituent of each jet)
+    first = vector.array({k: ak.to_numpy(x[k][:, 0]) for k in ("pt", "eta", "phi", "mass")})
+    np.testing.assert_allclose(lead(f[:, 0]), first.eta - tot.eta, atol=2e-5)
+    np.testing.assert_allclose(lead(f[:, 1]), first.deltaphi(tot), atol=2e-5)
+    np.testing.assert_allclose(np.exp(lead(f[:, 2])), first.pt / tot.pt, rtol=2e-5)
+    np.testing.assert_allclose(np.exp(lead(f[:, 3])), first.E / tot.E, rtol=2e-5)
+    np.testing.assert_allclose(jet_mass(x), tot.mass, rtol=1e-9, atol=1e-5)  # vector: signed m for m² < 0
+
+
 def test_features_relative_to_axis():
     # a jet across phi = ±π
     jet = [(40.0, 0.5, 3.1, 0.0, 1), (20.0, 0.6, -3.1, 0.0, -1), (5.0, 0.4, 3.0, 0.0, 0)]

@@ -17,7 +17,7 @@ from ._detector import Detector, extract_final, extract_hard_process
 from ._jets import cluster, input_indices, match_flavour, parton_flavour, pseudojets
 from ._processes import make_pythia, pileup_settings, pythia_settings
 
-__all__ = ["EventGenerator", "JetConfig", "BTAG_WP", "BTAG_EFF"]
+__all__ = ["EventGenerator", "JetConfig", "BTAG_WP", "BTAG_EFF", "SOFTDROP", "NSUBJETTINESS"]
 
 #: ``Jet_btagDeepFlavB > BTAG_WP`` selects tagged jets: efficiency 0.7 (b), 0.1 (c), 0.01 (light)
 BTAG_WP = 0.3
@@ -47,8 +47,8 @@ def _eta_phi(d):
 #: β = 1, R0 = 0.8, exclusive-kT axes. Both by fjcontrib through :mod:`coffea_jetimg.substructure`,
 #: on the stored (float32) kinematics of the jet's PFCands, so a file's values are what
 #: ``substructure.softdrop`` / ``nsubjettiness`` give on its ``constituents``.
-SOFTDROP = dict(beta=0.0, z_cut=0.1, R0=0.8)
-NSUBJETTINESS = dict(beta=1.0, R0=0.8, axes="kt")
+SOFTDROP = {"beta": 0.0, "z_cut": 0.1, "R0": 0.8}
+NSUBJETTINESS = {"beta": 1.0, "R0": 0.8, "axes": "kt"}
 
 
 def _fatjet_substructure(cands: dict, link_cand: list) -> dict:
