@@ -232,3 +232,29 @@ def test_serve_cli_refuses_bad_artifacts_before_starting(tmp_path):
         main(["serve"])
     with pytest.raises(ArtifactError, match=r"nothing: artifact directory does not exist"):
         main(["serve", str(tmp_path / "nothing"), "--port", "18555"])
+
+
+def test_cli_run_triton_gives_the_in_process_histograms(artifacts, server, generated_top, generated_qcd, tmp_path):
+    """`coffea-jetimg run --triton URL`: the same histograms as the run without it; a server that
+    is not there stops the run before any chunk, naming it."""
+    from coffea.util import load
+
+    from coffea_jetimg.cli import main
+    from coffea_jetimg.serving import free_port
+
+    fs = tmp_path / "fs.json"
+    fs.write_text(json.dumps({"top": {"files": {generated_top: "Events"}, "metadata": {"label": "top"}},
+                              "qcd": {"files": {generated_qcd: "Events"}, "metadata": {"label": "qcd"}}}))
+
+    def run(out, *extra):
+        return main(["run", "--fileset", str(fs), "--model", str(artifacts["lola"]), "--executor", "iterative",
+                     "--pt-min", "300", "--no-plots", "--no-progress", "-o", str(out), *extra])
+
+    assert run(tmp_path / "here") == 0
+    assert run(tmp_path / "served", "--triton", server.url) == 0
+    _assert_same_histograms(load(str(tmp_path / "here" / "hists.coffea")),
+                            load(str(tmp_path / "served" / "hists.coffea")))
+    gone = f"grpc://127.0.0.1:{free_port()}"
+    with pytest.raises(SystemExit, match=rf"inference server {gone}, model 'lola': health check"):
+        run(tmp_path / "nowhere", "--triton", gone)
+    assert not (tmp_path / "nowhere" / "hists.coffea").exists()
