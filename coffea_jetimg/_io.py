@@ -202,6 +202,31 @@ def _rntuple_dask_compat() -> None:
         return
     if not hasattr(RField, "title"):
         RField.title = property(lambda self: self.description, doc="The field's description (as TTree's title).")
+    _prime_on_open()
+
+
+def _prime_on_open() -> None:
+    """Make every RNTuple opened in this process list its fields in one pass (see
+    :func:`_prime_rntuple_fields`), including the ones coffea's dask and Runner paths open
+    themselves on each partition: uproot's ``all_fields`` is wrapped to prime the lists the
+    first time it is built. The lists are uproot's own (tested field for field)."""
+    try:
+        from uproot.models.RNTuple import Model_ROOT_3a3a_RNTuple as RNTupleModel
+    except ImportError:
+        return
+    orig = RNTupleModel.__dict__.get("all_fields")
+    if not isinstance(orig, property) or getattr(orig.fget, "_jetimg_primed", False):
+        return
+
+    def all_fields(self):
+        fields = orig.fget(self)
+        if not self.__dict__.get("_jetimg_fields_primed"):
+            self.__dict__["_jetimg_fields_primed"] = True
+            _prime_rntuple_fields(self)
+        return fields
+
+    all_fields._jetimg_primed = True
+    RNTupleModel.all_fields = property(all_fields, doc=orig.__doc__)
 
 
 def _make_schemas():

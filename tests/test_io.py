@@ -115,10 +115,13 @@ def test_primed_rntuple_field_lists_equal_uproots(rntuple_pair):
     from coffea_jetimg._io import _prime_rntuple_fields
 
     _, rntuple = rntuple_pair
-    slow = uproot.open(rntuple)["Events"]
     fast = uproot.open(rntuple)["Events"]
     _prime_rntuple_fields(fast)
-    assert fast.keys() == slow.keys()
-    for a, b in zip(fast.all_fields, slow.all_fields):
-        assert [x.name for x in a.fields] == [x.name for x in b.fields]
-    assert check_file(rntuple)[1] == 10
+    own = uproot.behaviors.RNTuple.HasFields.fields.fget  # uproot's quadratic scan, run afresh
+    checked = 0
+    for f in fast.all_fields:
+        primed = [x.name for x in f.fields]
+        f._fields = None
+        assert primed == [x.name for x in own(f)], f.name
+        checked += 1
+    assert checked > 100 and check_file(rntuple)[1] == 10
