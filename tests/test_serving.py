@@ -63,7 +63,27 @@ def artifacts(tmp_path_factory, generated_top, generated_qcd):
     lola = d / "lola"
     spec = json.loads((lola / "spec.json").read_text())
     assert spec["name"] == "lola" and spec["input"]["shape"] == [4, 20]
-    return {"cnn": cnn, "lola": lola}
+    return {"cnn": cnn, "lola": lola, "ev": _event_image_artifact(d)}
+
+
+class _EventNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pool = torch.nn.AdaptiveAvgPool2d(4)
+        self.fc = torch.nn.Linear(48, 3)
+
+    def forward(self, x):
+        return self.fc(self.pool(x).flatten(1))
+
+
+def _event_image_artifact(d):
+    from coffea_jetimg.event_images import EventImageSpec
+
+    torch.manual_seed(8)
+    spec = EventImageSpec(npix=(32, 32), c_radius=3.0).to_dict()
+    return save_artifact(d / "ev", _EventNet().eval(), {"name": "ev", "architecture": "t", "input": {
+        "kind": "event_image", "event_image_spec": spec}, "class_names": ["ttbar", "wjets", "dy"],
+        "signal_class": "ttbar"}, torch.randn(2, 3, 32, 32))
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +91,7 @@ def server(artifacts):
     from coffea_jetimg.serving import ServerProcess
 
     venv = _server_env()
-    srv = ServerProcess([artifacts["cnn"], artifacts["lola"]], venv=venv, device="cpu", max_batch=256,
+    srv = ServerProcess([artifacts["cnn"], artifacts["lola"], artifacts["ev"]], venv=venv, device="cpu", max_batch=256,
                         queue_delay_us=100, log_every=0.5)
     srv.start(timeout=240)
     yield srv
@@ -159,7 +179,7 @@ def test_unreachable_server_fails_before_any_chunk(artifacts, tmp_path):
 
 
 def test_unknown_model_lists_the_served_ones(artifacts, server):
-    with pytest.raises(ServerError, match=r"no model 'deeptop' ready; it serves: cnn, lola"):
+    with pytest.raises(ServerError, match=r"no model 'deeptop' ready; it serves: cnn, ev, lola"):
         Tagger(artifacts["cnn"], server=server.url, model_name="deeptop")
 
 
@@ -258,3 +278,26 @@ def test_cli_run_triton_gives_the_in_process_histograms(artifacts, server, gener
     with pytest.raises(SystemExit, match=rf"inference server {gone}, model 'lola': health check"):
         run(tmp_path / "nowhere", "--triton", gone)
     assert not (tmp_path / "nowhere" / "hists.coffea").exists()
+
+
+def test_served_event_image_model_gives_the_in_process_histograms(artifacts, server, cms_dir):
+    """Event-image models likewise: EventImageProcessor with a served Tagger."""
+    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+    from coffea_jetimg.processors.event_image import EventImageProcessor
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        events = NanoEventsFactory.from_root({str(cms_dir / "nano_tt_v12.root"): "Events"}, mode="eager",
+                                             schemaclass=NanoAODSchema,
+                                             metadata={"dataset": "tt", "label": "ttbar"}).events()
+        here = EventImageProcessor(artifacts["ev"]).process(events)["tt"]
+        there = EventImageProcessor(Tagger(artifacts["ev"], server=server.url, batch_size=16)).process(events)["tt"]
+    assert here["cutflow"] == there["cutflow"] and here["cutflow"]["jets"] > 0
+    hists = [k for k, v in here.items() if hasattr(v, "view")]
+    assert "predicted" in hists
+    for k in hists:
+        va, vb = here[k].view(flow=True), there[k].view(flow=True)
+        for f in va.dtype.names or [None]:
+            x, y = (va[f], vb[f]) if f else (va, vb)
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6, err_msg=k)
