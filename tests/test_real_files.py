@@ -112,3 +112,34 @@ def test_train_cli_on_inline_pfnano(inline_file, pfnano_file, tmp_path, capsys):
     assert rc == 0, err
     spec = json.loads((out / "spec.json").read_text())
     assert spec["training"]["n_jets"]["train"] > 50
+
+
+@pytest.mark.parametrize("executor", ["iterative", "dask"])
+def test_run_cli_on_rntuple_equals_ttree(pfnano_file, tmp_path, executor, capsys):
+    """The processor over an RNTuple copy of pfnano.root (written by uproot >= 5.7) fills the
+    histograms of the TTree file, on the iterative executor and on Dask."""
+    from coffea.util import load
+    from test_faults import _compare
+
+    from coffea_jetimg.cli import main
+
+    src = uproot.open(pfnano_file)["Events"]
+    keep = [k for k in src.keys() if k.split("_")[0] in ("FatJet", "FatJetPFCands", "PFCands", "PV", "nFatJet",
+                                                          "nFatJetPFCands", "nPFCands", "run", "luminosityBlock",
+                                                          "event")]
+    rn = tmp_path / "pfnano_rntuple.root"
+    with uproot.recreate(rn) as f:
+        f["Events"] = src.arrays(keep, library="ak", how=dict)
+    if not isinstance(uproot.open(rn)["Events"], uproot.behaviors.RNTuple.RNTuple):
+        pytest.skip("this uproot does not write RNTuple")
+    art = _tiny_artifact(tmp_path)
+    outs = []
+    for name, path in (("ttree", pfnano_file), ("rntuple", str(rn))):
+        fs = tmp_path / f"{name}.json"
+        fs.write_text(json.dumps({"qcd": {"files": [path], "metadata": {"label": "qcd"}}}))
+        rc = main(["run", "--fileset", str(fs), "--model", art, "--executor", executor, "--workers", "1",
+                   "--chunksize", "4", "--no-plots", "--no-progress", "-o", str(tmp_path / name)])
+        assert rc == 0, capsys.readouterr().err
+        outs.append(load(str(tmp_path / name / "hists.coffea")))
+    assert outs[0]["qcd"]["cutflow"]["jets_scored"] > 0
+    assert _compare(outs[1], outs[0]) >= 6
