@@ -3,8 +3,8 @@
 ``generate('top', 1000, seed=1, output='top.root')`` runs Pythia 8 (``pythia8mc``), passes the
 final-state particles (plus optional pileup) through the parametric detector of
 :mod:`coffea_jetimg.generate._detector`, clusters jets with FastJet (anti-kT 0.8 → ``FatJet``,
-0.4 → ``Jet`` and ``GenJet``), computes soft drop and N-subjettiness (our own implementation:
-the ``fastjet`` wheels carry no fjcontrib), truth labels and b-tagging, and writes an ``Events``
+0.4 → ``Jet`` and ``GenJet``), computes soft drop and N-subjettiness (fjcontrib's, through
+:mod:`coffea_jetimg.substructure`, on the stored constituents), truth labels and b-tagging, and writes an ``Events``
 tree with NanoAOD / PFNano naming that coffea's ``PFNanoAODSchema`` reads as it is:
 ``PFCands_*``, ``FatJet_*``, ``FatJetPFCands_{jetIdx,pFCandsIdx}``, ``Jet_*``,
 ``JetPFCands_*``, ``GenJet_*``, ``GenPart_*``, ``Electron_*``, ``Muon_*``, ``MET_*``,
@@ -70,11 +70,18 @@ def _run_task(args) -> dict:
     gen = EventGenerator(process, seed_seq, pileup=pileup, ecm=ecm, pt_min=pt_min, pt_max=pt_max,
                          jets=JetConfig(**jet_kw), detector=detector)
     builder = ChunkBuilder()
-    for i in range(n):
-        builder.add(*gen.next())
-        if progress_queue is not None and (i % 10 == 9 or i == n - 1):
-            progress_queue.put(10 if i % 10 == 9 else (i % 10) + 1)
+    for k in _batches(n):
+        for ev in gen.next_batch(k):
+            builder.add(*ev)
+        if progress_queue is not None:
+            progress_queue.put(k)
     return builder.build(first_event=first, lumi_block=itask + 1)
+
+
+def _batches(n: int, size: int = 25) -> list[int]:
+    """Batch sizes of :meth:`EventGenerator.next_batch` for ``n`` events (the file does not
+    depend on them: substructure draws no random numbers)."""
+    return [size] * (n // size) + ([n % size] if n % size else [])
 
 
 def generate(
@@ -154,10 +161,11 @@ def generate(
                     gen = EventGenerator(process, ss, pileup=pileup, ecm=ecm, pt_min=pt_min, pt_max=pt_max,
                                          jets=JetConfig(**jet_kw), detector=detector)
                     builder = ChunkBuilder()
-                    for _ in range(n):
-                        builder.add(*gen.next())
+                    for k in _batches(n):
+                        for ev in gen.next_batch(k):
+                            builder.add(*ev)
                         if bar is not None:
-                            bar.update(1)
+                            bar.update(k)
                     writer.write(builder.build(first_event=int(first), lumi_block=itask + 1))
             else:
                 _run_parallel(writer, process, sizes, firsts, seeds, pileup, ecm, pt_min, pt_max, jet_kw,
