@@ -41,19 +41,20 @@ __all__ = [
     "dask_axes",
     "fields_of",
     "is_dask",
+    "Column",
 ]
 
-#: A column to touch: a field name, or a path of field names (``("FatJet", "pt")``).
-Column = str | tuple[str, ...]
+#: A column to touch: a field name, or a path of field names (``("FatJet", "pt")``; ``None`` steps are skipped).
+Column = str | tuple[str | None, ...]
 
 
-def length_zero(a) -> ak.Array:
+def length_zero(a: Any) -> ak.Array:
     """An eager length-zero array with the form (and behaviour) of dask-awkward ``a``'s meta."""
     meta = a._meta
     return ak.Array(meta.layout.form.length_zero_array(), behavior=meta.behavior, attrs=getattr(meta, "attrs", None))
 
 
-def _get(arr, path: Column):
+def _get(arr: Any, path: Column) -> Any:
     if isinstance(path, str):
         return arr[path]
     for p in path:
@@ -62,7 +63,7 @@ def _get(arr, path: Column):
     return arr
 
 
-def touch_columns(arr, columns: Sequence[Column] | None) -> None:
+def touch_columns(arr: Any, columns: Sequence[Column] | None) -> None:
     """Mark ``columns`` of typetracer ``arr`` as read (``None``: every buffer of ``arr``)."""
     if columns is None:
         ak.typetracer.touch_data(arr)
@@ -75,7 +76,7 @@ def _typetracer(meta: ak.Array) -> ak.Array:
     return ak.Array(meta.layout.to_typetracer(forget_length=True), behavior=meta.behavior)
 
 
-def map_partitions(fn: Callable[..., Any], *arrays, touch: Sequence[Sequence[Column] | None] | None = None,
+def map_partitions(fn: Callable[..., Any], *arrays: Any, touch: Sequence[Sequence[Column] | None] | None = None,
                    meta: ak.Array | None = None, label: str = "coffea-jetimg") -> Any:
     """Run ``fn(*arrays)`` on eager awkward input, or on every partition of dask-awkward input.
 
@@ -113,7 +114,7 @@ def map_partitions(fn: Callable[..., Any], *arrays, touch: Sequence[Sequence[Col
             meta = fn(*[length_zero(a) for a in arrays])
     tmeta = _typetracer(meta)
 
-    def _part(*parts):
+    def _part(*parts: Any) -> Any:
         if ak.backend(*parts) == "typetracer":  # column optimisation: report exactly what is read
             for p, cols in zip(parts, touch):
                 touch_columns(p, cols)
@@ -123,7 +124,7 @@ def map_partitions(fn: Callable[..., Any], *arrays, touch: Sequence[Sequence[Col
     return dak.map_partitions(_part, *arrays, label=label, meta=tmeta)
 
 
-def regroup(x, per_jet_arrays: dict[str, np.ndarray]) -> ak.Array:
+def regroup(x: ak.Array, per_jet_arrays: dict[str, np.ndarray]) -> ak.Array:
     """Per-jet numpy results → an awkward record array in the jet structure of ``x``
     (``n_jets`` flat, or ``n_events * var`` when ``x`` is events → jets → constituents)."""
     rec = ak.zip({k: ak.Array(v) for k, v in per_jet_arrays.items()}, depth_limit=1)
@@ -133,7 +134,7 @@ def regroup(x, per_jet_arrays: dict[str, np.ndarray]) -> ak.Array:
     return rec
 
 
-def per_jet(fn: Callable[..., dict[str, np.ndarray]], x, *extra, fields: Sequence[str] | None,
+def per_jet(fn: Callable[..., dict[str, np.ndarray]], x: Any, *extra: Any, fields: Sequence[str] | None,
             label: str = "per-jet") -> ak.Array:
     """``fn(constituents, *extra) -> {name: (n_jets, ...) ndarray}`` as a record array in the jet
     structure of ``x``, eager or dask (then touching ``fields`` of ``x`` and all of each ``extra``:
@@ -142,7 +143,7 @@ def per_jet(fn: Callable[..., dict[str, np.ndarray]], x, *extra, fields: Sequenc
                           touch=[fields, *([None] * len(extra))], label=label)
 
 
-def flat(x, fields: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def flat(x: Any, fields: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Offsets ``(n_jets + 1,)`` int64 and flat numpy columns of jagged constituents ``x``.
 
     ``x`` is ``n_jets * var * {...}`` or ``n_events * var * var * {...}``; None candidates are
@@ -160,7 +161,7 @@ def flat(x, fields: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return flat_jet_constituents(x, fields)
 
 
-def axis_arrays(jet_eta, jet_phi, n_jets: int) -> tuple[np.ndarray, np.ndarray]:
+def axis_arrays(jet_eta: Any, jet_phi: Any, n_jets: int) -> tuple[np.ndarray, np.ndarray]:
     """Jet axes as flat float64 arrays of ``n_jets`` (empty arrays when both are None)."""
     if jet_eta is None and jet_phi is None:
         return np.zeros(0), np.zeros(0)
@@ -179,7 +180,7 @@ def axis_arrays(jet_eta, jet_phi, n_jets: int) -> tuple[np.ndarray, np.ndarray]:
     return arrs[0], arrs[1]
 
 
-def dask_axes(x, jet_eta, jet_phi) -> tuple:
+def dask_axes(x: Any, jet_eta: Any, jet_phi: Any) -> tuple[Any, ...]:
     """The jet axes for dask input ``x``: ``()`` for none, else both, checked to be dask-awkward
     arrays partitioned as ``x`` (e.g. ``events.FatJet.eta`` beside ``constituents(events)``)."""
     if jet_eta is None and jet_phi is None:

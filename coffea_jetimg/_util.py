@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 __all__ = ["fields_of", "is_dask", "JsonSpec"]
 
+_S = TypeVar("_S", bound="JsonSpec")
 
-def fields_of(arr) -> list[str]:
+
+def fields_of(arr: Any) -> list[str]:
     """Record field names of an (eager or dask) awkward array; ``[]`` for non-records."""
     try:
         return list(arr.fields)
@@ -13,7 +17,7 @@ def fields_of(arr) -> list[str]:
         return []
 
 
-def is_dask(x) -> bool:
+def is_dask(x: Any) -> bool:
     """Whether ``x`` is a dask-awkward array (False when dask-awkward is not installed)."""
     try:
         import dask_awkward as dak
@@ -30,36 +34,37 @@ class JsonSpec:
     in a hand-written spec, fails loudly instead of being ignored).
     """
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples as lists)."""
         import dataclasses
 
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        return {k: (list(v) if isinstance(v, tuple) else v)
+                for k, v in dataclasses.asdict(self).items()}  # type: ignore[call-overload]
 
     @classmethod
-    def from_dict(cls, d: dict):
+    def from_dict(cls: type[_S], d: dict[str, Any]) -> _S:
         """Inverse of :meth:`to_dict`."""
         import dataclasses
 
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown {cls.__name__} parameter(s): {', '.join(unknown)}")
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
 
-    def to_json(self, **kw) -> str:
+    def to_json(self, **kw: Any) -> str:
         import json
 
         return json.dumps(self.to_dict(), **kw)
 
     @classmethod
-    def from_json(cls, text: str):
+    def from_json(cls: type[_S], text: str) -> _S:
         import json
 
         return cls.from_dict(json.loads(text))
 
-    def replace(self, **changes):
+    def replace(self: _S, **changes: Any) -> _S:
         """A copy with ``changes`` applied (validated again)."""
         import dataclasses
 
-        return dataclasses.replace(self, **changes)
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]

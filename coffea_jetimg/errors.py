@@ -8,6 +8,8 @@ derive from ``ValueError`` (they are bad values given by the caller), as they al
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "JetImgError",
     "InputFileError",
@@ -39,7 +41,7 @@ class InputFileError(JetImgError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
-    def __reduce__(self):  # pickles across Dask workers with both arguments
+    def __reduce__(self) -> tuple[Any, ...]:  # pickles across Dask workers with both arguments
         return (type(self), (self.path, self.reason))
 
 
@@ -80,5 +82,5 @@ class ServerError(JetImgError):
         where = f"inference server {self.server}" + (f", model {model!r}" if model else "")
         super().__init__(f"{where}: {reason}")
 
-    def __reduce__(self):  # pickles across Dask workers with all three arguments
+    def __reduce__(self) -> tuple[Any, ...]:  # pickles across Dask workers with all three arguments
         return (type(self), (self.server, self.model, self.reason))

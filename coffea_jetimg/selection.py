@@ -8,6 +8,7 @@ class names the processors give those codes); :func:`select_jets` is the one jet
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 import awkward as ak
 
@@ -37,7 +38,7 @@ TRUTH_NAMES: dict[int, str] = {int(t): t.class_name for t in TruthLabel}
 OTHER = "other"
 
 #: The processors' default selection: pT ≥ 200 GeV, |η| < 2.4, no mass window.
-DEFAULT_SELECTION: dict = {"pt": (200.0, None), "abs_eta": 2.4, "msd": None}
+DEFAULT_SELECTION: dict[str, Any] = {"pt": (200.0, None), "abs_eta": 2.4, "msd": None}
 
 
 def truth_help() -> str:
@@ -45,7 +46,12 @@ def truth_help() -> str:
     return ", ".join(f"{int(t)} {t.class_name}" for t in TruthLabel)
 
 
-def select_jets(jets, pt=(200.0, None), abs_eta: float | None = 2.4, msd=None, return_steps: bool = False):
+#: A ``[min, max)`` window in GeV; ``None`` for an open side.
+_Window = tuple[float | None, float | None]
+
+
+def select_jets(jets: Any, pt: _Window | None = (200.0, None), abs_eta: float | None = 2.4,
+                msd: _Window | None = None, return_steps: bool = False) -> Any:
     """Jet selection mask.
 
     Parameters
@@ -68,7 +74,7 @@ def select_jets(jets, pt=(200.0, None), abs_eta: float | None = 2.4, msd=None, r
     steps : list of (name, mask), only with ``return_steps``
     """
     mask = ak.ones_like(jets.pt, dtype=bool)
-    steps = []
+    steps: list[tuple[str, Any]] = []
     if pt is not None:
         mask = _window(mask, jets.pt, *pt)
         steps.append(("pt", mask))
@@ -82,7 +88,7 @@ def select_jets(jets, pt=(200.0, None), abs_eta: float | None = 2.4, msd=None, r
     return (mask, steps) if return_steps else mask
 
 
-def _window(mask, values, lo, hi):
+def _window(mask: Any, values: Any, lo: float | None, hi: float | None) -> Any:
     """``mask`` and ``lo <= values < hi``; ``None`` leaves that side open."""
     if lo is not None:
         mask = mask & (values >= lo)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import awkward as ak
 import hist
@@ -25,17 +25,21 @@ from .inputs import InputPlan, input_from_spec
 from .metrics import ensemble_mean
 from .selection import DEFAULT_SELECTION, OTHER, TRUTH_NAMES, select_jets
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .inference import Tagger
+
 __all__ = ["JetVariable", "JET_VARIABLES", "DEFAULT_AXES", "jet_table", "pixel_records", "parse_ensembles",
            "check_ensembles", "empty_table", "add_pixel_sums", "mass_field", "SCORE_MAX"]
 
 SCORE_MAX = np.nextafter(np.float32(1.0), np.float32(0.0))
 
 
-def mass_field(jet_fields) -> str:
+def mass_field(jet_fields: Iterable[str]) -> str:
+    """The jets' mass field: ``msoftdrop`` when the jets have it, else ``mass``."""
     return "msoftdrop" if "msoftdrop" in jet_fields else "mass"
 
 
-def _npv(events, jets, mask, flat):
+def _npv(events: ak.Array, jets: str, mask: ak.Array, flat: ak.Array) -> Any:
     if "PV" in fields_of(events) and "npvs" in fields_of(events.PV):
         return ak.flatten(ak.broadcast_arrays(events.PV.npvs, events[jets].pt)[0][mask], axis=1)
     return np.full(len(flat), -1.0)
@@ -53,13 +57,15 @@ class JetVariable:
 
     name: str
     binning_key: str
-    binning: tuple | list
+    binning: tuple[Any, ...] | list[float]
     label: Callable[[list[str]], str]
-    value: Callable
-    reads: Callable[[list[str]], set]
+    value: Callable[..., Any]
+    reads: Callable[[list[str]], set[Any]]
     flow: bool = True
 
-    def axis(self, binning, jet_fields) -> hist.axis.AxesMixin:
+    def axis(self, binning: tuple[Any, ...] | list[float],
+             jet_fields: list[str]) -> hist.axis.Regular | hist.axis.Variable:
+        """The histogram axis of this variable with ``binning`` (its label from ``jet_fields``)."""
         if isinstance(binning, tuple):
             return hist.axis.Regular(*binning, name=self.name, label=self.label(jet_fields), flow=self.flow)
         return hist.axis.Variable(binning, name=self.name, label=self.label(jet_fields), flow=self.flow)
@@ -79,14 +85,15 @@ JET_VARIABLES: tuple[JetVariable, ...] = (
 )
 
 #: Histogram binning: score bins, then each :data:`JET_VARIABLES` binning by its key.
-DEFAULT_AXES = {"score_bins": 40, **{v.binning_key: v.binning for v in JET_VARIABLES}}
+DEFAULT_AXES: dict[str, Any] = {"score_bins": 40, **{v.binning_key: v.binning for v in JET_VARIABLES}}
 
 
-def _np(a, dtype) -> np.ndarray:
+def _np(a: Any, dtype: Any) -> np.ndarray:
     return np.asarray(ak.to_numpy(ak.fill_none(a, 0)), dtype=dtype)
 
 
-def pixel_records(x: np.ndarray, cls: np.ndarray, scores: dict[str, np.ndarray], rows: np.ndarray, n_rows: int):
+def pixel_records(x: np.ndarray, cls: np.ndarray, scores: dict[str, np.ndarray], rows: np.ndarray,
+                  n_rows: int) -> ak.Array:
     """Non-zero pixels of images ``x`` ``(n, C, H, W)`` of table rows ``rows`` as
     ``n_rows * var * {cls, c, iy, ix, v, y_*}`` (rows without an image get no pixels)."""
     j, c, iy, ix = np.nonzero(x)
@@ -101,9 +108,10 @@ def pixel_records(x: np.ndarray, cls: np.ndarray, scores: dict[str, np.ndarray],
     return ak.unflatten(ak.zip(cols, depth_limit=1), counts)
 
 
-def _classes(flat, n, class_names, truth_names, dataset_class) -> np.ndarray:
+def _classes(flat: ak.Array, n: int, class_names: Sequence[str], truth_names: Mapping[int, str],
+             dataset_class: str | None) -> np.ndarray:
     """Index into ``class_names`` of each jet: its truth label's name, or the dataset's class."""
-    index = {c: i for i, c in enumerate(class_names)}
+    index: dict[str | None, int] = {c: i for i, c in enumerate(class_names)}
     other = index.get(OTHER, -1)
     if "truthLabel" not in fields_of(flat):
         return np.full(n, index.get(dataset_class, other), dtype=np.int32)
@@ -113,12 +121,16 @@ def _classes(flat, n, class_names, truth_names, dataset_class) -> np.ndarray:
     return np.where(codes >= 0, lut[np.clip(codes, 0, size - 1)], other).astype(np.int32)
 
 
-def _where(events) -> str:
+def _where(events: Any) -> str:
     return (getattr(events, "metadata", None) or {}).get("filename", "input file unknown")
 
 
-def jet_table(events, *, taggers, jets="FatJet", selection=None, class_names=(), truth_names=None,
-              dataset_class=None, image_refs=None, ensembles=None, plan: InputPlan | None = None, mask=None):
+def jet_table(events: ak.Array, *, taggers: Mapping[str, Tagger], jets: str = "FatJet",
+              selection: Mapping[str, Any] | None = None, class_names: Sequence[str] = (),
+              truth_names: Mapping[int, str] | None = None, dataset_class: str | None = None,
+              image_refs: Mapping[str, Sequence[str]] | None = None,
+              ensembles: Mapping[str, Sequence[str]] | None = None, plan: InputPlan | None = None,
+              mask: ak.Array | None = None) -> ak.Array:
     """Select jets, build each distinct input once, score with every tagger; one row per selected jet.
 
     Parameters
@@ -191,7 +203,7 @@ def jet_table(events, *, taggers, jets="FatJet", selection=None, class_names=(),
         probs_of[name] = ensemble_mean([probs_of[m] for m in members])
     scores: dict[str, np.ndarray] = {}
     for name, probs in probs_of.items():
-        head = taggers[name] if name in taggers else taggers[ensembles[name][0]]
+        head = taggers[name] if name in taggers else taggers[(ensembles or {})[name][0]]
         s = np.full(n, np.nan)
         s[rows] = np.minimum(probs[:, head.signal_index], SCORE_MAX)
         scores[name] = s
@@ -203,7 +215,7 @@ def jet_table(events, *, taggers, jets="FatJet", selection=None, class_names=(),
     return ak.zip(cols, depth_limit=1)
 
 
-def empty_table(scored_names, image_refs) -> ak.Array:
+def empty_table(scored_names: Iterable[str], image_refs: Mapping[str, Sequence[str]]) -> ak.Array:
     """A length-zero :func:`jet_table` of the models and ensembles ``scored_names``, built without
     running (or loading) any network: the dask meta."""
     cols = {"cls": np.zeros(0, np.int32), "scored": np.zeros(0, bool)}
@@ -217,7 +229,7 @@ def empty_table(scored_names, image_refs) -> ak.Array:
     return ak.zip(cols, depth_limit=1)
 
 
-def _warn_non_finite(X: np.ndarray, events, jets: str, model: str) -> None:
+def _warn_non_finite(X: np.ndarray, events: Any, jets: str, model: str) -> None:
     """Warn, naming the file, when some jets' network inputs hold NaN or inf: their scores come
     out NaN, and hist files NaN in the overflow bin without a word."""
     if X.size == 0:
@@ -229,7 +241,7 @@ def _warn_non_finite(X: np.ndarray, events, jets: str, model: str) -> None:
                       "their scores are NaN and land in the histograms' overflow bins", RuntimeWarning, stacklevel=2)
 
 
-def parse_ensembles(texts) -> dict[str, list[str]]:
+def parse_ensembles(texts: Iterable[str]) -> dict[str, list[str]]:
     """``['NAME=A+B', ...]`` (the ``--ensemble`` syntax) → ``{'NAME': ['A', 'B'], ...}``.
 
     Raises ``ValueError`` naming the text that is not of that form; which models exist is checked
@@ -244,7 +256,8 @@ def parse_ensembles(texts) -> dict[str, list[str]]:
     return out
 
 
-def check_ensembles(ensembles: dict, taggers: dict) -> OrderedDict[str, list[str]]:
+def check_ensembles(ensembles: Mapping[str, str | Sequence[str]],
+                    taggers: Mapping[str, Tagger]) -> OrderedDict[str, list[str]]:
     """Ensemble name → member models, checked: two or more distinct known models with the same
     class names and signal class, and a name no model has; ``ValueError`` naming what is wrong."""
     out: OrderedDict[str, list[str]] = OrderedDict()
@@ -267,11 +280,11 @@ def check_ensembles(ensembles: dict, taggers: dict) -> OrderedDict[str, list[str
     return out
 
 
-def add_pixel_sums(h_image, h_xy: dict, p) -> None:
+def add_pixel_sums(h_image: hist.Hist, h_xy: Mapping[str, hist.Hist], p: ak.Array) -> None:
     """The eager fast path of the pixel fills: Σv, Σv² and Σv·y per (class, channel, iy, ix), one
     ``bincount`` each, added into the histograms' views (the same sums as ``fill``; ~100k pixels
     per chunk make a ``fill`` per class the largest cost of filling)."""
-    view = h_image.view(flow=False)
+    view: Any = h_image.view(flow=False)  # a WeightedSum record view
     shape = view.shape
     cls, c, iy, ix = (np.asarray(p[f], np.int64) for f in ("cls", "c", "iy", "ix"))
     ok = (cls >= 0) & (cls < shape[0])

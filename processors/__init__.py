@@ -7,10 +7,12 @@ each processor module) that tests call directly.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["JetTaggingProcessor", "EventImageProcessor"]
 
 
-def __getattr__(name):  # import lazily: torch and the event-image code load only when used
+def __getattr__(name: str) -> Any:  # import lazily: torch and the event-image code load only when used
     if name == "JetTaggingProcessor":
         from .jet_tagging import JetTaggingProcessor
 

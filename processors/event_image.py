@@ -20,6 +20,8 @@ With ``model=None`` only the images, counts and cutflow are filled.
 
 from __future__ import annotations
 
+from typing import Any
+
 import awkward as ak
 import hist
 import numpy as np
@@ -28,12 +30,12 @@ from coffea import processor
 from coffea_jetimg.event_images import EventImageSpec, event_images, needed_columns
 from coffea_jetimg.inference import Tagger
 from coffea_jetimg._bridge import fields_of as _fields, is_dask as _is_dask, map_partitions
-from coffea_jetimg.inputs import input_from_spec
+from coffea_jetimg.inputs import EventImageInput, input_from_spec
 
 __all__ = ["EventImageProcessor", "select_events", "event_table"]
 
 
-def _iso_leptons(events, pt_min=20.0, abs_eta_max=2.4, iso_max=0.15):
+def _iso_leptons(events: Any, pt_min: float = 20.0, abs_eta_max: float = 2.4, iso_max: float = 0.15) -> dict[str, Any]:
     """Isolated electrons and muons (isolation/ID applied where the fields exist)."""
     out = {}
     for name, iso_f, id_f in (("Muon", "pfRelIso04_all", "tightId"), ("Electron", "pfRelIso03_all", "cutBased")):
@@ -52,8 +54,9 @@ def _iso_leptons(events, pt_min=20.0, abs_eta_max=2.4, iso_max=0.15):
     return out
 
 
-def select_events(events, lepton_pt_min=20.0, jet_pt_min=30.0, jet_abs_eta_max=2.4, n_jets_min=1,
-                  btag_field="btagDeepFlavB", btag_min=0.3, n_btag_min=0, met_min=0.0, return_steps=False):
+def select_events(events: Any, lepton_pt_min: float = 20.0, jet_pt_min: float = 30.0, jet_abs_eta_max: float = 2.4,
+                  n_jets_min: int = 1, btag_field: str = "btagDeepFlavB", btag_min: float = 0.3, n_btag_min: int = 0,
+                  met_min: float = 0.0, return_steps: bool = False) -> Any:
     """Semileptonic event selection.
 
     Returns
@@ -61,7 +64,7 @@ def select_events(events, lepton_pt_min=20.0, jet_pt_min=30.0, jet_abs_eta_max=2
     mask : ``n_events * bool``
     steps : list of (name, cumulative mask), with ``return_steps``
     """
-    lib = ak
+    lib: Any = ak
     if _is_dask(events):
         import dask_awkward as dak
 
@@ -73,7 +76,7 @@ def select_events(events, lepton_pt_min=20.0, jet_pt_min=30.0, jet_abs_eta_max=2
         n_lep = k if n_lep is None else n_lep + k
     if n_lep is None:
         raise KeyError("events have neither Muon nor Electron collections")
-    steps = []
+    steps: list[tuple[str, Any]] = []
     mask = n_lep == 1
     steps.append(("one_lepton", mask))
     jets = events.Jet
@@ -89,7 +92,8 @@ def select_events(events, lepton_pt_min=20.0, jet_pt_min=30.0, jet_abs_eta_max=2
     return (mask, steps) if return_steps else mask
 
 
-def event_table(events, *, mask, spec: EventImageSpec, tagger: Tagger | None, class_index: int):
+def event_table(events: ak.Array, *, mask: ak.Array, spec: EventImageSpec, tagger: Tagger | None,
+                class_index: int) -> ak.Array:
     """Images of the selected events (ink pixels) and model probabilities; one row per event."""
     sel = events[mask]
     img = event_images(sel, spec)
@@ -99,7 +103,7 @@ def event_table(events, *, mask, spec: EventImageSpec, tagger: Tagger | None, cl
     counts = np.bincount(j, minlength=n).astype(np.int64) if n else np.zeros(0, np.int64)
     px = ak.unflatten(ak.zip({"c": c.astype(np.int32), "iy": iy.astype(np.int32), "ix": ix.astype(np.int32),
                               "v": ink[j, c, iy, ix].astype(np.float64)}, depth_limit=1), counts)
-    cols = {"cls": np.full(n, class_index, np.int32), "px": px}
+    cols: dict[str, Any] = {"cls": np.full(n, class_index, np.int32), "px": px}
     if tagger is not None:
         probs = tagger.predict(img)
         for k in range(len(tagger.class_names)):
@@ -125,9 +129,11 @@ class EventImageProcessor(processor.ProcessorABC):
         Passed to :class:`~coffea_jetimg.inference.Tagger`.
     """
 
-    def __init__(self, model=None, spec=None, labels=None, selection=None, device=None, backend="torch",
-                 batch_size=64, num_threads=1):
-        self.tagger = None
+    def __init__(self, model: Any = None, spec: EventImageSpec | dict[str, Any] | None = None,
+                 labels: dict[str, str] | None = None, selection: dict[str, Any] | None = None,
+                 device: str | None = None, backend: str = "torch", batch_size: int = 64,
+                 num_threads: int | None = 1) -> None:
+        self.tagger: Tagger | None = None
         if model is not None:
             self.tagger = model if isinstance(model, Tagger) else Tagger(model, device=device, backend=backend,
                                                                         batch_size=batch_size, num_threads=num_threads)
@@ -135,6 +141,7 @@ class EventImageProcessor(processor.ProcessorABC):
             if inp.level != "event":
                 raise ValueError(f"model {self.tagger.name!r} takes {inp.describe()} inputs, "
                                  "not event images; use JetTaggingProcessor")
+            assert isinstance(inp, EventImageInput)  # the one event-level input kind
             spec = inp.event_image_spec
         elif isinstance(spec, dict):
             spec = EventImageSpec.from_dict(spec)
@@ -144,12 +151,13 @@ class EventImageProcessor(processor.ProcessorABC):
                "btag_field": self.spec.btag_field, "btag_min": self.spec.btag_min}
         self.selection = {**sel, **(selection or {})}
 
-    def _class(self, events) -> str:
+    def _class(self, events: Any) -> str:
         meta = getattr(events, "metadata", None) or {}
         ds = meta.get("dataset", "unknown")
         return str(self.labels.get(ds, meta.get("label", ds)))
 
-    def check(self, events):
+    def check(self, events: Any) -> None:
+        """Raise before any work if the events lack a collection or the b-tag field the images need."""
         have = _fields(events)
         missing = [c for c in ("Jet", "MET") if c not in have]
         if not any(c in have for c in ("Muon", "Electron")):
@@ -159,7 +167,7 @@ class EventImageProcessor(processor.ProcessorABC):
         if self.spec.btag_field not in _fields(events.Jet):
             raise KeyError(f"Jet has no b-tag field '{self.spec.btag_field}'")
 
-    def _needed_columns(self, events):
+    def _needed_columns(self, events: Any) -> list[tuple[str, str]]:
         """The images' columns plus the lepton isolation and ID the selection reads."""
         want = needed_columns(events, self.spec)
         for name, extra in (("Muon", ("pfRelIso04_all", "tightId")), ("Electron", ("pfRelIso03_all", "cutBased"))):
@@ -168,16 +176,15 @@ class EventImageProcessor(processor.ProcessorABC):
                 want += [(name, f) for f in extra if f in have]
         return want
 
-    def _hists(self, cls_name, dask):
+    def _hists(self, cls_name: str, dask: bool) -> dict[str, Any]:
+        H: Any = hist.Hist
         if dask:
             import hist.dask as hda
 
             H = hda.Hist
-        else:
-            H = hist.Hist
         w, h = self.spec.npix
         cls = hist.axis.StrCategory([cls_name], name="class", label="Dataset class")
-        out = {
+        out: dict[str, Any] = {
             "ink": H(cls, hist.axis.Integer(0, 3, name="channel", flow=False),
                      hist.axis.Integer(0, h, name="iy", label="phi pixel", flow=False),
                      hist.axis.Integer(0, w, name="ix", label="eta pixel", flow=False), storage=hist.storage.Weight()),
@@ -193,23 +200,24 @@ class EventImageProcessor(processor.ProcessorABC):
                                  storage=hist.storage.Int64())
         return out
 
-    def process(self, events):
+    def process(self, events: Any) -> dict[str, dict[str, Any]]:
+        """Images, counts, scores and cutflow of one chunk (eager) or the whole dataset (dask)."""
         meta = getattr(events, "metadata", None) or {}
         dataset = meta.get("dataset", "unknown")
         self.check(events)
         dask = _is_dask(events)
         cls_name = self._class(events)
         mask, steps = select_events(events, return_steps=True, **self.selection)
-        kwargs = dict(spec=self.spec, tagger=self.tagger, class_index=0)
+        kwargs: dict[str, Any] = dict(spec=self.spec, tagger=self.tagger, class_index=0)
         table = map_partitions(lambda ev, m: event_table(ev, mask=m, **kwargs), events, mask,
                                touch=[self._needed_columns(events), None], meta=self._empty_table(),
                                label="event-image-table")
+        flatten: Any = ak.flatten
+        lib: Any = ak
         if dask:
             import dask_awkward as dak
 
             flatten, lib = dak.flatten, dak
-        else:
-            flatten, lib = ak.flatten, ak
         h = self._hists(cls_name, dask)
         h["nevents"].fill(cls_name, table.cls)
         px = flatten(table.px, axis=1)
@@ -218,7 +226,7 @@ class EventImageProcessor(processor.ProcessorABC):
             for k, name in enumerate(self.tagger.class_names):
                 h["class_score"][name].fill(cls_name, table[f"p{k}"])
             h["predicted"].fill(cls_name, table.pred)
-        cutflow = {"events": lib.num(mask, axis=0)}
+        cutflow: dict[str, Any] = {"events": lib.num(mask, axis=0)}
         for name, m in steps:
             cutflow[name] = lib.sum(m)
         if not dask:
@@ -226,8 +234,8 @@ class EventImageProcessor(processor.ProcessorABC):
         h["cutflow"] = cutflow
         return {dataset: h}
 
-    def _empty_table(self):
-        cols = {"cls": np.zeros(0, np.int32),
+    def _empty_table(self) -> ak.Array:
+        cols: dict[str, Any] = {"cls": np.zeros(0, np.int32),
                 "px": ak.unflatten(ak.zip({"c": np.zeros(0, np.int32), "iy": np.zeros(0, np.int32),
                                            "ix": np.zeros(0, np.int32), "v": np.zeros(0)}, depth_limit=1),
                                    np.zeros(0, np.int64))}
@@ -237,5 +245,5 @@ class EventImageProcessor(processor.ProcessorABC):
             cols["pred"] = np.zeros(0, np.int32)
         return ak.zip(cols, depth_limit=1)
 
-    def postprocess(self, accumulator):
+    def postprocess(self, accumulator: Any) -> Any:
         return accumulator

@@ -30,6 +30,7 @@ follows for any number of merged chunks (:func:`coffea_jetimg.metrics.pearson_ma
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any, Mapping, Sequence
 
 import awkward as ak
 import hist
@@ -88,10 +89,11 @@ class JetTaggingProcessor(processor.ProcessorABC):
         (``score``, ``predicted``, ``score_moments``; no pixel maps).
     """
 
-    def __init__(self, models, jets: str = "FatJet", selection: dict | None = None, labels: dict | None = None,
-                 truth_names: dict | None = None, device: str | None = None, backend: str = "torch",
-                 batch_size: int = 512, num_threads: int | None = 1, axes: dict | None = None,
-                 pixel_maps: bool = True, ensembles: dict | None = None, server: str | None = None):
+    def __init__(self, models: Any, jets: str = "FatJet", selection: dict[str, Any] | None = None,
+                 labels: dict[str, str] | None = None, truth_names: dict[int, str] | None = None,
+                 device: str | None = None, backend: str = "torch", batch_size: int = 512,
+                 num_threads: int | None = 1, axes: dict[str, Any] | None = None, pixel_maps: bool = True,
+                 ensembles: Mapping[str, str | Sequence[str]] | None = None, server: str | None = None) -> None:
         if not isinstance(models, dict):
             models = {None: models}
         self.taggers: OrderedDict[str, Tagger] = OrderedDict()
@@ -110,7 +112,7 @@ class JetTaggingProcessor(processor.ProcessorABC):
         self.ensembles = check_ensembles(ensembles or {}, self.taggers)
         self.jets = jets
         self.selection = dict(DEFAULT_SELECTION if selection is None else {**DEFAULT_SELECTION, **selection})
-        self.labels = dict(labels or {})
+        self.labels: dict[Any, str] = dict(labels or {})
         self.truth_names = dict(TRUTH_NAMES if truth_names is None else truth_names)
         self.axes = {**DEFAULT_AXES, **(axes or {})}
         self.pixel_maps = pixel_maps
@@ -128,10 +130,10 @@ class JetTaggingProcessor(processor.ProcessorABC):
         self.image_refs = refs if pixel_maps else OrderedDict()
 
     # -- description ------------------------------------------------------------------------
-    def model_info(self) -> dict:
+    def model_info(self) -> dict[str, dict[str, Any]]:
         """Per model: artifact path, classes, signal class, input kind and image key."""
         keys = list(self.image_refs)
-        out = {}
+        out: dict[str, dict[str, Any]] = {}
         for name, t in self.taggers.items():
             img = next((f"img{k}" for k, key in enumerate(keys) if name in self.image_refs[key]), None)
             inp = input_from_spec(t.input_spec)
@@ -148,41 +150,40 @@ class JetTaggingProcessor(processor.ProcessorABC):
         """The models, then the ensembles: every name with ``score``/``predicted`` histograms."""
         return [*self.taggers, *self.ensembles]
 
-    def _head(self, name):
+    def _head(self, name: str) -> Tagger:
         """The tagger whose class names and signal class a model or ensemble has."""
         return self.taggers[name] if name in self.taggers else self.taggers[self.ensembles[name][0]]
 
-    def classes_for(self, events) -> list[str]:
+    def classes_for(self, events: Any) -> list[str]:
         """Truth classes of a dataset: the truthLabel names (+ 'other'), or its one label."""
         if self.jets in fields_of(events) and "truthLabel" in fields_of(events[self.jets]):
             return list(dict.fromkeys(list(self.truth_names.values()) + [OTHER]))
         return [self._dataset_class(events)]
 
-    def _dataset_class(self, events) -> str:
+    def _dataset_class(self, events: Any) -> str:
         meta = getattr(events, "metadata", None) or {}
         ds = meta.get("dataset")
         return str(self.labels.get(ds, meta.get("label", OTHER)))
 
     # -- checks -----------------------------------------------------------------------------
-    def check(self, events) -> None:
+    def check(self, events: Any) -> None:
         """Raise before any work if the events cannot feed every model (names the models and branches)."""
         if self.jets not in fields_of(events):
             raise ConstituentsError(f"no '{self.jets}' collection in the events: nothing to tag")
         self.plan.check(events, names=self._input_models)
 
     # -- histograms -------------------------------------------------------------------------
-    def _hists(self, classes, jet_fields, dask: bool):
+    def _hists(self, classes: list[str], jet_fields: list[str], dask: bool) -> dict[str, Any]:
+        H: Any = hist.Hist
         if dask:
             import hist.dask as hda
 
             H = hda.Hist
-        else:
-            H = hist.Hist
         ax = self.axes
         cls = hist.axis.StrCategory(classes, name=A.CLASS, label="Truth class")
         jet_axes = {v.name: v.axis(ax.get(v.binning_key, v.binning), jet_fields) for v in tagging.JET_VARIABLES}
         pt_ax = jet_axes[A.PT]
-        out = {"score": {}, "predicted": {}, "score_moments": {}, "image": {}, "pixel_xy": {},
+        out: dict[str, Any] = {"score": {}, "predicted": {}, "score_moments": {}, "image": {}, "pixel_xy": {},
                "njets": H(cls, pt_ax, storage=hist.storage.Int64())}
         for name in self.scored_names():
             t = self._head(name)
@@ -196,7 +197,9 @@ class JetTaggingProcessor(processor.ProcessorABC):
                                        storage=hist.storage.Int64())
             out["score_moments"][name] = H(cls, pt_ax, storage=hist.storage.Weight())
         for k, (key, models) in enumerate(self.image_refs.items()):
-            spec = self.plan.inputs[key].image_spec
+            inp = self.plan.inputs[key]
+            assert isinstance(inp, ImageInput)
+            spec = inp.image_spec
             C, (Hh, W) = len(spec.channels), spec.npix
             meta = {"channels": list(spec.channels), "intensity": spec.intensity, "normalize": spec.normalize}
             pix = [hist.axis.Integer(0, C, name=A.CHANNEL, flow=False, metadata=meta),
@@ -208,7 +211,8 @@ class JetTaggingProcessor(processor.ProcessorABC):
         return out
 
     # -- the work ---------------------------------------------------------------------------
-    def process(self, events):
+    def process(self, events: Any) -> dict[str, dict[str, Any]]:
+        """Histograms and cutflow of one chunk (eager) or of the whole dataset (dask), keyed by dataset."""
         dataset = (getattr(events, "metadata", None) or {}).get("dataset", "unknown")
         self.check(events)  # before reading anything
         dask = is_dask(events)
@@ -217,23 +221,23 @@ class JetTaggingProcessor(processor.ProcessorABC):
         mask, steps = select_jets(fj, **self.selection, return_steps=True)
         kwargs = self._table_kwargs(classes, self._dataset_class(events))
         table = map_partitions(lambda ev, m: jet_table(ev, mask=m, **kwargs), events, mask,
-                               touch=[sorted(self._needed_columns(events)), None], meta=empty_table(self.scored_names(), self.image_refs),
-                               label="jet-tagging-table")
+                               touch=[sorted(self._needed_columns(events)), None],
+                               meta=empty_table(self.scored_names(), self.image_refs), label="jet-tagging-table")
         hists = self._hists(classes, fields_of(fj), dask)
         self._fill(hists, table, classes, dask)
         hists["cutflow"] = self._cutflow(fj, steps, table, dask)
         return {dataset: hists}
 
-    def _table_kwargs(self, classes, dataset_class):
+    def _table_kwargs(self, classes: list[str], dataset_class: str) -> dict[str, Any]:
         return dict(taggers=self.taggers, jets=self.jets, selection=self.selection, class_names=classes,
                     truth_names=self.truth_names, dataset_class=dataset_class, image_refs=self.image_refs,
                     ensembles=self.ensembles, plan=self.plan)
 
-    def _needed_columns(self, events) -> list[tuple[str | None, str]]:
+    def _needed_columns(self, events: Any) -> list[tuple[str | None, str]]:
         """(collection, field) pairs the per-chunk work reads: the selection's, the jet variables',
         the truth label and the input plan's."""
         jf = fields_of(events[self.jets])
-        want: set = set()
+        want: set[tuple[str | None, str]] = set()
         for v in tagging.JET_VARIABLES:
             for c in v.reads(jf):
                 want.add(c if isinstance(c, tuple) else (self.jets, c))
@@ -245,14 +249,13 @@ class JetTaggingProcessor(processor.ProcessorABC):
         want = {(c, f) for c, f in want if c in have and f in fields_of(events[c])}
         return sorted(want, key=lambda x: (x[0] or "", x[1]))
 
-    def _fill(self, h, table, classes, dask):
+    def _fill(self, h: dict[str, Any], table: Any, classes: list[str], dask: bool) -> dict[str, Any]:
         """One fill path for eager tables and dask-awkward tables."""
+        flatten: Any = ak.flatten
         if dask:
             import dask_awkward as dak
 
             flatten = dak.flatten
-        else:
-            flatten = ak.flatten
         scored = table[table.scored]
         pix = {k: flatten(scored[f"px_{k}"], axis=1) for k in range(len(self.image_refs))}
         names = ["cls", *(v.name for v in tagging.JET_VARIABLES),
@@ -280,13 +283,13 @@ class JetTaggingProcessor(processor.ProcessorABC):
                 add_pixel_sums(h["image"][f"img{k}"], {m: h["pixel_xy"][m] for m in models}, pix[k])
         return h
 
-    def _cutflow(self, fj, steps, table, dask):
-        lib = ak
+    def _cutflow(self, fj: Any, steps: list[tuple[str, Any]], table: Any, dask: bool) -> dict[str, Any]:
+        lib: Any = ak
         if dask:
             import dask_awkward as dak
 
             lib = dak
-        out = {"events": lib.num(fj.pt, axis=0), "jets": lib.sum(lib.num(fj.pt, axis=1))}
+        out: dict[str, Any] = {"events": lib.num(fj.pt, axis=0), "jets": lib.sum(lib.num(fj.pt, axis=1))}
         last = None
         for name, m in steps:
             out[f"jets_{name}"] = lib.sum(m)
@@ -299,5 +302,5 @@ class JetTaggingProcessor(processor.ProcessorABC):
             out = {k: int(v) for k, v in out.items()}
         return out
 
-    def postprocess(self, accumulator):
+    def postprocess(self, accumulator: Any) -> Any:
         return accumulator

@@ -22,6 +22,10 @@ The functions :func:`build_inputs`, :func:`check_compatible`, :func:`constituent
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 from .._util import fields_of
 from ..errors import ConstituentsError, InputsError
 from ._base import InputSpec, input_from_spec, input_kinds, kind_class, normalise_input, register
@@ -46,7 +50,7 @@ def input_key(input_spec: dict | InputSpec) -> str:
     return input_from_spec(input_spec).key
 
 
-def needs_constituents(input_spec: dict | InputSpec, jet_fields=None) -> bool:
+def needs_constituents(input_spec: dict | InputSpec, jet_fields: list[str] | None = None) -> bool:
     """Whether the inputs are made from constituents (for features: when the jets lack some)."""
     return input_from_spec(input_spec).needs_constituents(jet_fields)
 
@@ -60,7 +64,7 @@ def constituent_fields(input_spec: dict | InputSpec) -> tuple[str, ...]:
     return input_from_spec(input_spec).constituent_fields()
 
 
-def check_compatible(input_spec: dict | InputSpec, events, jets: str | None = None) -> None:
+def check_compatible(input_spec: dict | InputSpec, events: Any, jets: str | None = None) -> None:
     """Raise if ``events`` cannot provide the inputs of ``input_spec``; does no work on data.
 
     Raises
@@ -74,7 +78,8 @@ def check_compatible(input_spec: dict | InputSpec, events, jets: str | None = No
     inp.check(events, jets or inp.jets)
 
 
-def build_inputs(input_spec: dict | InputSpec, x, jets: str | None = None, *, jet_mask=None, cands=None):
+def build_inputs(input_spec: dict | InputSpec, x: Any, jets: str | None = None, *, jet_mask: Any = None,
+                 cands: Any = None) -> np.ndarray:
     """Build the network input of ``input_spec`` for every jet (or event) in ``x``.
 
     Parameters
@@ -111,10 +116,10 @@ def build_inputs(input_spec: dict | InputSpec, x, jets: str | None = None, *, je
     return inp.check_shape(inp.build(ctx))
 
 
-def make_input_spec(architecture: str, *, image_preset: str | None = None, image_spec=None,
-                    n_constituents: int = 40, features=None, jets: str = "FatJet",
-                    event_image_spec=None, image_overrides: dict | None = None,
-                    particle_features=None) -> dict:
+def make_input_spec(architecture: str, *, image_preset: str | None = None, image_spec: Any = None,
+                    n_constituents: int = 40, features: Any = None, jets: str = "FatJet",
+                    event_image_spec: Any = None, image_overrides: dict | None = None,
+                    particle_features: Any = None) -> dict[str, Any]:
     """The artifact ``input`` block for an architecture (``shape`` filled in when known).
 
     The kind is the model registry's (:func:`coffea_jetimg.models.input_kind`); models that take

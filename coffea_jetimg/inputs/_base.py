@@ -27,7 +27,8 @@ from ..errors import InputsError
 if TYPE_CHECKING:  # pragma: no cover
     from .plan import BuildContext
 
-__all__ = ["InputSpec", "register", "input_from_spec", "input_kinds", "kind_class", "normalise_input"]
+__all__ = ["InputSpec", "register", "input_from_spec", "input_kinds", "kind_class", "normalise_input",
+           "has_collection", "COMMON_KEYS"]
 
 #: Keys every input block has (besides the kind's own ``KEYS``).
 COMMON_KEYS: dict[str, Any] = {"jets": "FatJet", "shape": None}
@@ -66,7 +67,7 @@ def _all_keys() -> dict[str, Any]:
     return out
 
 
-def normalise_input(block: dict) -> dict:
+def normalise_input(block: dict[str, Any]) -> dict[str, Any]:
     """An artifact's ``input`` block with defaults filled in and checked by its kind.
 
     Raises :class:`~coffea_jetimg.errors.InputsError` naming the missing or bad key."""
@@ -78,7 +79,7 @@ def normalise_input(block: dict) -> dict:
     return out
 
 
-def input_from_spec(spec: dict | InputSpec) -> InputSpec:
+def input_from_spec(spec: dict[str, Any] | InputSpec) -> InputSpec:
     """The typed input of an artifact's ``input`` block (an :class:`InputSpec` passes through)."""
     if isinstance(spec, InputSpec):
         return spec
@@ -99,17 +100,17 @@ class InputSpec:
     #: whether training redraws a JES smearing of this input each epoch (4-vectors scale linearly)
     smear_per_epoch: ClassVar[bool] = False
 
-    def __init__(self, spec: dict):
+    def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
         self.jets: str = spec.get("jets") or "FatJet"
 
     # -- the spec ----------------------------------------------------------------------------
     @classmethod
-    def validate(cls, block: dict) -> None:
+    def validate(cls, block: dict[str, Any]) -> None:
         """Raise :class:`InputsError` when ``block`` lacks what this kind needs."""
 
     @classmethod
-    def make(cls, *, jets: str = "FatJet", **settings) -> dict:
+    def make(cls, *, jets: str = "FatJet", **settings: Any) -> dict[str, Any]:
         """An ``input`` block of this kind from training settings (``shape`` filled in when
         known); unknown settings are ignored (one call serves every kind)."""
         raise NotImplementedError(f"input kind {cls.kind!r} cannot be made from settings")
@@ -125,7 +126,7 @@ class InputSpec:
         keep = {k: self.spec.get(k) for k in ("kind", "jets", *self.KEYS)}
         return json.dumps(keep, sort_keys=True, default=str)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return dict(self.spec)
 
     def describe(self) -> str:
@@ -133,7 +134,7 @@ class InputSpec:
         return self.kind
 
     # -- what it reads -----------------------------------------------------------------------
-    def needs_constituents(self, jet_fields=None) -> bool:
+    def needs_constituents(self, jet_fields: list[str] | None = None) -> bool:
         """Whether the input is made from constituents (``jet_fields``: the jets' fields, for
         kinds that need constituents only for what the jets lack)."""
         return False
@@ -142,13 +143,13 @@ class InputSpec:
         """Constituent fields besides pt, eta, phi, mass that :meth:`build` reads."""
         return ()
 
-    def columns(self, events) -> set[tuple[str, str]]:
+    def columns(self, events: Any) -> set[tuple[str, str]]:
         """``(collection, field)`` columns read besides the constituents' (jets' stored axes,
         features, event collections)."""
         return set()
 
     # -- check and build ---------------------------------------------------------------------
-    def check(self, events, jets: str | None = None, layout: str | None = None) -> None:
+    def check(self, events: Any, jets: str | None = None, layout: str | None = None) -> None:
         """Raise before any work when ``events`` cannot provide this input (names the branches)."""
 
     def build(self, ctx: BuildContext) -> np.ndarray:
@@ -166,5 +167,6 @@ class InputSpec:
         return f"{type(self).__name__}({self.describe()}, jets={self.jets!r}, shape={self.shape})"
 
 
-def has_collection(events, name: str) -> bool:
+def has_collection(events: Any, name: str) -> bool:
+    """Whether ``events`` has a field (collection) ``name``."""
     return name in fields_of(events)

@@ -3,6 +3,8 @@ substructure observables computed from the constituents when the jets lack them 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Sequence
+
 import awkward as ak
 import numpy as np
 
@@ -11,10 +13,13 @@ from .._util import fields_of
 from ..errors import ConstituentsError, InputsError
 from ._base import InputSpec, has_collection, register
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .plan import BuildContext
+
 __all__ = ["FeatureInput", "FEATURE_ALIASES", "jet_features"]
 
 #: Derived feature names → how to compute them from jet fields (numerator, denominator).
-FEATURE_ALIASES = {
+FEATURE_ALIASES: dict[str, tuple[str, str]] = {
     "tau21": ("tau2", "tau1"),
     "tau32": ("tau3", "tau2"),
     "tau31": ("tau3", "tau1"),
@@ -28,11 +33,11 @@ def _substructure_features() -> tuple[str, ...]:
     return SUBSTRUCTURE_FEATURES
 
 
-def _stored(feature: str, have) -> bool:
+def _stored(feature: str, have: set[str] | list[str]) -> bool:
     return all(g in have for g in FEATURE_ALIASES.get(feature, (feature,)))
 
 
-def jet_features(jets_arr, features, cands=None) -> np.ndarray:
+def jet_features(jets_arr: ak.Array, features: Sequence[str], cands: ak.Array | None = None) -> np.ndarray:
     """Per-jet feature matrix.
 
     Parameters
@@ -85,12 +90,13 @@ class FeatureInput(InputSpec):
     KEYS = {"features": None}
 
     @classmethod
-    def validate(cls, block):
+    def validate(cls, block: dict[str, Any]) -> None:
         if not block.get("features"):
             raise InputsError("input kind 'features' needs a list of 'features'")
 
     @classmethod
-    def make(cls, *, jets="FatJet", features=None, architecture=None, **_ignored) -> dict:
+    def make(cls, *, jets: str = "FatJet", features: Sequence[str] | None = None, architecture: str | None = None,
+             **_ignored: Any) -> dict[str, Any]:
         if not features:
             raise InputsError(f"{architecture or 'the model'} on features needs a list of features")
         return {"kind": cls.kind, "features": list(features), "jets": jets, "shape": [len(features)]}
@@ -102,7 +108,7 @@ class FeatureInput(InputSpec):
     def describe(self) -> str:
         return f"features {', '.join(self.features)}"
 
-    def needs_constituents(self, jet_fields=None) -> bool:
+    def needs_constituents(self, jet_fields: list[str] | None = None) -> bool:
         if jet_fields is None:
             return False
         have = set(jet_fields)
@@ -111,16 +117,17 @@ class FeatureInput(InputSpec):
     def constituent_fields(self) -> tuple[str, ...]:
         return ("charge",)  # n_track counts charged constituents
 
-    def columns(self, events):
+    def columns(self, events: Any) -> set[tuple[str, str]]:
         jf = set(fields_of(events[self.jets]))
         return {(self.jets, g) for f in self.features for g in FEATURE_ALIASES.get(f, (f,)) if g in jf}
 
-    def check(self, events, jets=None, layout=None):
+    def check(self, events: Any, jets: str | None = None, layout: str | None = None) -> None:
         jets = jets or self.jets
         if not has_collection(events, jets):
             raise InputsError(f"no '{jets}' collection in the events; the model needs {jets} features")
         have = set(fields_of(events[jets]))
-        missing, from_cands = [], []
+        missing: list[str] = []
+        from_cands: list[str] = []
         for f in self.features:
             if _stored(f, have):
                 continue
@@ -134,6 +141,6 @@ class FeatureInput(InputSpec):
             raise InputsError(f"the events' {jets} lack the feature(s) {missing} the model needs "
                               f"(branches {', '.join(jets + '_' + f for f in missing)})")
 
-    def build(self, ctx):
+    def build(self, ctx: BuildContext) -> np.ndarray:
         cands = ctx.cands() if self.needs_constituents(ctx.jet_fields()) else None
         return jet_features(ctx.selected_jets(), self.features, cands)

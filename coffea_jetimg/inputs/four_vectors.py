@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
 from .._constituents import detect_layout
 from ..errors import InputsError
 from ._base import InputSpec, register
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .plan import BuildContext
 
 __all__ = ["FourVectorInput"]
 
@@ -18,26 +25,26 @@ class FourVectorInput(InputSpec):
     smear_per_epoch = True  # E, px, py, pz scale with the JES factor: fit redraws it per epoch
 
     @classmethod
-    def validate(cls, block):
+    def validate(cls, block: dict[str, Any]) -> None:
         if not block.get("n_constituents"):
             raise InputsError("input kind 'lorentz' needs 'n_constituents'")
 
     @classmethod
-    def make(cls, *, jets="FatJet", n_constituents=40, **_ignored) -> dict:
+    def make(cls, *, jets: str = "FatJet", n_constituents: int = 40, **_ignored: Any) -> dict[str, Any]:
         n = int(n_constituents)
         return {"kind": cls.kind, "n_constituents": n, "jets": jets, "shape": [4, n]}
 
     def describe(self) -> str:
         return f"4-vectors of {self.spec['n_constituents']} constituents"
 
-    def needs_constituents(self, jet_fields=None) -> bool:
+    def needs_constituents(self, jet_fields: list[str] | None = None) -> bool:
         return True
 
-    def check(self, events, jets=None, layout=None):
+    def check(self, events: Any, jets: str | None = None, layout: str | None = None) -> None:
         if layout is None:
             detect_layout(events, jets or self.jets)
 
-    def build(self, ctx):
+    def build(self, ctx: BuildContext) -> np.ndarray:
         from ..lorentz import constituent_p4s
 
         return constituent_p4s(ctx.cands(), n_constituents=int(self.spec["n_constituents"]))

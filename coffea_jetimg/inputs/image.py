@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
 from .._constituents import detect_layout
 from .._util import fields_of
 from ..errors import InputsError
 from ._base import InputSpec, register
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..images import JetImageSpec
+    from .plan import BuildContext
 
 __all__ = ["ImageInput"]
 
@@ -18,13 +26,14 @@ class ImageInput(InputSpec):
     KEYS = {"image_spec": None}
 
     @classmethod
-    def validate(cls, block):
+    def validate(cls, block: dict[str, Any]) -> None:
         if not block.get("image_spec"):
             raise InputsError("input kind 'image' needs 'image_spec'")
 
     @classmethod
-    def make(cls, *, jets="FatJet", architecture=None, image_spec=None, image_preset=None, image_overrides=None,
-             **_ignored) -> dict:
+    def make(cls, *, jets: str = "FatJet", architecture: str | None = None, image_spec: Any = None,
+             image_preset: str | None = None, image_overrides: dict[str, Any] | None = None,
+             **_ignored: Any) -> dict[str, Any]:
         """Image models use ``image_spec`` or the preset ``image_preset`` (default: the preset
         named like the architecture, else ``'komiske'``), with the
         :class:`~coffea_jetimg.images.JetImageSpec` fields in ``image_overrides`` replaced."""
@@ -45,7 +54,7 @@ class ImageInput(InputSpec):
                 "shape": [len(image_spec.channels), int(npix[0]), int(npix[1])]}
 
     @property
-    def image_spec(self):
+    def image_spec(self) -> JetImageSpec:
         from ..images import JetImageSpec
 
         return JetImageSpec.from_dict(self.spec["image_spec"])
@@ -54,7 +63,7 @@ class ImageInput(InputSpec):
         s = self.image_spec
         return f"image {'+'.join(s.channels)} {s.npix[0]}x{s.npix[1]}"
 
-    def needs_constituents(self, jet_fields=None) -> bool:
+    def needs_constituents(self, jet_fields: list[str] | None = None) -> bool:
         return True
 
     def constituent_fields(self) -> tuple[str, ...]:
@@ -62,21 +71,21 @@ class ImageInput(InputSpec):
 
         return constituent_fields(self.image_spec)
 
-    def columns(self, events):
+    def columns(self, events: Any) -> set[tuple[str, str]]:
         if self.image_spec.axis != "jet":
             return set()
         jf = fields_of(events[self.jets])  # the stored axis (rapidity needs pt and mass too)
         return {(self.jets, f) for f in ("pt", "eta", "phi", "mass") if f in jf}
 
-    def check(self, events, jets=None, layout=None):
+    def check(self, events: Any, jets: str | None = None, layout: str | None = None) -> None:
         if layout is None:
             detect_layout(events, jets or self.jets)  # raises naming the missing branches
 
-    def build(self, ctx):
+    def build(self, ctx: BuildContext) -> np.ndarray:
         from ..images import jet_images
 
         spec = self.image_spec
-        axes = {}
+        axes: dict[str, Any] = {}
         if spec.axis == "jet":
             axes = dict(zip(("jet_eta", "jet_phi"), ctx.jet_axes(spec.coordinate)))
         return jet_images(ctx.cands(), spec, **axes)

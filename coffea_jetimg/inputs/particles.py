@@ -8,9 +8,16 @@ pT and E over the jet's, ΔR, charge, ... The jet axis is the direction of the c
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
 from .._constituents import detect_layout
 from ..errors import InputsError
 from ._base import InputSpec, register
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .plan import BuildContext
 
 __all__ = ["ParticleInput"]
 
@@ -23,7 +30,7 @@ class ParticleInput(InputSpec):
     KEYS = {"n_constituents": None, "particle_features": None}
 
     @classmethod
-    def validate(cls, block):
+    def validate(cls, block: dict[str, Any]) -> None:
         from ..lorentz import FEATURES
 
         if not block.get("n_constituents"):
@@ -36,7 +43,8 @@ class ParticleInput(InputSpec):
             raise InputsError(f"particle_features: unknown name(s) {bad}; choose from {tuple(FEATURES)}")
 
     @classmethod
-    def make(cls, *, jets="FatJet", n_constituents=40, particle_features=None, **_ignored) -> dict:
+    def make(cls, *, jets: str = "FatJet", n_constituents: int = 40, particle_features: Any = None,
+             **_ignored: Any) -> dict[str, Any]:
         from ..lorentz import DEFAULT_FEATURES
 
         feats = list(particle_features or DEFAULT_FEATURES)
@@ -47,17 +55,17 @@ class ParticleInput(InputSpec):
     def describe(self) -> str:
         return f"{len(self.spec['particle_features'])} features of {self.spec['n_constituents']} constituents"
 
-    def needs_constituents(self, jet_fields=None) -> bool:
+    def needs_constituents(self, jet_fields: list[str] | None = None) -> bool:
         return True
 
     def constituent_fields(self) -> tuple[str, ...]:
         return ("charge",) if "charge" in self.spec["particle_features"] else ()
 
-    def check(self, events, jets=None, layout=None):
+    def check(self, events: Any, jets: str | None = None, layout: str | None = None) -> None:
         if layout is None:
             detect_layout(events, jets or self.jets)
 
-    def build(self, ctx):
+    def build(self, ctx: BuildContext) -> np.ndarray:
         from ..lorentz import constituent_features
 
         return constituent_features(ctx.cands(), n_constituents=int(self.spec["n_constituents"]),

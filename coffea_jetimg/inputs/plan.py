@@ -14,7 +14,7 @@ The per-chunk flow of a processor then reads::
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import awkward as ak
 import numpy as np
@@ -50,9 +50,9 @@ class BuildContext:
         (e.g. training's JES smearing).
     """
 
-    def __init__(self, events=None, jets: str = "FatJet", jet_mask=None, *, cands=None, jets_array=None,
-                 layout: str | None = None, cand_fields: tuple[str, ...] | None = None,
-                 transform_cands: Callable | None = None):
+    def __init__(self, events: Any = None, jets: str = "FatJet", jet_mask: Any = None, *, cands: Any = None,
+                 jets_array: Any = None, layout: str | None = None, cand_fields: tuple[str, ...] | None = None,
+                 transform_cands: Callable | None = None) -> None:
         self.events = events
         self.jets = jets
         self.jet_mask = jet_mask
@@ -61,16 +61,17 @@ class BuildContext:
         self._cands = cands
         self._jets_array = jets_array
         self._transform = transform_cands
-        self._selected_cands = None
-        self._selected_jets = None
+        self._selected_cands: ak.Array | None = None
+        self._selected_jets: ak.Array | None = None
 
     @property
     def has_events(self) -> bool:
         return self.events is not None
 
-    def _require_events(self, what: str):
+    def _require_events(self, what: str) -> Any:
         if self.events is None:
-            raise InputsError(f"{what} takes the jets '{self.jets}' of the events: pass the events, not constituents alone")
+            raise InputsError(f"{what} takes the jets '{self.jets}' of the events: "
+                              "pass the events, not constituents alone")
         return self.events
 
     def selected_jets(self) -> ak.Array:
@@ -125,7 +126,7 @@ class InputPlan:
         Jet collection; default each input's own ``jets``.
     """
 
-    def __init__(self, inputs: Iterable[InputSpec | dict], jets: str | None = None):
+    def __init__(self, inputs: Iterable[InputSpec | dict], jets: str | None = None) -> None:
         self.inputs: dict[str, InputSpec] = {}
         for spec in inputs:
             inp = input_from_spec(spec)
@@ -138,13 +139,13 @@ class InputPlan:
     def __len__(self) -> int:
         return len(self.inputs)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[InputSpec]:
         return iter(self.inputs.values())
 
-    def needs_constituents(self, jet_fields) -> bool:
+    def needs_constituents(self, jet_fields: list[str] | None) -> bool:
         return any(i.needs_constituents(jet_fields) for i in self)
 
-    def constituent_fields(self, jet_fields) -> tuple[str, ...]:
+    def constituent_fields(self, jet_fields: list[str] | None) -> tuple[str, ...]:
         """Union of the constituent fields (besides the 4-vector) of the inputs that need them."""
         out: dict[str, None] = {}
         for i in self:
@@ -152,12 +153,12 @@ class InputPlan:
                 out.update(dict.fromkeys(i.constituent_fields()))
         return tuple(out)
 
-    def layout(self, events) -> str | None:
+    def layout(self, events: Any) -> str | None:
         """The constituent layout when some input needs constituents (raises naming the branches)."""
         jf = fields_of(events[self.jets]) if self.jets in fields_of(events) else []
         return detect_layout(events, self.jets) if self.needs_constituents(jf) else None
 
-    def check(self, events, names: dict[str, list[str]] | None = None) -> str | None:
+    def check(self, events: Any, names: dict[str, list[str]] | None = None) -> str | None:
         """Raise before any work when ``events`` cannot feed every input; returns the layout.
 
         ``names`` maps input keys to the models that take them, named in the error."""
@@ -175,7 +176,7 @@ class InputPlan:
                 raise InputsError(f"{who}({inp.describe()} input): {err}") from None
         return layout
 
-    def columns(self, events) -> set[tuple[str, str]]:
+    def columns(self, events: Any) -> set[tuple[str, str]]:
         """The ``(collection, field)`` columns building the inputs reads (for dask's optimisation)."""
         out: set[tuple[str, str]] = set()
         jf = fields_of(events[self.jets]) if self.jets in fields_of(events) else []
@@ -185,7 +186,7 @@ class InputPlan:
             out |= inp.columns(events)
         return out
 
-    def context(self, events, jet_mask=None, *, cands=None, layout: str | None = None,
+    def context(self, events: Any, jet_mask: Any = None, *, cands: Any = None, layout: str | None = None,
                 transform_cands: Callable | None = None) -> BuildContext:
         jf = fields_of(events[self.jets]) if self.jets in fields_of(events) else []
         if cands is None and layout is None and self.needs_constituents(jf):
@@ -193,7 +194,7 @@ class InputPlan:
         return BuildContext(events, self.jets, jet_mask, cands=cands, layout=layout,
                             cand_fields=self.constituent_fields(jf), transform_cands=transform_cands)
 
-    def build(self, events, jet_mask=None, *, cands=None, layout: str | None = None,
+    def build(self, events: Any, jet_mask: Any = None, *, cands: Any = None, layout: str | None = None,
               transform_cands: Callable | None = None) -> dict[str, np.ndarray]:
         """Every distinct input for the selected jets (or the events): ``{key: float32 array}``."""
         ctx = self.context(events, jet_mask, cands=cands, layout=layout, transform_cands=transform_cands)
