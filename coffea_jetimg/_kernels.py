@@ -12,8 +12,8 @@ Conventions
 * pt, mass, energies in GeV; eta, rapidity dimensionless; phi in rad.
 * Azimuthal differences are always wrapped to (-π, π] by :func:`wrap_phi` (or by one step of
   :func:`wrap_phi_once` where the inputs are known to lie in (-3π, 3π)).
-* The kinematic helpers here (:func:`energy`, :func:`p4`, :func:`p4_sum`, :func:`rapidity`,
-  :func:`rapidity_from_ep`, :func:`wrap_phi`) are the numba side of
+* The kinematic helpers here (:func:`energy`, :func:`p4`, :func:`p4_sum`,
+  :func:`ptetaphi_from_p3`, :func:`rapidity`, :func:`rapidity_from_ep`, :func:`wrap_phi`) are the numba side of
   :mod:`coffea_jetimg.kinematics` (the numpy side, same formulas); every kernel of the package
   (images, 4-vectors, features, substructure) uses them, inlined into its loops.
 * Image parameters travel as one float64 array (:func:`image_params`, layout
@@ -38,6 +38,7 @@ __all__ = [
     "energy",
     "p4",
     "p4_sum",
+    "ptetaphi_from_p3",
     "rapidity",
     "rapidity_from_ep",
     "IMAGE_PARAMS",
@@ -194,6 +195,14 @@ def p4(pt, eta, phi, m):
 
 
 @numba.njit(cache=True, inline="always")
+def ptetaphi_from_p3(px, py, pz):
+    """(pT, eta, phi) of a momentum, e.g. a jet's sum; eta is 0 where pT = 0 (no direction:
+    callers that must know test pT). The numba side of ``kinematics.ptetaphim_from_p4``."""
+    ptj = math.sqrt(px * px + py * py)
+    return ptj, (math.asinh(pz / ptj) if ptj > 0.0 else 0.0), math.atan2(py, px)
+
+
+@numba.njit(cache=True, inline="always")
 def p4_sum(o, n, pt, eta, phi, mass):
     """(E, px, py, pz) summed over particles ``o .. o+n-1`` (``o`` a ``np.uint64`` offset: see the
     note on indexing above :func:`_centroid_sums`)."""
@@ -268,12 +277,12 @@ def _constituent_axis(o, n, pt, eta, phi, mass, coord, phi_ref):
     dphi (rapidity of a sum with E <= |pz|); 0: neither (zero pT sum). The callers then take the
     leading constituent's coordinates. Shared by the general and the fast path: same centre."""
     en, px, py, pz = p4_sum(o, n, pt, eta, phi, mass)
-    ptj = math.sqrt(px * px + py * py)
+    ptj, etaj, phij = ptetaphi_from_p3(px, py, pz)
     if not ptj > 0.0:
         return 0, 0.0, 0.0
-    cp = wrap_phi(math.atan2(py, px) - phi_ref)
+    cp = wrap_phi(phij - phi_ref)
     if coord == COORD_ETA:
-        return 2, math.asinh(pz / ptj), cp
+        return 2, etaj, cp
     if en > abs(pz):
         return 2, rapidity_from_ep(en, pz), cp
     return 1, 0.0, cp
@@ -1332,13 +1341,10 @@ def constituent_features_kernel(offsets, pt, eta, phi, mass, charge, axis_eta, a
         if n <= 0:
             continue
         ejet, px, py, pz = p4_sum(np.uint64(s), n, pt, eta, phi, mass)
-        ptjet = math.sqrt(px * px + py * py)
+        ptjet, jeta, jphi = ptetaphi_from_p3(px, py, pz)
         if axis_eta.shape[0] > 0:
             jeta = axis_eta[i]
             jphi = axis_phi[i]
-        else:
-            jphi = math.atan2(py, px)
-            jeta = math.asinh(pz / ptjet) if ptjet > 0.0 else 0.0
         if sort:
             order = np.argsort(-pt[s:s + n], kind="mergesort")
         else:

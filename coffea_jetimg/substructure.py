@@ -86,7 +86,7 @@ def _width_kernel(offsets, pt, eta, phi, mass, out):
             continue
         E, PX, PY, PZ = K.p4_sum(np.uint64(lo), hi - lo, pt, eta, phi, mass)
         yj = K.rapidity_from_ep(E, PZ)
-        phij = np.arctan2(PY, PX)
+        phij = K.ptetaphi_from_p3(PX, PY, PZ)[2]
         num = 0.0
         den = 0.0
         for i in range(lo, hi):

@@ -111,6 +111,15 @@ def test_p4_sum_matches_vector_sum():
                                             abs=1e-9)
 
 
+def test_ptetaphi_from_p3_matches_vector():
+    pt, eta, phi, mass = _particles(200, seed=6)
+    v = _vec(pt, eta, phi, mass)
+    for i in range(len(pt)):
+        got = K.ptetaphi_from_p3(v.px[i], v.py[i], v.pz[i])
+        assert got == pytest.approx((pt[i], eta[i], phi[i]), rel=1e-9, abs=1e-9)
+    assert K.ptetaphi_from_p3(0.0, 0.0, 5.0)[:2] == (0.0, 0.0)  # no direction: eta 0
+
+
 def test_image_params_layout_and_errors():
     p = K.image_params(coord=0, centre=2, boost=True, rotation=0, pixel_rotation=False, flip=0, flip_vertical=False,
                        n_eta=33, n_phi=31, d_eta=0.1, d_phi=0.2, maxima_dr=0.3)
