@@ -10,37 +10,40 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..axes import CHANNEL, CLASS, SCORE
 from .hists import sliced_mass
 
+if TYPE_CHECKING:  # pragma: no cover
+    from hist import Hist
+
 __all__ = ["save_hists", "load_hists", "write_root", "write_json", "json_default"]
 
 
-def save_hists(output: Any, path) -> None:
+def save_hists(output: Any, path: str | Path) -> None:
     """The processor output in coffea's native format (``coffea.util.save``)."""
     from coffea.util import save
 
     save(output, str(path))
 
 
-def load_hists(path) -> Any:
+def load_hists(path: str | Path) -> Any:
     """Read what :func:`save_hists` wrote (``coffea.util.load``: a pickle, so only files you trust)."""
     from coffea.util import load
 
     return load(str(path))
 
 
-def _to_weight_hist(h):
+def _to_weight_hist(h: Hist) -> Hist:
     """A copy with Weight storage (uproot writes those); unweighted counts get Poisson variances."""
     import hist
 
-    v = h.view(flow=True)
+    v: Any = h.view(flow=True)
     out = hist.Hist(*h.axes, storage=hist.storage.Weight())
-    ov = out.view(flow=True)
+    ov: Any = out.view(flow=True)
     if v.dtype.names:
         ov["value"][...] = v["value"]
         ov["variance"][...] = v["variance"]
@@ -54,7 +57,7 @@ def _safe(s: Any) -> str:
     return "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in str(s))
 
 
-def write_root(merged: dict, path) -> list[str]:
+def write_root(merged: dict[str, Any], path: str | Path) -> list[str]:
     """1D/2D histograms per class for fits, with uproot.
 
     Per model and class ``{model}/{class}/``: ``{axis}`` for every axis of the score histogram,
@@ -106,6 +109,6 @@ def json_default(o: Any) -> Any:
     return str(o)
 
 
-def write_json(obj: Any, path) -> None:
+def write_json(obj: Any, path: str | Path) -> None:
     """Indented JSON with numpy values converted (:func:`json_default`)."""
     Path(path).write_text(json.dumps(obj, indent=2, default=json_default) + "\n")

@@ -9,12 +9,15 @@ variances); the ROC uses the variances where there are some.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import metrics
 from ..axes import CHANNEL, CLASS, MSD, PREDICTED, PT, SCORE
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hist import Hist
 
 __all__ = [
     "merge_class_hists",
@@ -35,11 +38,11 @@ __all__ = [
 
 # ----------------------------------------------------------------------------------- merging
 
-def _fields(view) -> tuple[str, ...]:
+def _fields(view: Any) -> tuple[str, ...]:
     return view.dtype.names or ()
 
 
-def merge_class_hists(hists: Iterable[Any]):
+def merge_class_hists(hists: Iterable[Any]) -> Hist | None:
     """Sum hists whose only difference is the categories of their ``class`` axis.
 
     Returns ``None`` when every entry is ``None``.
@@ -58,9 +61,9 @@ def merge_class_hists(hists: Iterable[Any]):
     axes = [hist.axis.StrCategory(cats, name=CLASS, label=proto.axes[ci].label) if i == ci else ax
             for i, ax in enumerate(proto.axes)]
     out = hist.Hist(*axes, storage=proto.storage_type())
-    nv = out.view(flow=True)
+    nv: Any = out.view(flow=True)
     for h in hs:
-        sv = h.view(flow=True)
+        sv: Any = h.view(flow=True)
         for i, c in enumerate(h.axes[ci]):
             dst = (slice(None),) * ci + (cats.index(c),)
             src = (slice(None),) * ci + (i,)
@@ -72,7 +75,7 @@ def merge_class_hists(hists: Iterable[Any]):
     return out
 
 
-def merge_datasets(output: dict) -> dict:
+def merge_datasets(output: dict[str, Any]) -> dict[str, Any]:
     """Combine ``{dataset: {...}}`` into one ``{...}`` with the union of truth classes.
 
     Cutflows are summed key by key; ``{name: hist}`` dicts are merged per name.
@@ -80,14 +83,14 @@ def merge_datasets(output: dict) -> dict:
     datasets = [v for v in output.values() if isinstance(v, dict)]
     if not datasets:
         return {}
-    merged: dict = {}
+    merged: dict[str, Any] = {}
     keys: list[str] = []
     for d in datasets:
         keys += [k for k in d if k not in keys]
     for k in keys:
         vals = [d[k] for d in datasets if k in d]
         if k == "cutflow":
-            cf: dict = {}
+            cf: dict[str, int] = {}
             for v in vals:
                 for a, b in v.items():
                     cf[a] = cf.get(a, 0) + int(b)
@@ -102,7 +105,7 @@ def merge_datasets(output: dict) -> dict:
     return merged
 
 
-def classes_by_dataset(output: dict) -> dict[str, list[str]]:
+def classes_by_dataset(output: dict[str, Any]) -> dict[str, list[str]]:
     """``{class: [datasets with jets of that class]}`` from the per-dataset ``njets`` hists."""
     out: dict[str, list[str]] = {}
     for ds, d in output.items():
@@ -118,7 +121,7 @@ def classes_by_dataset(output: dict) -> dict[str, list[str]]:
 
 # ----------------------------------------------------------------------------------- classes
 
-def pick_classes(categories: Iterable[str], signal: str, class_names: Sequence[str] | None = None,
+def pick_classes(categories: Iterable[str], signal: str | None, class_names: Sequence[str] | None = None,
                  background: str | Sequence[str] | None = None) -> tuple[str, list[str]]:
     """Resolve signal and background class names among ``categories`` (case-insensitive).
 
@@ -140,7 +143,7 @@ def pick_classes(categories: Iterable[str], signal: str, class_names: Sequence[s
         background = named or [c for c in cats if c != sig]
     elif isinstance(background, str):
         background = [background]
-    bkg = []
+    bkg: list[str] = []
     for b in background:
         if b.lower() not in low:
             raise KeyError(f"background class {b!r} not among the histogram's classes {cats}")
@@ -150,39 +153,39 @@ def pick_classes(categories: Iterable[str], signal: str, class_names: Sequence[s
 
 # ----------------------------------------------------------------------------------- projections
 
-def _values(h, field: str = "value") -> np.ndarray:
+def _values(h: Hist, field: str = "value") -> np.ndarray:
     """The flow-included view as float64 (``field`` of a Weight storage; the counts otherwise)."""
-    v = h.view(flow=True)
+    v: Any = h.view(flow=True)
     if _fields(v):
         return np.asarray(v[field], dtype=np.float64)
     return np.asarray(v, dtype=np.float64)
 
 
-def _variances(h) -> np.ndarray:
+def _variances(h: Hist) -> np.ndarray:
     """Variances of the flow-included view (the counts for unweighted storages)."""
-    v = h.view(flow=True)
+    v: Any = h.view(flow=True)
     if "variance" in _fields(v):
         return np.asarray(v["variance"], dtype=np.float64)
     return _values(h)
 
 
-def _values_noflow(h) -> np.ndarray:
+def _values_noflow(h: Hist) -> np.ndarray:
     """Values without flow bins as float64."""
-    v = h.view(flow=False)
+    v: Any = h.view(flow=False)
     return np.asarray(v["value"] if _fields(v) else v, dtype=np.float64)
 
 
-def _class_total(h, c: str) -> float:
+def _class_total(h: Hist, c: str) -> float:
     """Content of class ``c`` (all other axes, flow included)."""
     return float(_values(h)[h.axes[CLASS].index(c)].sum())
 
 
-def _no_flow(ax) -> slice:
+def _no_flow(ax: Any) -> slice:
     lo = 1 if getattr(ax.traits, "underflow", False) else 0
     return slice(lo, lo + len(ax))
 
 
-def project(h, keep: Sequence[str], classes: Sequence[str] | None = None, variances: bool = False,
+def project(h: Hist, keep: Sequence[str], classes: Sequence[str] | None = None, variances: bool = False,
             pt_bin: int | None = None) -> np.ndarray:
     """Sum ``h`` over all axes but ``keep`` (other axes' flow bins included).
 
@@ -217,13 +220,13 @@ def project(h, keep: Sequence[str], classes: Sequence[str] | None = None, varian
     return np.moveaxis(v, [order.index(p) for p in pos], list(range(len(pos)))) if len(pos) > 1 else v
 
 
-def score_counts(h, classes: Sequence[str], pt_bin: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def score_counts(h: Hist, classes: Sequence[str], pt_bin: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per score bin (no flow): the sum over ``classes`` and all other axes, and its variance."""
     return (project(h, [SCORE], classes, pt_bin=pt_bin),
             project(h, [SCORE], classes, variances=True, pt_bin=pt_bin))
 
 
-def score_roc(h, signal: str, background: Sequence[str], pt_bin: int | None = None) -> metrics.Roc:
+def score_roc(h: Hist, signal: str, background: Sequence[str], pt_bin: int | None = None) -> metrics.Roc:
     """:func:`coffea_jetimg.metrics.roc_from_counts` of a score histogram (cuts at the score bin edges)."""
     s, vs = score_counts(h, [signal], pt_bin)
     b, vb = score_counts(h, list(background), pt_bin)
@@ -232,7 +235,7 @@ def score_roc(h, signal: str, background: Sequence[str], pt_bin: int | None = No
 
 # ----------------------------------------------------------------------------------- mass
 
-def sliced_mass(h_score, low: float = 0.2, high: float = 0.8) -> dict:
+def sliced_mass(h_score: Hist, low: float = 0.2, high: float = 0.8) -> dict[str, Any]:
     """Mass distribution per class: all jets, score < ``low``, score >= ``high`` (cuts at bin edges).
 
     Returns ``{"edges": ndarray, "label": the msd axis label, class: {"all", "fail", "pass"}}``.
@@ -240,7 +243,7 @@ def sliced_mass(h_score, low: float = 0.2, high: float = 0.8) -> dict:
     edges = h_score.axes[SCORE].edges
     k_lo = int(np.argmin(np.abs(edges - low)))
     k_hi = int(np.argmin(np.abs(edges - high)))
-    out: dict = {"edges": h_score.axes[MSD].edges, "label": h_score.axes[MSD].label or MSD,
+    out: dict[str, Any] = {"edges": h_score.axes[MSD].edges, "label": h_score.axes[MSD].label or MSD,
                  "low": float(edges[k_lo]), "high": float(edges[k_hi])}
     for c in h_score.axes[CLASS]:
         sm = project(h_score, [SCORE, MSD], [c])
@@ -249,7 +252,7 @@ def sliced_mass(h_score, low: float = 0.2, high: float = 0.8) -> dict:
     return out
 
 
-def decorrelation(h_score, signal: str, background: Sequence[str], eff_s: float = 0.5) -> dict:
+def decorrelation(h_score: Hist, signal: str, background: Sequence[str], eff_s: float = 0.5) -> dict[str, Any]:
     """Mass decorrelation at the working point ε_S = ``eff_s`` (the table's interpolated one).
 
     The background mass distributions passing and failing the working point are interpolated
@@ -265,8 +268,8 @@ def decorrelation(h_score, signal: str, background: Sequence[str], eff_s: float 
         when the working point is undefined.
     """
     roc = score_roc(h_score, signal, background)
-    empty = {"eff_s": eff_s, "threshold": None, "eff_b": None, "rejection": None, "rejection_interval": None,
-             "rejection_lower_limit": None, "jsd": None, "inv_jsd": None}
+    empty: dict[str, Any] = {"eff_s": eff_s, "threshold": None, "eff_b": None, "rejection": None,
+                             "rejection_interval": None, "rejection_lower_limit": None, "jsd": None, "inv_jsd": None}
     if roc.n_s <= 0:
         return {**empty, "reason": "no signal jets"}
     if roc.n_b <= 0:
@@ -284,30 +287,31 @@ def decorrelation(h_score, signal: str, background: Sequence[str], eff_s: float 
 
 # ----------------------------------------------------------------------------------- pixel maps
 
-def _class_count(h_njets, c: str) -> float:
+def _class_count(h_njets: Hist, c: str) -> float:
     return _class_total(h_njets, c)
 
 
-def average_images(h_image, h_njets) -> dict[str, np.ndarray]:
+def average_images(h_image: Hist, h_njets: Hist) -> dict[str, np.ndarray]:
     """``{class: (C, H, W) mean image}`` = Σx / n (NaN for a class without jets)."""
     vals = _values_noflow(h_image)
-    out = {}
+    out: dict[str, np.ndarray] = {}
     for i, c in enumerate(h_image.axes[CLASS]):
         n = _class_count(h_njets, c)
         out[c] = vals[i] / n if n > 0 else np.full(vals[i].shape, np.nan)
     return out
 
 
-def pearson_maps(h_image, h_xy, h_moments, h_njets, classes: Sequence[str] | None = None) -> np.ndarray:
+def pearson_maps(h_image: Hist, h_xy: Hist, h_moments: Hist, h_njets: Hist,
+                 classes: Sequence[str] | None = None) -> np.ndarray:
     """Pearson map ``(C, H, W)`` of pixel intensity vs score over the jets of ``classes`` (all by default).
 
     ``h_image`` holds Σx (values) and Σx² (variances), ``h_xy`` Σxy, ``h_moments`` Σy and Σy²
     per class; :func:`coffea_jetimg.metrics.pearson_map` combines them.
     """
-    img = h_image.view(flow=False)
+    img: Any = h_image.view(flow=False)
     x, x2 = np.asarray(img["value"], np.float64), np.asarray(img["variance"], np.float64)
     xy = np.asarray(h_xy.view(flow=False), dtype=np.float64)
-    m = h_moments.view(flow=True)
+    m: Any = h_moments.view(flow=True)
     cats = list(h_image.axes[CLASS])
     classes = cats if classes is None else list(classes)
     idx = [cats.index(c) for c in classes]
@@ -318,13 +322,13 @@ def pearson_maps(h_image, h_xy, h_moments, h_njets, classes: Sequence[str] | Non
     return metrics.pearson_map(n, x[idx].sum(0), x2[idx].sum(0), sy, sy2, xy[idx].sum(0))
 
 
-def channel_meta(h_image) -> dict:
+def channel_meta(h_image: Hist) -> dict[str, Any]:
     """The ``channel`` axis metadata (``{"channels", "intensity", "normalize"}``), ``{}`` if none."""
     md = h_image.axes[CHANNEL].metadata
     return dict(md) if isinstance(md, dict) else {}
 
 
-def confusion_matrix(h_pred, normalize: bool = True) -> tuple[list[str], list, np.ndarray]:
+def confusion_matrix(h_pred: Hist, normalize: bool = True) -> tuple[list[str], list[Any], np.ndarray]:
     """``(truth classes, predicted classes, matrix)``; rows normalised to 1 when ``normalize``."""
     v = np.asarray(h_pred.view(flow=False), dtype=np.float64)
     truth = list(h_pred.axes[CLASS])

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import metrics
 from ..axes import CLASS_NOTES, PT
 from .hists import score_roc, sliced_mass
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hist import Hist
 
 __all__ = [
     "class_label",
@@ -27,7 +31,7 @@ __all__ = [
 ]
 
 
-def _plt():
+def _plt() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -42,14 +46,14 @@ def _plt():
     return plt
 
 
-def _label(ax, text: str = "Simulation") -> None:
+def _label(ax: Any, text: str = "Simulation") -> None:
     # not hep.cms.label: these are not CMS results (generated samples, or our taggers on CMS files)
     ax.text(0.0, 1.01, "coffea-jetimg", transform=ax.transAxes, ha="left", va="bottom",
             fontsize=18, fontweight="bold")
     ax.text(0.42, 1.01, text, transform=ax.transAxes, ha="left", va="bottom", fontsize=15, style="italic")
 
 
-def _save(fig, path) -> None:
+def _save(fig: Any, path: str | Path) -> None:
     plt = _plt()
     fig.savefig(str(path), dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -71,8 +75,8 @@ def class_label(c: str, signal: str | None = None, background: Sequence[str] = (
     return f"{c} (not a model class{': ' + parts if parts else ''})"
 
 
-def plot_roc(h_score, name: str, sig: str, bkg: Sequence[str], path,
-             working_points: Sequence[float] = (0.3, 0.5)) -> dict[str, dict[str, np.ndarray]]:
+def plot_roc(h_score: Hist, name: str, sig: str, bkg: Sequence[str], path: str | Path,
+             working_points: Sequence[float] = (0.3, 0.5)) -> dict[str, dict[Any, Any]]:
     """1/ε_B against ε_S, inclusive and per pT bin; the inclusive curve's working points marked.
 
     The marks are :func:`coffea_jetimg.metrics.working_point` at ``working_points`` (the
@@ -86,7 +90,7 @@ def plot_roc(h_score, name: str, sig: str, bkg: Sequence[str], path,
     edges = h_score.axes[PT].edges
     curves: list[tuple[str, int | None]] = [("inclusive", None)]
     curves += [(f"{edges[k]:.0f}-{edges[k + 1]:.0f} GeV", k) for k in range(len(edges) - 1)]
-    drawn: dict[str, dict[str, np.ndarray]] = {}
+    drawn: dict[str, dict[Any, Any]] = {}
     for label, k in curves:
         r = score_roc(h_score, sig, bkg, pt_bin=k)
         if r.n_s <= 0 or r.n_b <= 0:
@@ -98,7 +102,7 @@ def plot_roc(h_score, name: str, sig: str, bkg: Sequence[str], path,
                     marker="" if k is None else ".")
         drawn[label] = {"eff_s": r.eff_s[ok], "rejection": r.rejection[ok], "auc": np.float64(a)}
         if k is None:
-            marks = {}
+            marks: dict[float, float] = {}
             for eff in working_points:
                 wp = metrics.working_point(r, eff)
                 if math.isfinite(wp.rejection):
@@ -107,7 +111,7 @@ def plot_roc(h_score, name: str, sig: str, bkg: Sequence[str], path,
                     ax.errorbar([eff], [wp.rejection], yerr=yerr, fmt="*", ms=14, color="black", capsize=3,
                                 zorder=5, label=f"1/εB at εS={eff:g}: {wp.rejection:.3g}")
                 marks[eff] = wp.rejection
-            drawn["working_points"] = marks  # type: ignore[assignment]
+            drawn["working_points"] = marks
     ax.set_yscale("log")
     ax.set_xlabel(r"Signal efficiency $\varepsilon_S$" + f" ({sig})")
     ax.set_ylabel(r"Background rejection $1/\varepsilon_B$" + f" ({'+'.join(bkg)})")
@@ -118,8 +122,9 @@ def plot_roc(h_score, name: str, sig: str, bkg: Sequence[str], path,
     return drawn
 
 
-def plot_sliced_mass(h_score, name: str, path, low: float = 0.2, high: float = 0.8, signal: str | None = None,
-                     background: Sequence[str] = (), datasets: dict[str, list[str]] | None = None) -> dict:
+def plot_sliced_mass(h_score: Hist, name: str, path: str | Path, low: float = 0.2, high: float = 0.8,
+                     signal: str | None = None, background: Sequence[str] = (),
+                     datasets: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """Normalised mass distributions per class: all jets, failing (score < low), passing (>= high).
 
     The x label is the ``msd`` axis label (soft-drop mass, or plain jet mass where the jets
@@ -157,8 +162,9 @@ def plot_sliced_mass(h_score, name: str, path, low: float = 0.2, high: float = 0
     return {"xlabel": xlabel, "legend": list(curves), "curves": curves}
 
 
-def plot_image(img, title: str, path, cmap: str = "viridis", log: bool = False, vmin: float | None = None,
-               vmax: float | None = None, jet_axes: bool = True, colorbar_label: str | None = None) -> dict:
+def plot_image(img: Any, title: str, path: str | Path, cmap: str = "viridis", log: bool = False,
+               vmin: float | None = None, vmax: float | None = None, jet_axes: bool = True,
+               colorbar_label: str | None = None) -> dict[str, Any]:
     """Draw one image channel (or an RGB image).
 
     ``jet_axes``: ``img`` is (η, φ) as made by ``jet_images``; it is drawn with η across and φ up,
@@ -189,7 +195,8 @@ def plot_image(img, title: str, path, cmap: str = "viridis", log: bool = False, 
     return {"title": title, "colorbar_label": colorbar_label, "data": data}
 
 
-def plot_confusion(truth: Sequence[str], pred: Sequence, m, title: str, path) -> dict:
+def plot_confusion(truth: Sequence[str], pred: Sequence[Any], m: np.ndarray, title: str,
+                   path: str | Path) -> dict[str, Any]:
     """Row-normalised confusion matrix; returns ``{"title", "matrix"}``."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 6))
@@ -212,7 +219,7 @@ def _finite_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def decorrelation_points(summary: dict) -> tuple[dict[str, dict], str | None]:
+def decorrelation_points(summary: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], str | None]:
     """The points of :func:`plot_decorrelation`: per model the summary's working point at ε_S = 0.5.
 
     Returns
@@ -223,10 +230,10 @@ def decorrelation_points(summary: dict) -> tuple[dict[str, dict], str | None]:
     message : str or None
         Why there is no point at all ("no signal jets", ...), else None.
     """
-    points: dict[str, dict] = {}
-    reasons = []
+    points: dict[str, dict[str, Any]] = {}
+    reasons: list[Any] = []
     for name, res in (summary.get("models") or {}).items():
-        d = res.get("decorrelation") or {}
+        d: Any = res.get("decorrelation") or {}
         r, ij = d.get("rejection"), d.get("inv_jsd")
         if d.get("reason") or "error" in res:
             reasons.append(d.get("reason") or res.get("error"))
@@ -250,7 +257,7 @@ def decorrelation_points(summary: dict) -> tuple[dict[str, dict], str | None]:
     return points, message
 
 
-def plot_decorrelation(summary: dict, path, eff_s: float = 0.5) -> dict:
+def plot_decorrelation(summary: dict[str, Any], path: str | Path, eff_s: float = 0.5) -> dict[str, Any]:
     """1/JSD against 1/ε_B at ε_S = ``eff_s``, one point per model, with the rejection's interval.
 
     The rejection is the summary's (the tables'): interpolated at exactly ``eff_s``. A model with

@@ -15,7 +15,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from .hists import (average_images, channel_meta, classes_by_dataset, confusion_
                     merge_datasets, pearson_maps, pick_classes, score_roc)
 from .hists import _class_count, _class_total, _values_noflow
 from .plots import plot_confusion, plot_decorrelation, plot_image, plot_roc, plot_sliced_mass
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hist import Hist
 
 __all__ = [
     "WORKING_POINTS",
@@ -94,7 +97,7 @@ def format_rejection(value: Any, lower_limit: Any = None, interval: Sequence | N
     return text
 
 
-def _model_meta(h_score) -> dict:
+def _model_meta(h_score: Hist) -> dict[str, Any]:
     md = h_score.axes[SCORE].metadata
     return md if isinstance(md, dict) else {}
 
@@ -185,7 +188,7 @@ def _image_models(key: str, model_info: dict | None) -> list[str]:
             if info.get("image") == key and info.get("input_kind") == "image"]
 
 
-def image_channel_names(h_image, key: str, model_info: dict | None = None) -> list[str]:
+def image_channel_names(h_image: Hist, key: str, model_info: dict | None = None) -> list[str]:
     """Names of the image's channels: the ``channel`` axis metadata, the models' image spec, else ``channel k``."""
     n = len(h_image.axes["channel"])
     names = channel_meta(h_image).get("channels") or _image_spec(key, model_info).get("channels")
@@ -196,7 +199,7 @@ def image_channel_names(h_image, key: str, model_info: dict | None = None) -> li
     return [f"channel {k}" for k in range(n)]
 
 
-def image_colorbar_label(h_image, key: str, channel: str, model_info: dict | None = None) -> str:
+def image_colorbar_label(h_image: Hist, key: str, channel: str, model_info: dict | None = None) -> str:
     """What an average-image pixel is, from the image spec's ``intensity`` and ``normalize``."""
     spec = {**_image_spec(key, model_info), **channel_meta(h_image)}
     norm, inten = spec.get("normalize"), _INTENSITY.get(spec.get("intensity", "pt"), r"$p_T$")
@@ -214,8 +217,9 @@ def image_colorbar_label(h_image, key: str, channel: str, model_info: dict | Non
 
 # ----------------------------------------------------------------------------- orchestration
 
-def run_studies(output: dict, outdir, signal: str | None = None, background: str | Sequence[str] | None = None,
-                model_info: dict | None = None, extra_summary: dict | None = None, make_plots: bool = True) -> dict:
+def run_studies(output: dict, outdir: str | Path, signal: str | None = None,
+                background: str | Sequence[str] | None = None, model_info: dict | None = None,
+                extra_summary: dict | None = None, make_plots: bool = True) -> dict:
     """Write every study of a :class:`JetTaggingProcessor` output to ``outdir``.
 
     Writes ``hists.coffea``, ``hists.root``, ``summary.json`` and PNGs under ``plots/``.
@@ -316,7 +320,7 @@ def _plots(merged: dict, summary: dict, plots: Path, model_info: dict | None, by
     return files
 
 
-def save_event_outputs(output: dict, outdir, extra_summary: dict | None = None) -> dict:
+def save_event_outputs(output: dict, outdir: str | Path, extra_summary: dict | None = None) -> dict:
     """Outputs of :class:`EventImageProcessor`: hists, average images, confusion matrix, summary."""
     outdir = Path(outdir)
     plots = outdir / "plots"
