@@ -5,6 +5,11 @@ The fileset is coffea's JSON: {"dataset": {"files": {"path.root": "Events"} or [
 bad file is an error naming it, or with --skip-bad-files it is left out and named in the output.
 The default executor is a Dask LocalCluster (--workers N, one thread each); --scheduler
 tcp://host:port uses a running cluster instead.
+
+Every chunk reports back (:class:`ChunkGuard`): a chunk that fails is listed in summary.json
+(``lost_chunks``: file, entry range, error) and its events in the cutflow (``events_lost``);
+without --skip-bad-files such a run exits 1 with ``complete: false``. The outputs are written to
+a hidden folder and renamed to -o at the end (:func:`run`).
 """
 
 from __future__ import annotations
@@ -354,7 +359,7 @@ def make_executor(args):
     return processor.DaskExecutor(client=client, status=status), client
 
 
-def close_client(client, own_cluster: bool) -> None:
+def close_client(client, own_cluster: bool, interrupted: bool = False) -> None:
     """Close a Dask client and, if this run started it, its LocalCluster.
 
     ``client.shutdown()`` stops the scheduler and has each nanny end its worker in order; the
@@ -374,8 +379,15 @@ def close_client(client, own_cluster: bool) -> None:
     level = nanny.level
     nanny.setLevel(logging.ERROR)
     try:
-        client.shutdown()
-        cluster.close()
+        if interrupted:  # Ctrl-C: out fast, the workers are killed
+            for lg in ("distributed.scheduler", "distributed.worker", "distributed.worker.state_machine",
+                       "distributed.core", "distributed.client"):
+                logging.getLogger(lg).setLevel(logging.CRITICAL)
+            client.close()
+            cluster.close()
+        else:
+            client.shutdown()
+            cluster.close()
     finally:
         nanny.setLevel(level)
 
@@ -604,15 +616,16 @@ def run(args) -> dict:
         guard = guarded(proc)
         with warnings.catch_warnings(record=True) as caught, _coffea_bars(not getattr(args, "no_progress", False)):
             warnings.simplefilter("always")
-            chunks = list(runner.preprocess(good, treename=None))
             try:
+                chunks = list(runner.preprocess(good, treename=None))
                 wrapped = runner.run(chunks, guard)
-            except Exception as err:  # noqa: BLE001  # written below as an incomplete run, then raised
+            except BaseException as err:  # noqa: BLE001  # Ctrl-C too: written as an incomplete run, then raised
                 failure = err
                 partial = getattr(err, "partial_output", None)
                 wrapped = {"out": partial or {}, "processed": set()}
     finally:
-        close_client(client, own_cluster=not args.scheduler)
+        close_client(client, own_cluster=not args.scheduler,
+                     interrupted=isinstance(failure, KeyboardInterrupt) or sys.exc_info()[0] is KeyboardInterrupt)
         pool = getattr(executor, "pool", None)
         if hasattr(pool, "shutdown"):
             pool.shutdown()
@@ -679,6 +692,8 @@ def unwrap_error(err: BaseException) -> str:
         if isinstance(e, JetImgError):
             return str(e)
         e = e.__cause__ or e.__context__
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted (KeyboardInterrupt)"
     text = str(err)
     m = re.search(r"The error was: (\w+)\((['\"])(.*)\2\)\.?$", text, flags=re.S)
     if m:
@@ -701,6 +716,9 @@ def main(args) -> int:
         print(f"coffea-jetimg run: error: {err}{hint}", file=sys.stderr)
         return 2
     except RunFailed as fail:
+        if isinstance(fail.error, KeyboardInterrupt):
+            print(f"coffea-jetimg run: interrupted; {fail.outdir}/summary.json says complete: false", file=sys.stderr)
+            return 130
         done = (f"the {fail.n_done} of {fail.n_chunks} chunks that finished are in {fail.outdir}"
                 if fail.n_done else f"nothing finished; {fail.outdir}/summary.json says so")
         print(f"coffea-jetimg run: error: {unwrap_error(fail.error)}\n"
