@@ -40,7 +40,7 @@ _CACHE_LOCK = threading.Lock()
 _LOAD_COUNT: dict[tuple[str, str, str], int] = {}  # how often each key was really loaded (tests)
 _HASHES: dict[tuple, str] = {}  # file identity (path, device, inode, size, mtime) -> sha256 of its bytes
 _SERVED: dict[tuple[str, str, str], "_ServedModel"] = {}  # (url, model, version) -> checked served model
-_CLIENTS = threading.local()  # per thread: url -> tritonclient.grpc.InferenceServerClient
+_CLIENTS = threading.local()  # per thread: (url, pid) -> tritonclient.grpc.InferenceServerClient
 
 
 def clear_cache() -> None:
@@ -418,13 +418,14 @@ class Tagger:
 
     def _client(self):
         clients = _CLIENTS.__dict__
-        client = clients.get(self.server)
+        key = (self.server, os.getpid())  # a forked worker (FuturesExecutor) opens its own channel
+        client = clients.get(key)
         if client is None:
             try:
                 import tritonclient.grpc as grpcclient
             except ImportError as err:  # pragma: no cover - a dependency of the package
                 raise ImportError("server= needs tritonclient: pip install 'tritonclient[grpc]'") from err
-            client = clients[self.server] = grpcclient.InferenceServerClient(self.server[len("grpc://"):])
+            client = clients[key] = grpcclient.InferenceServerClient(self.server[len("grpc://"):])
         return client
 
     def _retrying(self, what: str, fn):
