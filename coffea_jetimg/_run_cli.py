@@ -170,7 +170,8 @@ def check_fileset(fileset: dict, skip_bad: bool, processor=None, schema: str = "
     Each file must be readable (:func:`coffea_jetimg._io.check_file`), hold events, have the
     event-ID branches (unless ``allow_missing_event_ids``), open with the run's coffea schema and,
     when ``processor`` has a ``check(events)`` method, have every branch its models need (checked
-    on the schema's form: no data is read).
+    on the schema's form: no data is read; once per distinct set of branch names, so a dataset of
+    files with the same branches pays it once: about 1 s for a 1,600-branch CMS file).
 
     Returns
     -------
@@ -190,7 +191,7 @@ def check_fileset(fileset: dict, skip_bad: bool, processor=None, schema: str = "
         Naming the first bad file when ``skip_bad`` is False.
     """
     from ._io import MISSING_EVENT_IDS, check_file, detect_schema, missing_event_ids, schema_class
-    from .errors import InputFileError, JetImgError
+    from .errors import InputFileError
 
     bad: dict[str, str] = {}
     empty: list[str] = []
@@ -213,23 +214,18 @@ def check_fileset(fileset: dict, skip_bad: bool, processor=None, schema: str = "
             checked.append((ds, path, name, n, branches))
     cls = schema_class((guess or "nanoaod") if schema == "auto" else schema, allow_missing_event_ids)
     good: dict = {}
+    verdicts: dict[frozenset, str | None] = {}  # the schema check depends only on the branch names
     for ds, path, name, n, branches in checked:
         missing = missing_event_ids(branches, cls)
         if missing and not allow_missing_event_ids:
             reject(path, MISSING_EVENT_IDS.format(missing=", ".join(missing)))
             continue
-        try:
-            events = _form_only_events(path, name, cls)
-        except Exception as err:  # noqa: BLE001  # coffea raises many types for a schema it cannot build
-            reject(path, f"coffea cannot build {cls.__name__} events ({type(err).__name__}: {err})".replace("\n", " "))
+        key = frozenset(branches)
+        if key not in verdicts:
+            verdicts[key] = _schema_verdict(path, name, cls, processor)
+        if verdicts[key] is not None:
+            reject(path, verdicts[key])
             continue
-        if processor is not None and hasattr(processor, "check"):
-            try:
-                processor.check(events)
-            except (JetImgError, KeyError, ValueError) as err:
-                msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-                reject(path, f"cannot feed the models: {msg}")
-                continue
         if n == 0:
             empty.append(str(path))
             if skip_bad:
@@ -243,6 +239,24 @@ def _type_name(err: BaseException) -> str:
     """``OSError``, ``zlib.error``, ``coffea_jetimg.errors.InputFileError`` → short but unambiguous."""
     t = type(err)
     return t.__name__ if t.__module__ in ("builtins", "coffea_jetimg.errors") else f"{t.__module__}.{t.__name__}"
+
+
+def _schema_verdict(path: str, tree: str, schema, processor) -> str | None:
+    """Why coffea cannot build the file's events with ``schema`` or they cannot feed
+    ``processor`` (its ``check(events)``), or None; reads no data."""
+    from .errors import JetImgError
+
+    try:
+        events = _form_only_events(path, tree, schema)
+    except Exception as err:  # noqa: BLE001  # coffea raises many types for a schema it cannot build
+        return f"coffea cannot build {schema.__name__} events ({type(err).__name__}: {err})".replace("\n", " ")
+    if processor is not None and hasattr(processor, "check"):
+        try:
+            processor.check(events)
+        except (JetImgError, KeyError, ValueError) as err:
+            msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+            return f"cannot feed the models: {msg}"
+    return None
 
 
 class ChunkGuard:
