@@ -36,8 +36,17 @@ def _rej(r: dict, eff: float, with_interval: bool = True) -> str:
 def build_markdown(summary: dict, title: str) -> str:
     """The report page: skipped files, the taggers' numbers, models not evaluated, cutflow, plots."""
     lines = [f"# {title}", ""]
+    if summary.get("complete") is False:
+        lines += ["## Incomplete run", "", f"The run stopped: {summary.get('error', 'unknown error')}. The histograms "
+                  f"hold {len(summary.get('chunks_in_histograms') or [])} of {(summary.get('chunks') or {}).get('planned', '?')} "
+                  "chunks (listed in summary.json).", ""]
     if summary.get("bad_files"):
         lines += ["## Skipped bad files", ""] + [f"- `{p}`: {r}" for p, r in summary["bad_files"].items()] + [""]
+    if summary.get("lost_chunks"):
+        lines += ["## Chunks not in the histograms", "", f"{summary.get('events_lost', '?')} events lost.", "",
+                  "| file | entries | dataset | error |", "| --- | --- | --- | --- |"]
+        lines += [f"| `{c['file']}` | {c['entry_start']}–{c['entry_stop']} | {c['dataset']} | {c['error']} |"
+                  for c in summary["lost_chunks"]] + [""]
     models = summary.get("models") or {}
     evaluated = {n: r for n, r in models.items() if "error" not in r}
     failed = {n: r["error"] for n, r in models.items() if "error" in r}

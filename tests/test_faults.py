@@ -287,6 +287,12 @@ def test_corrupt_basket_chunk_is_listed_and_counted(cnn_artifact, generated_top,
     s2 = json.loads((out2 / "summary.json").read_text())
     assert s2["complete"] is False and len(s2["chunks_in_histograms"]) == 5 and "entries 100-200" in s2["error"]
     assert _compare(_hists(out2)["top"], _hists(ref)["top"]) >= 6
+    # the report says so too
+    from coffea_jetimg._report_cli import build_markdown
+
+    md = build_markdown(s2, "t")
+    assert "## Incomplete run" in md and "hold 5 of 6 chunks" in md
+    assert f"| `{bad}` | 100–200 | qcd | zlib.error" in md and "100 events lost" in md
 
 
 def test_lost_chunk_reported_on_dask(cnn_artifact, generated_top, corrupt_qcd, tmp_path, capsys):
