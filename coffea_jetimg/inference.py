@@ -478,9 +478,10 @@ class Tagger:
             batch = x[i:i + bs]
             inp = grpcclient.InferInput(served.input, list(batch.shape), "FP32")
             inp.set_data_from_numpy(batch)
-            what = f"micro-batch {k + 1} of {n_batches} (inputs {i}-{i + len(batch) - 1} of {n}) was not scored"
-            res = self._retrying(what, lambda: client.infer(self.model_name, [inp], model_version=self.model_version,
-                                                            outputs=requested, client_timeout=self.timeout))
+            what = f"scoring micro-batch {k + 1} of {n_batches} (inputs {i}-{i + len(batch) - 1} of {n})"
+            res = self._retrying(what, lambda inp=inp: client.infer(
+                self.model_name, [inp], model_version=self.model_version, outputs=requested,
+                client_timeout=self.timeout))
             y = res.as_numpy(served.output)
             if y is None or y.shape != (len(batch), out.shape[1]):
                 raise ServerError(self.server, self.model_name,
@@ -544,10 +545,11 @@ def _grpc_url(server: str) -> str:
 
 
 def _retryable(err) -> bool:
-    """Whether a tritonclient error may pass (server down, restarting, overloaded, timing out)."""
+    """Whether a tritonclient error may pass (server down, restarting, overloaded, timing out).
+    NOT_FOUND is retried: a restarted server answers before it has loaded its models again (an
+    unknown model is found out before the first batch, by the readiness check)."""
     status = str(err.status() or "")
-    return not any(s in status for s in ("INVALID_ARGUMENT", "NOT_FOUND", "UNIMPLEMENTED", "PERMISSION_DENIED",
-                                          "UNAUTHENTICATED"))
+    return not any(s in status for s in ("INVALID_ARGUMENT", "UNIMPLEMENTED", "PERMISSION_DENIED", "UNAUTHENTICATED"))
 
 
 def _raise_unavailable(msg: str):

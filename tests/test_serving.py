@@ -199,20 +199,33 @@ def test_shape_mismatch_is_refused_before_the_first_batch(artifacts, server, tmp
         Tagger(three, server=server.url)
 
 
-def test_server_gone_mid_run_fails_naming_the_batches(artifacts):
+def test_server_gone_mid_run_fails_naming_the_batches_or_recovers(artifacts):
     """A server that goes away after the check: every micro-batch is retried with back-off, then
-    the call fails naming the server, the model and the inputs that were not scored."""
-    from coffea_jetimg.serving import ServerProcess
+    the call fails naming the server, the model and the inputs that were not scored; a server
+    back on the same port within the retries (still loading its models at first) is used again."""
+    import threading
+
+    from coffea_jetimg.serving import ServerProcess, free_port
 
     venv = _server_env()
-    with ServerProcess([artifacts["cnn"]], venv=venv, device="cpu", max_batch=64) as srv:
+    ports = dict(grpc_port=free_port(), http_port=free_port(), metrics_port=free_port())
+    x = np.random.default_rng(4).normal(size=(120, 1, 8, 8)).astype(np.float32)
+    with ServerProcess([artifacts["cnn"]], venv=venv, device="cpu", max_batch=64, **ports) as srv:
         t = Tagger(artifacts["cnn"], server=srv.url, batch_size=50, retries=2, backoff=0.05)
-        x = np.zeros((120, 1, 8, 8), np.float32)
-        assert t.predict(x).shape == (120, 2)
+        before = t.predict(x)
     assert not srv.alive()
-    with pytest.raises(ServerError, match=rf"inference server {srv.url}, model 'cnn': micro-batch 1 of 3 "
-                                          r"\(inputs 0-49 of 120\) was not scored failed after 3 attempt\(s\)"):
+    with pytest.raises(ServerError, match=rf"inference server {srv.url}, model 'cnn': scoring micro-batch 1 "
+                                          r"of 3 \(inputs 0-49 of 120\) failed after 3 attempt\(s\)"):
         t.predict(x)
+    again = ServerProcess([artifacts["cnn"]], venv=venv, device="cpu", max_batch=64, **ports)
+    starter = threading.Thread(target=again.start)
+    starter.start()
+    try:
+        patient = Tagger(artifacts["cnn"], server=srv.url, batch_size=50, retries=6, backoff=0.5, check=False)
+        np.testing.assert_array_equal(patient.predict(x), before)
+    finally:
+        starter.join()
+        again.stop()
 
 
 def test_export_triton_writes_configs_tritons_protobuf_parses(artifacts, tmp_path, capsys):
