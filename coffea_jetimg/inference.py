@@ -448,10 +448,9 @@ class Tagger:
 
     def _check_server(self) -> "_ServedModel":
         client = self._client()
-        t = self.timeout
-        live = self._retrying("health check (is the server running? `coffea-jetimg serve ARTIFACT` starts one)",
-                              lambda: client.is_server_live(client_timeout=t) or _raise_unavailable("not live"))
-        del live
+        t = min(self.timeout, 10.0)  # small answers: an unreachable host is not waited on a full timeout each try
+        self._retrying("health check (is the server running? `coffea-jetimg serve ARTIFACT` starts one)",
+                       lambda: client.is_server_live(client_timeout=t) or _raise_unavailable("not live"))
         ready = self._retrying("model readiness check",
                                lambda: client.is_model_ready(self.model_name, self.model_version, client_timeout=t))
         if not ready:
