@@ -449,8 +449,10 @@ def build_processor(args):
         while name in arts:
             name, k = f"{a.name}_{k}", k + 1
         arts[name] = a
-    kinds = {a.input_spec["kind"] for a in arts.values()}
-    if kinds == {"event_image"}:
+    from .inputs import input_from_spec
+
+    levels = {input_from_spec(a.input_spec).level for a in arts.values()}  # per jet or per event
+    if levels == {"event"}:
         if len(arts) > 1:
             raise SystemExit("coffea-jetimg run: one event-image model at a time")
         from .inference import Tagger
@@ -460,7 +462,7 @@ def build_processor(args):
         return EventImageProcessor(Tagger(a, server=args.triton, batch_size=args.batch_size)
                                    if getattr(args, "triton", None) else a.path, device=args.device, backend=args.backend,
                                    batch_size=args.batch_size)
-    if "event_image" in kinds:
+    if "event" in levels:
         raise SystemExit("coffea-jetimg run: event-image models and jet models cannot run together")
     from .processors.jet_tagging import JetTaggingProcessor, parse_ensembles
 

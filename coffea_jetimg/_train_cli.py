@@ -165,13 +165,15 @@ def main(args) -> int:
     from .errors import JetImgError
     from .training import train_model
 
-    image_models = [a for a, kind in ARCHITECTURES.items() if kind == "image"]
+    from .inputs import ImageInput
+
+    image_models = [a for a, kind in ARCHITECTURES.items() if kind == ImageInput.kind]
     cnn = args.model in image_models
     if args.filters is not None and (not cnn or args.filters < 1):
         print(f"coffea-jetimg train: error: --filters {args.filters} needs a CNN model ({', '.join(image_models)}) "
               f"and a positive count; --model is {args.model}", file=sys.stderr)
         return 2
-    if _image_overrides(args) and ARCHITECTURES[args.model] not in ("image", "any"):
+    if _image_overrides(args) and ARCHITECTURES[args.model] not in (ImageInput.kind, "any"):
         print(f"coffea-jetimg train: error: --channels/--normalize/--pixel-size/--image-axis set jet-image "
               f"settings, but --model {args.model} does not take jet images here", file=sys.stderr)
         return 2
