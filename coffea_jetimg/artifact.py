@@ -29,9 +29,12 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ArtifactError, InputsError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 __all__ = [
     "ArtifactError",
@@ -79,7 +82,8 @@ def validate_spec(spec: dict, where: str = "spec") -> dict:
         raise ArtifactError(f"{where}: format is {fmt!r}, expected {FORMAT!r} (not a coffea-jetimg artifact?)")
     ver = out.setdefault("version", VERSION)
     if ver != VERSION:
-        raise ArtifactError(f"{where}: artifact version {ver!r} is not supported (this coffea-jetimg reads version {VERSION})")
+        raise ArtifactError(f"{where}: artifact version {ver!r} is not supported "
+                            f"(this coffea-jetimg reads version {VERSION})")
     missing = [k for k in _REQUIRED if k not in out]
     if missing:
         raise ArtifactError(f"{where}: missing key(s) {', '.join(missing)}")
@@ -104,7 +108,7 @@ def validate_spec(spec: dict, where: str = "spec") -> dict:
     return out
 
 
-def _jsonable(obj):
+def _jsonable(obj: Any) -> Any:
     """Convert numpy scalars/arrays and tuples to JSON types."""
     try:
         import numpy as np
@@ -124,7 +128,7 @@ def _jsonable(obj):
     return obj
 
 
-def _to_torchscript(model, example_input):
+def _to_torchscript(model: torch.nn.Module, example_input: torch.Tensor) -> tuple[Any, str]:
     import torch
 
     with warnings.catch_warnings():
@@ -142,7 +146,7 @@ def _to_torchscript(model, example_input):
                 ) from err_trace
 
 
-def _max_abs_diff(a, b) -> float:
+def _max_abs_diff(a: Any, b: Any) -> float:
     import numpy as np
 
     a = np.asarray(a, dtype=np.float64)
@@ -152,8 +156,8 @@ def _max_abs_diff(a, b) -> float:
     return float(np.max(np.abs(a - b))) if a.size else 0.0
 
 
-def save_artifact(directory, model, spec: dict, example_input, *, atol: float = 1e-5, onnx: bool = True,
-                  opset_version: int = 17) -> Path:
+def save_artifact(directory: str | os.PathLike[str], model: torch.nn.Module, spec: dict, example_input: Any, *,
+                  atol: float = 1e-5, onnx: bool = True, opset_version: int = 17) -> Path:
     """Save ``model`` with its spec as an artifact directory.
 
     Parameters
@@ -193,7 +197,8 @@ def save_artifact(directory, model, spec: dict, example_input, *, atol: float = 
         spec["input"]["shape"] = list(example_input.shape[1:])
     elif list(spec["input"]["shape"]) != list(example_input.shape[1:]):
         raise ArtifactError(
-            f"spec input.shape {spec['input']['shape']} does not match the example input {list(example_input.shape[1:])}"
+            f"spec input.shape {spec['input']['shape']} does not match the example input "
+            f"{list(example_input.shape[1:])}"
         )
     model = model.to("cpu").eval()
     directory.mkdir(parents=True, exist_ok=True)
@@ -237,7 +242,8 @@ def save_artifact(directory, model, spec: dict, example_input, *, atol: float = 
             try:
                 import onnxruntime as ort
             except ImportError:
-                warnings.warn("onnxruntime is not installed (pip install 'coffea-jetimg[onnx]'); ONNX output not verified")
+                warnings.warn("onnxruntime is not installed (pip install 'coffea-jetimg[onnx]'); "
+                              "ONNX output not verified")
             else:
                 sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
                 onnx_out = sess.run(None, {sess.get_inputs()[0].name: example_input.numpy()})[0]
@@ -300,7 +306,7 @@ class Artifact:
         p = self.path / MODEL_ONNX
         return p if p.is_file() else None
 
-    def load_module(self, device: str = "cpu"):
+    def load_module(self, device: str = "cpu") -> torch.jit.ScriptModule:
         """Load the TorchScript module onto ``device`` (``torch.jit.load``; no pickle)."""
         import torch
 
@@ -314,13 +320,13 @@ class Artifact:
         return mod
 
     @property
-    def module(self):
+    def module(self) -> torch.jit.ScriptModule:
         """The TorchScript module on CPU, loaded once."""
         if self._module is None:
             self._module = self.load_module("cpu")
         return self._module
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path, "spec": self.spec, "_module": None, "_device": self._device}
 
 
@@ -340,7 +346,7 @@ def _check_zip(path: Path) -> None:
         raise ArtifactError(f"{path}: not a TorchScript model (no code/ in the archive; saved with torch.save?)")
 
 
-def load_artifact(directory) -> Artifact:
+def load_artifact(directory: str | os.PathLike[str]) -> Artifact:
     """Open an artifact directory (reads and validates ``spec.json``; the model loads lazily).
 
     Raises
@@ -353,7 +359,8 @@ def load_artifact(directory) -> Artifact:
     if not path.exists():
         raise ArtifactError(f"{path}: artifact directory does not exist")
     if not path.is_dir():
-        raise ArtifactError(f"{path}: an artifact is a directory (with {MODEL_TS}, {MODEL_ONNX}, {SPEC_JSON}), got a file")
+        raise ArtifactError(f"{path}: an artifact is a directory (with {MODEL_TS}, {MODEL_ONNX}, {SPEC_JSON}), "
+                            "got a file")
     spec_path = path / SPEC_JSON
     if not spec_path.is_file():
         raise ArtifactError(f"{spec_path}: missing (is {path} a coffea-jetimg artifact?)")

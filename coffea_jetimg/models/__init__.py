@@ -23,6 +23,10 @@ Non-neural: :class:`BDTTagger` (features) and :class:`LikelihoodRatioTagger` (2 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 #: public name -> submodule defining it; imported on first use (PEP 562), so that the registry
 #: below (``ARCHITECTURES``, ``input_kind``) reads without importing torch (the CLI's parsers)
@@ -36,7 +40,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     try:
         mod = _LAZY[name]
     except KeyError:
@@ -55,7 +59,7 @@ __all__ = [
 ]
 
 #: architecture name -> the input kind it expects ('any': image, lorentz or features)
-ARCHITECTURES = {
+ARCHITECTURES: dict[str, str] = {
     "qg": "image", "deeptop": "image", "wtag": "image",
     "lola": "lorentz",
     "fc": "any", "maxout": "any",
@@ -72,7 +76,7 @@ def input_kind(architecture: str) -> str:
         raise ValueError(f"unknown architecture {architecture!r}; choose one of {sorted(ARCHITECTURES)}") from None
 
 
-def build_model(architecture: str, input_shape, n_classes: int = 2, **kw):
+def build_model(architecture: str, input_shape: Sequence[int], n_classes: int = 2, **kw: Any) -> torch.nn.Module:
     """A torch tagger by name.
 
     Parameters

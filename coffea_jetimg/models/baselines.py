@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -26,22 +27,26 @@ __all__ = ["BDTTagger", "LikelihoodRatioTagger"]
 
 _BDT_FORMAT = "coffea-jetimg-bdt"
 _LLH_FORMAT = "coffea-jetimg-llh"
+#: the per-node arrays of the stored trees
+_TREE_FIELDS = ("feature_idx", "num_threshold", "missing_go_to_left", "left", "right", "is_leaf", "value")
+#: (columns, tree_offsets, baseline, n_per_iter)
+_Trees = tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, int]
 
 
-def _meta_bytes(meta: dict) -> np.ndarray:
+def _meta_bytes(meta: dict[str, Any]) -> np.ndarray:
     return np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
 
 
-def _meta_from(arr: np.ndarray) -> dict:
+def _meta_from(arr: np.ndarray) -> dict[str, Any]:
     return json.loads(bytes(np.asarray(arr, dtype=np.uint8)).decode())
 
 
-def _npz_path(path) -> Path:
+def _npz_path(path: str | Path) -> Path:
     """Where ``np.savez(path)`` wrote (it appends ``.npz`` when missing)."""
     return Path(path) if str(path).endswith(".npz") else Path(str(path) + ".npz")
 
 
-def _softmax(z):
+def _softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
@@ -59,13 +64,13 @@ class BDTTagger:
         ``max_iter=200, learning_rate=0.1, early_stopping=True, random_state=0``).
     """
 
-    def __init__(self, feature_names=None, **params):
+    def __init__(self, feature_names: Sequence[str] | None = None, **params: Any) -> None:
         self.feature_names = list(feature_names) if feature_names is not None else None
         self.params = {"max_iter": 200, "learning_rate": 0.1, "early_stopping": True, "random_state": 0, **params}
-        self._clf = None
-        self._trees = None  # (columns, tree_offsets, baseline, n_per_iter) after load or fit
+        self._clf: Any = None
+        self._trees: _Trees | None = None  # (columns, tree_offsets, baseline, n_per_iter) after load or fit
 
-    def fit(self, X, y, sample_weight=None) -> "BDTTagger":
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> BDTTagger:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         self._clf = HistGradientBoostingClassifier(**self.params)
@@ -74,9 +79,9 @@ class BDTTagger:
         self._trees = self._export()
         return self
 
-    def _export(self):
+    def _export(self) -> _Trees:
         clf = self._clf
-        cols = {k: [] for k in ("feature_idx", "num_threshold", "missing_go_to_left", "left", "right", "is_leaf", "value")}
+        cols: dict[str, list[np.ndarray]] = {k: [] for k in _TREE_FIELDS}
         offsets = [0]
         for per_iter in clf._predictors:
             for pred in per_iter:
@@ -91,7 +96,7 @@ class BDTTagger:
         n_per_iter = len(clf._predictors[0]) if clf._predictors else 1
         return columns, np.asarray(offsets, dtype=np.int64), baseline, n_per_iter
 
-    def decision_function(self, X) -> np.ndarray:
+    def decision_function(self, X: Any) -> np.ndarray:
         """Raw scores ``(n, n_trees_per_iteration)`` from the stored trees (numpy, no sklearn)."""
         if self._trees is None:
             raise RuntimeError("BDTTagger is not fitted")
@@ -109,13 +114,14 @@ class BDTTagger:
                 if leaf.all():
                     break
                 x = X[rows, cols["feature_idx"][g]]
-                go_left = np.where(np.isnan(x), cols["missing_go_to_left"][g].astype(bool), x <= cols["num_threshold"][g])
+                go_left = np.where(np.isnan(x), cols["missing_go_to_left"][g].astype(bool),
+                                   x <= cols["num_threshold"][g])
                 nxt = np.where(go_left, cols["left"][g], cols["right"][g])
                 node = np.where(leaf, node, nxt)
             raw[:, t % k] += cols["value"][base + node]
         return raw
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities ``(n, n_classes)``."""
         raw = self.decision_function(X)
         if raw.shape[1] == 1:
@@ -123,22 +129,26 @@ class BDTTagger:
             return np.stack([1 - p1, p1], axis=1)
         return _softmax(raw)
 
-    def save(self, path) -> Path:
+    def save(self, path: str | Path) -> Path:
+        """Write the trees to ``path`` (``.npz``, read back with ``allow_pickle=False``); returns the file."""
         path = Path(path)
+        assert self._trees is not None, "BDTTagger is not fitted"
         cols, offsets, baseline, k = self._trees
         meta = {"format": _BDT_FORMAT, "version": 1, "feature_names": self.feature_names,
-                "params": {a: b for a, b in self.params.items() if isinstance(b, (int, float, str, bool, type(None)))},
+                "params": {a: b for a, b in self.params.items()
+                           if isinstance(b, (int, float, str, bool, type(None)))},
                 "classes": [c.item() if hasattr(c, "item") else c for c in self.classes_], "n_per_iter": int(k)}
-        np.savez(path, offsets=offsets, baseline=baseline, meta=_meta_bytes(meta), **cols)
+        np.savez(path, offsets=offsets, baseline=baseline, meta=_meta_bytes(meta), **cols)  # type: ignore[arg-type]
         return _npz_path(path)
 
     @classmethod
-    def load(cls, path) -> "BDTTagger":
+    def load(cls, path: str | Path) -> BDTTagger:
+        """Read what :meth:`save` wrote (no pickle)."""
         with np.load(path, allow_pickle=False) as f:
             meta = _meta_from(f["meta"])
             if meta.get("format") != _BDT_FORMAT:
                 raise ValueError(f"{path}: not a {_BDT_FORMAT} file")
-            cols = {k: f[k] for k in ("feature_idx", "num_threshold", "missing_go_to_left", "left", "right", "is_leaf", "value")}
+            cols = {k: f[k] for k in _TREE_FIELDS}
             obj = cls(meta["feature_names"], **meta["params"])
             obj._trees = (cols, f["offsets"], f["baseline"], int(meta["n_per_iter"]))
             obj.classes_ = np.asarray(meta["classes"])
@@ -159,16 +169,16 @@ class LikelihoodRatioTagger:
         Bin edges, or numbers of bins between the 0.5% and 99.5% quantiles of the training data.
     """
 
-    def __init__(self, bins=((np.arange(-0.5, 80.5, 1.0)), np.linspace(0.0, 0.4, 41)), pseudo_count: float = 0.5,
-                 feature_names=("n_track", "width")):
+    def __init__(self, bins: Sequence[Any] = ((np.arange(-0.5, 80.5, 1.0)), np.linspace(0.0, 0.4, 41)),
+                 pseudo_count: float = 0.5, feature_names: Sequence[str] = ("n_track", "width")) -> None:
         self.bins = bins
         self.pseudo_count = float(pseudo_count)
         self.feature_names = list(feature_names)
-        self.edges = None
-        self.pdfs = None
-        self.classes_ = None
+        self.edges: list[np.ndarray] | None = None
+        self.pdfs: np.ndarray | None = None
+        self.classes_: np.ndarray | None = None
 
-    def fit(self, X, y, sample_weight=None) -> "LikelihoodRatioTagger":
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> LikelihoodRatioTagger:
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y)
         if X.ndim != 2 or X.shape[1] != 2:
@@ -186,38 +196,49 @@ class LikelihoodRatioTagger:
         pdfs = []
         for c in self.classes_:
             sel = y == c
-            h, _, _ = np.histogram2d(self._clip(X[sel, 0], 0), self._clip(X[sel, 1], 1), bins=edges, weights=w[sel])
+            h, _, _ = np.histogram2d(self._clip(X[sel, 0], 0), self._clip(X[sel, 1], 1), bins=edges,
+                                     weights=w[sel])
             h = h + self.pseudo_count * w[sel].sum() / max(sel.sum(), 1)
             pdfs.append(h / h.sum())
         self.pdfs = np.stack(pdfs)
         return self
 
-    def _clip(self, x, i):
+    def _clip(self, x: np.ndarray, i: int) -> np.ndarray:
+        assert self.edges is not None, "LikelihoodRatioTagger is not fitted"
         e = self.edges[i]
         return np.clip(x, e[0], np.nextafter(e[-1], -np.inf))
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities ``(n, n_classes)``: each class's likelihood over their sum."""
         if self.pdfs is None:
             raise RuntimeError("LikelihoodRatioTagger is not fitted")
+        assert self.edges is not None  # fitted with pdfs
         X = np.asarray(X, dtype=np.float64)
-        ix = np.clip(np.searchsorted(self.edges[0], self._clip(X[:, 0], 0), side="right") - 1, 0, len(self.edges[0]) - 2)
-        iy = np.clip(np.searchsorted(self.edges[1], self._clip(X[:, 1], 1), side="right") - 1, 0, len(self.edges[1]) - 2)
+        ix = np.clip(np.searchsorted(self.edges[0], self._clip(X[:, 0], 0), side="right") - 1,
+                     0, len(self.edges[0]) - 2)
+        iy = np.clip(np.searchsorted(self.edges[1], self._clip(X[:, 1], 1), side="right") - 1,
+                     0, len(self.edges[1]) - 2)
         p = self.pdfs[:, ix, iy].T
         return p / p.sum(axis=1, keepdims=True)
 
-    def save(self, path) -> Path:
+    def save(self, path: str | Path) -> Path:
+        """Write the histograms to ``path`` (``.npz``, no pickle); returns the file."""
+        assert self.edges is not None and self.pdfs is not None and self.classes_ is not None, \
+            "LikelihoodRatioTagger is not fitted"
         meta = {"format": _LLH_FORMAT, "version": 1, "feature_names": self.feature_names,
                 "pseudo_count": self.pseudo_count, "classes": [c.item() for c in self.classes_]}
         np.savez(path, edges_x=self.edges[0], edges_y=self.edges[1], pdfs=self.pdfs, meta=_meta_bytes(meta))
         return _npz_path(path)
 
     @classmethod
-    def load(cls, path) -> "LikelihoodRatioTagger":
+    def load(cls, path: str | Path) -> LikelihoodRatioTagger:
+        """Read what :meth:`save` wrote (no pickle)."""
         with np.load(path, allow_pickle=False) as f:
             meta = _meta_from(f["meta"])
             if meta.get("format") != _LLH_FORMAT:
                 raise ValueError(f"{path}: not a {_LLH_FORMAT} file")
-            obj = cls(bins=(f["edges_x"], f["edges_y"]), pseudo_count=meta["pseudo_count"], feature_names=meta["feature_names"])
+            obj = cls(bins=(f["edges_x"], f["edges_y"]), pseudo_count=meta["pseudo_count"],
+                      feature_names=meta["feature_names"])
             obj.edges = [f["edges_x"], f["edges_y"]]
             obj.pdfs = f["pdfs"]
             obj.classes_ = np.asarray(meta["classes"])

@@ -8,6 +8,8 @@ the graphs script and export to ONNX without the asymmetric ``padding='same'`` s
 
 from __future__ import annotations
 
+from typing import Any, Callable, Sequence
+
 import torch
 from torch import nn
 
@@ -40,8 +42,8 @@ class JetCNN(nn.Module):
         without it the networks barely train on sum-normalised images with ``lr = 1e-3``).
     """
 
-    def __init__(self, input_shape, conv, dense, n_classes: int = 2, dropout: float = 0.0,
-                 conv_dropout: float = 0.0, input_norm: bool = True):
+    def __init__(self, input_shape: Sequence[int], conv: Sequence[tuple[int, int, int]], dense: Sequence[int],
+                 n_classes: int = 2, dropout: float = 0.0, conv_dropout: float = 0.0, input_norm: bool = True) -> None:
         super().__init__()
         c, h, w = (int(v) for v in input_shape)
         # sum-normalised images have pixels ~1e-3: a per-channel batch-norm on the input is a
@@ -73,7 +75,8 @@ class JetCNN(nn.Module):
         return self.head(self.features(x))
 
 
-def qg_cnn(input_shape=(1, 33, 33), n_classes: int = 2, filters: int = 64, dropout: float = 0.2, **kw) -> JetCNN:
+def qg_cnn(input_shape: Sequence[int] = (1, 33, 33), n_classes: int = 2, filters: int = 64, dropout: float = 0.2,
+           **kw: Any) -> JetCNN:
     """Quark/gluon CNN (the ATLAS / Komiske-Metodiev-Schwartz arXiv:1612.01551 design).
 
     Three convolutions (8×8, 4×4, 4×4; ``filters`` each), each followed by 2×2 max-pooling, a
@@ -82,8 +85,8 @@ def qg_cnn(input_shape=(1, 33, 33), n_classes: int = 2, filters: int = 64, dropo
     return JetCNN(input_shape, [(filters, 8, 2), (filters, 4, 2), (filters, 4, 2)], [128], n_classes, dropout, **kw)
 
 
-def deeptop_cnn(input_shape=(1, 40, 40), n_classes: int = 2, filters: int = 8, kernel: int = 4,
-                dropout: float = 0.0, pool_after_fourth: bool = True, **kw) -> JetCNN:
+def deeptop_cnn(input_shape: Sequence[int] = (1, 40, 40), n_classes: int = 2, filters: int = 8, kernel: int = 4,
+                dropout: float = 0.0, pool_after_fourth: bool = True, **kw: Any) -> JetCNN:
     """DeepTop CNN (Kasieczka, Plehn, Russell, Schell, arXiv:1701.08784).
 
     Four convolutions of 8 filters 4×4 (zero padded, ReLU) with 2×2 max-pooling after the second
@@ -95,7 +98,8 @@ def deeptop_cnn(input_shape=(1, 40, 40), n_classes: int = 2, filters: int = 8, k
     return JetCNN(input_shape, conv, [64, 256, 256], n_classes, dropout, **kw)
 
 
-def wtag_cnn(input_shape=(1, 25, 25), n_classes: int = 2, filters: int = 32, dropout: float = 0.5, **kw) -> JetCNN:
+def wtag_cnn(input_shape: Sequence[int] = (1, 25, 25), n_classes: int = 2, filters: int = 32, dropout: float = 0.5,
+             **kw: Any) -> JetCNN:
     """W-vs-QCD CNN (de Oliveira et al., "Jet-images — deep learning edition", arXiv:1511.05190).
 
     An 11×11 first convolution then two 3×3 ones (``filters`` each), 2×2 max-pooling and dropout
@@ -105,4 +109,4 @@ def wtag_cnn(input_shape=(1, 25, 25), n_classes: int = 2, filters: int = 32, dro
                   dropout, conv_dropout=min(dropout, 0.25), **kw)
 
 
-CNN_PRESETS = {"qg": qg_cnn, "deeptop": deeptop_cnn, "wtag": wtag_cnn}
+CNN_PRESETS: dict[str, Callable[..., JetCNN]] = {"qg": qg_cnn, "deeptop": deeptop_cnn, "wtag": wtag_cnn}

@@ -12,6 +12,7 @@ Inputs of any shape ``(batch, ...)`` are flattened; outputs are logits ``(batch,
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -19,13 +20,13 @@ from torch import nn
 __all__ = ["FCNet", "MaxOut", "MaxOutNet"]
 
 
-def _n_in(input_shape) -> int:
+def _n_in(input_shape: Sequence[int]) -> int:
     return int(math.prod(int(v) for v in input_shape))
 
 
 class FCNet(nn.Module):
-    def __init__(self, input_shape, n_classes: int = 2, hidden=(500,) * 5, dropout: float = 0.5,
-                 standardize: bool = True):
+    def __init__(self, input_shape: Sequence[int], n_classes: int = 2, hidden: Sequence[int] = (500,) * 5,
+                 dropout: float = 0.5, standardize: bool = True) -> None:
         super().__init__()
         self.net = _stack(input_shape, n_classes, (), 1, hidden, dropout, standardize)
         self.input_shape = tuple(int(v) for v in input_shape)
@@ -38,7 +39,7 @@ class FCNet(nn.Module):
 class MaxOut(nn.Module):
     """``y_i = max_k (W_k x + b_k)_i`` over ``pieces`` linear maps."""
 
-    def __init__(self, n_in: int, n_out: int, pieces: int = 5):
+    def __init__(self, n_in: int, n_out: int, pieces: int = 5) -> None:
         super().__init__()
         self.n_out = int(n_out)
         self.pieces = int(pieces)
@@ -49,7 +50,8 @@ class MaxOut(nn.Module):
         return y.amax(dim=2)
 
 
-def _stack(input_shape, n_classes, maxout, pieces, dense, dropout, standardize) -> nn.Sequential:
+def _stack(input_shape: Sequence[int], n_classes: int, maxout: Sequence[int], pieces: int, dense: Sequence[int],
+           dropout: float, standardize: bool) -> nn.Sequential:
     """Flatten → [BatchNorm] → MaxOut layers → ReLU dense layers (each with dropout) → logits."""
     n_in = _n_in(input_shape)
     layers: list[nn.Module] = [nn.Flatten()]
@@ -66,8 +68,9 @@ def _stack(input_shape, n_classes, maxout, pieces, dense, dropout, standardize) 
 
 
 class MaxOutNet(nn.Module):
-    def __init__(self, input_shape, n_classes: int = 2, maxout=(256, 128), pieces: int = 5, dense=(64, 25),
-                 dropout: float = 0.2, standardize: bool = True):
+    def __init__(self, input_shape: Sequence[int], n_classes: int = 2, maxout: Sequence[int] = (256, 128),
+                 pieces: int = 5, dense: Sequence[int] = (64, 25), dropout: float = 0.2,
+                 standardize: bool = True) -> None:
         super().__init__()
         self.net = _stack(input_shape, n_classes, maxout, pieces, dense, dropout, standardize)
         self.input_shape = tuple(int(v) for v in input_shape)

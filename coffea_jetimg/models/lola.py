@@ -14,6 +14,8 @@ zero-padded (what :func:`coffea_jetimg.lorentz.constituent_p4s` returns).
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import nn
 
@@ -38,7 +40,8 @@ class CoLa(nn.Module):
         return self.n_constituents + self.n_combinations
 
     def forward(self, k: torch.Tensor) -> torch.Tensor:
-        c = torch.cat([self.identity, self.weight], dim=1)  # (N, M)
+        # (N, M); the buffer `identity` is a Tensor (mypy sees Tensor | Module)
+        c = torch.cat([self.identity, self.weight], dim=1)  # type: ignore[list-item]
         return torch.matmul(k, c)
 
 
@@ -108,7 +111,7 @@ class LoLaNet(nn.Module):
 
     def __init__(self, n_constituents: int = 40, n_classes: int = 2, n_combinations: int = 15,
                  trainable_metric: bool = True, n_energy_sums: int = 1, n_distance_sums: int = 4,
-                 scale: float = 100.0, hidden=(100, 50)):
+                 scale: float = 100.0, hidden: Sequence[int] = (100, 50)) -> None:
         super().__init__()
         self.scale = float(scale)
         self.cola = CoLa(n_constituents, n_combinations)

@@ -8,6 +8,8 @@ padding after the real constituents); a constituent whose features are all zero 
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 import torch
 from torch import nn
 
@@ -30,8 +32,8 @@ class ParticleFlowNetwork(nn.Module):
         Dropout in F.
     """
 
-    def __init__(self, n_features: int, n_classes: int = 2, phi_sizes=(100, 100, 128), f_sizes=(100, 100, 100),
-                 dropout: float = 0.0):
+    def __init__(self, n_features: int, n_classes: int = 2, phi_sizes: Sequence[int] = (100, 100, 128),
+                 f_sizes: Sequence[int] = (100, 100, 100), dropout: float = 0.0) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = n_features
@@ -54,7 +56,7 @@ class ParticleFlowNetwork(nn.Module):
         return self.f(latent)
 
 
-def build(input_shape, n_classes: int = 2, **kw) -> ParticleFlowNetwork:
+def build(input_shape: Sequence[int], n_classes: int = 2, **kw: Any) -> ParticleFlowNetwork:
     """A PFN for the ``particles`` input of shape ``(F, N)``."""
     shape = tuple(int(v) for v in input_shape)
     if len(shape) != 2:

@@ -7,13 +7,15 @@ output logits ``(batch, n_classes)`` (3 by default: the event classes of the eve
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import nn
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50", "RESNETS"]
 
 
-def _conv3(cin, cout, stride=1):
+def _conv3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
 
 
@@ -76,7 +78,8 @@ class ResNet(nn.Module):
         Channels of the first stage (64 in the paper); smaller widths make quick tests.
     """
 
-    def __init__(self, block, layers, n_classes: int = 3, in_channels: int = 3, width: int = 64):
+    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: Sequence[int], n_classes: int = 3,
+                 in_channels: int = 3, width: int = 64) -> None:
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False),

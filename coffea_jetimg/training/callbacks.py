@@ -27,6 +27,10 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .loop import TrainState
 
 __all__ = [
     "Callback", "StochasticWeightAveraging", "PlateauDecay", "EarlyStopping", "TimeBudget", "Checkpoint",
@@ -37,27 +41,27 @@ __all__ = [
 class Callback:
     """Base class: every hook does nothing."""
 
-    def on_setup(self, state) -> None: ...
+    def on_setup(self, state: TrainState) -> None: ...
 
-    def on_resume(self, state) -> None: ...
+    def on_resume(self, state: TrainState) -> None: ...
 
-    def on_fit_start(self, state) -> None: ...
+    def on_fit_start(self, state: TrainState) -> None: ...
 
-    def on_epoch_start(self, state) -> None: ...
+    def on_epoch_start(self, state: TrainState) -> None: ...
 
-    def on_epoch_trained(self, state) -> None: ...
+    def on_epoch_trained(self, state: TrainState) -> None: ...
 
-    def on_validated(self, state) -> None: ...
+    def on_validated(self, state: TrainState) -> None: ...
 
-    def on_epoch_end(self, state) -> None: ...
+    def on_epoch_end(self, state: TrainState) -> None: ...
 
-    def on_fit_end(self, state) -> None: ...
+    def on_fit_end(self, state: TrainState) -> None: ...
 
-    def state_dict(self, state) -> dict:
+    def state_dict(self, state: TrainState) -> dict[str, Any]:
         """Entries this callback adds to the checkpoint."""
         return {}
 
-    def load_state_dict(self, ckpt: dict) -> None:
+    def load_state_dict(self, ckpt: dict[str, Any]) -> None:
         """Read back what :meth:`state_dict` wrote (the entries may be absent)."""
 
 
@@ -71,36 +75,36 @@ class StochasticWeightAveraging(Callback):
     tells :class:`PlateauDecay` to stop.
     """
 
-    def __init__(self, start: int, lr: float | None = None):
+    def __init__(self, start: int, lr: float | None = None) -> None:
         self.start, self.lr = start, lr
-        self.model = None
+        self.model: Any = None  # the AveragedModel, made in on_setup
 
-    def on_setup(self, state) -> None:
+    def on_setup(self, state: TrainState) -> None:
         from torch.optim.swa_utils import AveragedModel
 
         self.model = AveragedModel(state.model, use_buffers=True)
 
-    def load_state_dict(self, ckpt: dict) -> None:
+    def load_state_dict(self, ckpt: dict[str, Any]) -> None:
         if "swa_model" in ckpt:
             self.model.load_state_dict(ckpt["swa_model"])
 
-    def on_epoch_start(self, state) -> None:
+    def on_epoch_start(self, state: TrainState) -> None:
         state.averaging = state.epoch >= self.start
         if state.averaging and state.epoch == self.start and self.lr is not None:
             for g in state.optimizer.param_groups:
                 g["lr"] = self.lr
 
-    def on_epoch_trained(self, state) -> None:
+    def on_epoch_trained(self, state: TrainState) -> None:
         if state.averaging:
             self.model.update_parameters(state.model)
             state.judged = self.model.module
             state.n_averaged = int(self.model.n_averaged)
 
-    def on_validated(self, state) -> None:
+    def on_validated(self, state: TrainState) -> None:
         if state.averaging and state.epoch == self.start:  # the first average replaces the best plain model
             state.improved = True
 
-    def state_dict(self, state) -> dict:
+    def state_dict(self, state: TrainState) -> dict[str, Any]:
         return {"swa_model": self.model.state_dict()} if state.averaging else {}
 
 
@@ -108,22 +112,22 @@ class PlateauDecay(Callback):
     """Multiply the rate by ``factor`` after ``patience`` epochs without a better monitored
     figure (``torch.optim.lr_scheduler.ReduceLROnPlateau``); idle while weights are averaged."""
 
-    def __init__(self, factor: float, patience: int, monitor: str = "loss"):
+    def __init__(self, factor: float, patience: int, monitor: str = "loss") -> None:
         self.factor, self.patience, self.monitor = factor, max(int(patience), 0), monitor
-        self.scheduler = None
+        self.scheduler: Any = None  # the ReduceLROnPlateau, made in on_setup
 
-    def on_setup(self, state) -> None:
+    def on_setup(self, state: TrainState) -> None:
         import torch
 
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             state.optimizer, mode="min" if self.monitor == "loss" else "max", factor=self.factor,
             patience=self.patience)
 
-    def load_state_dict(self, ckpt: dict) -> None:
+    def load_state_dict(self, ckpt: dict[str, Any]) -> None:
         if "scheduler" in ckpt:
             self.scheduler.load_state_dict(ckpt["scheduler"])
 
-    def on_validated(self, state) -> None:
+    def on_validated(self, state: TrainState) -> None:
         if state.averaging:
             return
         h = state.history
@@ -133,17 +137,17 @@ class PlateauDecay(Callback):
             auc = h.val_auc[-1]
             self.scheduler.step(auc if math.isfinite(auc) else 0.0)
 
-    def state_dict(self, state) -> dict:
+    def state_dict(self, state: TrainState) -> dict[str, Any]:
         return {"scheduler": self.scheduler.state_dict()}
 
 
 class EarlyStopping(Callback):
     """Stop after ``patience`` epochs without a better monitored figure (0: never)."""
 
-    def __init__(self, patience: int):
+    def __init__(self, patience: int) -> None:
         self.patience = patience
 
-    def on_epoch_end(self, state) -> None:
+    def on_epoch_end(self, state: TrainState) -> None:
         if self.patience and state.bad_epochs >= self.patience:
             state.history.stopped_early = True
             state.stop = True
@@ -153,16 +157,17 @@ class TimeBudget(Callback):
     """Stop before an epoch that would end past ``max_seconds`` of this call's epochs (judged
     by the last epoch's time), keeping the best weights (``History.stopped_on_time``)."""
 
-    def __init__(self, max_seconds: float, log=None):
+    def __init__(self, max_seconds: float, log: Callable[[str], Any] | None = None) -> None:
         self.max_seconds, self.log = max_seconds, log
-        self.t_start = None
+        self.t_start: float | None = None
 
-    def on_fit_start(self, state) -> None:
+    def on_fit_start(self, state: TrainState) -> None:
         self.t_start = time.perf_counter()
 
-    def on_epoch_end(self, state) -> None:
+    def on_epoch_end(self, state: TrainState) -> None:
         if state.stop or state.epoch + 1 >= state.config.epochs:
             return
+        assert self.t_start is not None, "on_fit_start sets t_start"
         if time.perf_counter() - self.t_start + state.history.epoch_time_s[-1] > self.max_seconds:
             state.history.stopped_on_time = True
             state.stop = True
@@ -180,11 +185,12 @@ class Checkpoint(Callback):
     (:func:`~coffea_jetimg.training.checkpoint.check_identity`).
     """
 
-    def __init__(self, path, resume: bool = False, data: dict | None = None, files: dict | None = None, log=None):
+    def __init__(self, path: str | Path, resume: bool = False, data: dict | None = None, files: dict | None = None,
+                 log: Callable[[str], Any] | None = None) -> None:
         self.path = Path(path)
         self.resume, self.data, self.files, self.log = resume, data, files, log
 
-    def on_resume(self, state) -> None:
+    def on_resume(self, state: TrainState) -> None:
         from .checkpoint import check_identity, read_checkpoint
         from .history import History
 
@@ -211,7 +217,7 @@ class Checkpoint(Callback):
         if self.log:
             self.log(f"resumed from {self.path} at epoch {state.start_epoch}")
 
-    def on_epoch_end(self, state) -> None:
+    def on_epoch_end(self, state: TrainState) -> None:
         from .checkpoint import write_checkpoint
 
         ckpt = {"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
@@ -229,7 +235,7 @@ class Checkpoint(Callback):
         write_checkpoint(self.path, ckpt)
 
 
-def _mismatch(path, lines):
+def _mismatch(path: Path, lines: list[str]) -> Exception:
     from ..errors import TrainingError
 
     return TrainingError(f"checkpoint {path} holds a network of another architecture or size than this model "
@@ -240,11 +246,11 @@ def _mismatch(path, lines):
 class ProgressBar(Callback):
     """A tqdm bar over the epochs, with the epoch's losses and validation AUC."""
 
-    def __init__(self, enabled: bool = True):
+    def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
-        self.bar = None
+        self.bar: Any = None
 
-    def on_fit_start(self, state) -> None:
+    def on_fit_start(self, state: TrainState) -> None:
         try:
             from tqdm.auto import tqdm
         except ImportError:  # pragma: no cover
@@ -252,7 +258,7 @@ class ProgressBar(Callback):
         self.bar = tqdm(total=state.config.epochs, initial=state.start_epoch, desc="training", unit="epoch",
                         disable=not self.enabled, leave=True)
 
-    def on_epoch_end(self, state) -> None:
+    def on_epoch_end(self, state: TrainState) -> None:
         if self.bar is None:
             return
         h = state.history
@@ -263,7 +269,7 @@ class ProgressBar(Callback):
         self.bar.set_postfix(post)
         self.bar.update(1)
 
-    def on_fit_end(self, state) -> None:
+    def on_fit_end(self, state: TrainState) -> None:
         if self.bar is not None:
             self.bar.close()
 
@@ -271,10 +277,10 @@ class ProgressBar(Callback):
 class EpochLog(Callback):
     """One line per epoch to ``log``: losses, validation AUC and the averaging in progress."""
 
-    def __init__(self, log):
+    def __init__(self, log: Callable[[str], Any]) -> None:
         self.log = log
 
-    def on_epoch_end(self, state) -> None:
+    def on_epoch_end(self, state: TrainState) -> None:
         h = state.history
         avg = ""
         if state.averaging:

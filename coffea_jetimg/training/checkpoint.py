@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -27,7 +28,7 @@ FORMAT = "coffea-jetimg-checkpoint"
 _REQUIRED = ("model", "optimizer", "best_model", "epoch", "bad_epochs", "history_json")
 
 
-def read_checkpoint(path, map_location="cpu") -> dict:
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     """The content of a checkpoint written by :func:`write_checkpoint`.
 
     Raises
@@ -53,7 +54,7 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     return state
 
 
-def write_checkpoint(path, state: dict) -> None:
+def write_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write ``state`` atomically (a temporary file, then a rename)."""
     import torch
 
@@ -70,14 +71,14 @@ def _digest(a: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
 
 
-def data_fingerprint(X, y, X_val=None, y_val=None, n_rows: int = 64) -> dict:
+def data_fingerprint(X: Any, y: Any, X_val: Any = None, y_val: Any = None, n_rows: int = 64) -> dict[str, Any]:
     """A cheap identity of the training (and validation) data: shapes, class counts, a hash of
     the labels and of ``n_rows`` evenly spaced input rows (so changed jets are noticed without
     hashing gigabytes)."""
-    def part(X, y):
+    def part(X: Any, y: Any) -> dict[str, Any]:
         X = np.asarray(X)
         y = np.asarray(y)
-        rows = np.unique(np.linspace(0, len(X) - 1, min(len(X), n_rows)).astype(np.int64)) if len(X) else []
+        rows: Any = np.unique(np.linspace(0, len(X) - 1, min(len(X), n_rows)).astype(np.int64)) if len(X) else []
         return {"shape": list(X.shape), "class_counts": np.bincount(y.astype(np.int64)).tolist() if len(y) else [],
                 "labels": _digest(y.astype(np.int64)), "inputs": _digest(X[rows].astype(np.float32))}
 
@@ -87,22 +88,22 @@ def data_fingerprint(X, y, X_val=None, y_val=None, n_rows: int = 64) -> dict:
     return out
 
 
-def file_identity(files) -> list[list]:
+def file_identity(files: Iterable[str | os.PathLike[str]]) -> list[list[Any]]:
     """``[[absolute path, size in bytes], ...]`` of input files (size -1 when absent)."""
-    out = []
+    out: list[list[Any]] = []
     for f in files:
         p = os.path.abspath(str(f))
         out.append([p, os.path.getsize(p) if os.path.isfile(p) else -1])
     return out
 
 
-def _describe(value) -> str:
+def _describe(value: Any) -> str:
     if isinstance(value, dict) and "shape" in value:
         return f"{value['shape'][0] if value['shape'] else 0} jets, classes {value['class_counts']}"
     return repr(value)
 
 
-def check_identity(path, state: dict, config: TrainConfig, data: dict | None = None,
+def check_identity(path: str | Path, state: dict, config: TrainConfig, data: dict | None = None,
                    files: dict | None = None) -> None:
     """Refuse to resume ``state`` (read from ``path``) with another config, data or input files.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Collection
 
 from .._util import JsonSpec
 from ..errors import TrainingError
@@ -132,8 +132,8 @@ class TrainConfig(JsonSpec):
     pretrain_adversary_epochs: int = 1
     jes_smear: float = 0.0
 
-    def __post_init__(self):
-        def put(name, value):
+    def __post_init__(self) -> None:
+        def put(name: str, value: Any) -> None:
             object.__setattr__(self, name, value)
 
         if self.image_spec is not None and not isinstance(self.image_spec, dict):
@@ -197,7 +197,8 @@ class TrainConfig(JsonSpec):
                             f"{', '.join(cls.field_names())})")
         return config.replace(**overrides) if overrides else config
 
-    def differences(self, other: "TrainConfig", ignore=RESUMABLE_CHANGES) -> dict[str, tuple]:
+    def differences(self, other: TrainConfig,
+                    ignore: Collection[str] = RESUMABLE_CHANGES) -> dict[str, tuple[Any, Any]]:
         """``{field: (self's value, other's value)}`` for the fields that differ, less ``ignore``."""
         import json
 

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import TrainingError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import TrainConfig
 
 __all__ = [
     "split_indices", "balanced_weights", "make_input_spec", "load_jets", "load_inputs", "load_labelled",
@@ -28,7 +31,8 @@ __all__ = [
 FEW_JETS = 50
 
 
-def split_indices(n: int, fractions=(0.7, 0.15, 0.15), seed: int = 0):
+def split_indices(n: int, fractions: Sequence[float] = (0.7, 0.15, 0.15),
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Seeded random split of ``range(n)`` into (train, val, test) index arrays."""
     f = np.asarray(fractions, dtype=np.float64)
     if len(f) != 3 or np.any(f < 0) or f.sum() <= 0:
@@ -40,7 +44,7 @@ def split_indices(n: int, fractions=(0.7, 0.15, 0.15), seed: int = 0):
     return perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:]
 
 
-def balanced_weights(y, n_classes: int | None = None) -> np.ndarray:
+def balanced_weights(y: Any, n_classes: int | None = None) -> np.ndarray:
     """Per-example weights ``n / (k · n_c)`` so every class carries the same total weight."""
     y = np.asarray(y, dtype=np.int64)
     k = int(n_classes or (y.max() + 1 if len(y) else 1))
@@ -49,7 +53,7 @@ def balanced_weights(y, n_classes: int | None = None) -> np.ndarray:
     return w_class[y]
 
 
-def make_input_spec(architecture: str, *, image_preset: str | None = None, image_spec=None,
+def make_input_spec(architecture: str, *, image_preset: str | None = None, image_spec: Any = None,
                     n_constituents: int = 40, features: Sequence[str] | None = None, jets: str = "FatJet",
                     event_image_spec: dict | None = None, image_overrides: dict | None = None,
                     particle_features: Sequence[str] | None = None) -> dict:
@@ -73,13 +77,13 @@ def make_input_spec(architecture: str, *, image_preset: str | None = None, image
         raise TrainingError(str(err)) from None
 
 
-def _has(arr, name) -> bool:
+def _has(arr: Any, name: str) -> bool:
     from .._util import fields_of
 
     return name in fields_of(arr)
 
 
-def _smeared(cands, jes_smear: float, rng):
+def _smeared(cands: Any, jes_smear: float, rng: np.random.Generator) -> Any:
     """Each jet's constituents with pt and mass scaled by one factor ``1 + jes_smear·N(0,1)``."""
     import awkward as ak
 
@@ -91,7 +95,8 @@ def _smeared(cands, jes_smear: float, rng):
     return ak.unflatten(flat_jets, n_per_event)
 
 
-def load_inputs(files, input_specs: Mapping[str, dict], *, jets: str = "FatJet", pt_range=None,
+def load_inputs(files: Iterable[Any], input_specs: Mapping[str, dict], *, jets: str = "FatJet",
+                pt_range: tuple[float, float] | None = None,
                 abs_eta_max: float | None = None, truth_label: int | None = None, max_jets: int | None = None,
                 jes_smear: float = 0.0, seed: int = 0) -> tuple[dict[str, np.ndarray], dict]:
     """Network inputs of several specs, and jet quantities, for the same selected jets of ``files``.
@@ -130,7 +135,6 @@ def load_inputs(files, input_specs: Mapping[str, dict], *, jets: str = "FatJet",
     """
     import awkward as ak
 
-    from .._constituents import constituents
     from .._io import open_events
     from ..inputs import InputPlan, input_from_spec
     from ..selection import select_jets
@@ -145,8 +149,8 @@ def load_inputs(files, input_specs: Mapping[str, dict], *, jets: str = "FatJet",
                             f"{sorted(set(specs) - set(event_level))}")
     plan = InputPlan(typed.values(), jets=jets)  # constituents once per file for every spec
     rng = np.random.default_rng(seed)
-    Xs: dict[str, list] = {k: [] for k in specs}
-    infos = []
+    Xs: dict[str, list[np.ndarray]] = {k: [] for k in specs}
+    infos: list[dict[str, np.ndarray]] = []
     n_total = 0
     warned = False
     for fi, path in enumerate(files):
@@ -154,9 +158,9 @@ def load_inputs(files, input_specs: Mapping[str, dict], *, jets: str = "FatJet",
         events = open_events(str(path), mode="virtual")
         if event_level:
             (key,) = specs
-            X = plan.build(events)[typed[key].key]
-            Xs[key].append(X)
-            n = len(X)
+            X_ev = plan.build(events)[typed[key].key]
+            Xs[key].append(X_ev)
+            n = len(X_ev)
             info = {"pt": np.zeros(n), "eta": np.zeros(n), "mass": np.zeros(n), "msoftdrop": np.zeros(n),
                     "truthLabel": np.full(n, -1)}
         else:
@@ -169,7 +173,7 @@ def load_inputs(files, input_specs: Mapping[str, dict], *, jets: str = "FatJet",
                     warnings.warn(f"{path}: jets have no truthLabel; truth requirement {truth_label} not applied",
                                   stacklevel=2)
                     warned = True
-            smear = (lambda c: _smeared(c, jes_smear, rng)) if jes_smear > 0 else None
+            smear: Callable[[Any], Any] | None = (lambda c: _smeared(c, jes_smear, rng)) if jes_smear > 0 else None
             built = plan.build(events, mask, transform_cands=smear)
             for key, inp in typed.items():
                 Xs[key].append(built[inp.key])
@@ -199,7 +203,8 @@ def load_inputs(files, input_specs: Mapping[str, dict], *, jets: str = "FatJet",
     return X, info
 
 
-def load_jets(files, input_spec: dict, *, jets: str = "FatJet", pt_range=None, abs_eta_max: float | None = None,
+def load_jets(files: Iterable[Any], input_spec: dict, *, jets: str = "FatJet",
+              pt_range: tuple[float, float] | None = None, abs_eta_max: float | None = None,
               truth_label: int | None = None, max_jets: int | None = None, jes_smear: float = 0.0,
               seed: int = 0) -> tuple[np.ndarray, dict]:
     """Network inputs and jet quantities of the selected jets of ``files``, for one input spec.
@@ -213,7 +218,8 @@ def load_jets(files, input_spec: dict, *, jets: str = "FatJet", pt_range=None, a
     return X["x"], info
 
 
-def load_labelled(signal_files, background_files, input_spec: dict, config) -> tuple:
+def load_labelled(signal_files: Sequence[Any], background_files: Sequence[Any], input_spec: dict,
+                  config: TrainConfig) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
     """Labelled training arrays from signal and background files, as ``config`` selects them.
 
     Returns
@@ -232,7 +238,7 @@ def load_labelled(signal_files, background_files, input_spec: dict, config) -> t
     from ..inputs import input_from_spec
 
     smear = c.jes_smear > 0 and not input_from_spec(input_spec).smear_per_epoch
-    sel = dict(jets=c.jets, pt_range=c.pt_range, abs_eta_max=c.abs_eta_max)
+    sel: dict[str, Any] = dict(jets=c.jets, pt_range=c.pt_range, abs_eta_max=c.abs_eta_max)
     if c.label_from == "file":
         Xs, info_s = load_jets(signal_files, input_spec, truth_label=c.signal_truth, max_jets=c.max_jets_per_class,
                                **sel)
@@ -265,7 +271,8 @@ def load_labelled(signal_files, background_files, input_spec: dict, config) -> t
     return X, y, info, Xsm
 
 
-def check_split(y, splits: Sequence[np.ndarray], class_names=("qcd", "top"), fractions=None) -> None:
+def check_split(y: Any, splits: Sequence[np.ndarray], class_names: Sequence[str] = ("qcd", "top"),
+                fractions: Sequence[float] | None = None) -> None:
     """Refuse, before any training, a split in which a part lacks a class.
 
     Parameters
@@ -293,7 +300,8 @@ def check_split(y, splits: Sequence[np.ndarray], class_names=("qcd", "top"), fra
             f"{'; '.join(empty)}. Select more jets (more files, a wider pT range) before training")
 
 
-def warn_on_samples(signal_files, background_files, y, class_names=("qcd", "top"), label_from: str = "file") -> None:
+def warn_on_samples(signal_files: Iterable[Any], background_files: Iterable[Any], y: Any,
+                    class_names: Sequence[str] = ("qcd", "top"), label_from: str = "file") -> None:
     """Warn when the samples cannot separate anything meaningful: the same file given as
     signal and background, or a class with fewer than :data:`FEW_JETS` selected jets."""
     sig = {os.path.realpath(str(f)) for f in signal_files}

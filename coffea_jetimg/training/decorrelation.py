@@ -17,7 +17,14 @@ distance correlation :func:`distance_correlation`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from .config import TrainConfig
 
 __all__ = [
     "distance_correlation", "Adversary", "adversary_loss", "mass_bin_edges", "signal_logit",
@@ -25,7 +32,7 @@ __all__ = [
 ]
 
 
-def distance_correlation(x, y, weights=None):
+def distance_correlation(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Squared distance correlation dCorr²(x, y) of two 1D torch tensors (Székely et al.).
 
     0 for independent variables (in the large-sample limit), 1 for a linear relation. With
@@ -55,7 +62,7 @@ class Adversary:  # namespace for the factory, keeps torch import lazy
     """``Adversary.build(n_bins)``: an MLP signal-logit → logits over ``n_bins`` mass bins."""
 
     @staticmethod
-    def build(n_bins: int, hidden: int = 64):
+    def build(n_bins: int, hidden: int = 64) -> torch.nn.Module:
         """The adversary network: signal logit ``(b, 1)`` → ``(b, n_bins)`` logits."""
         from torch import nn
 
@@ -63,7 +70,7 @@ class Adversary:  # namespace for the factory, keeps torch import lazy
                              nn.Linear(hidden, n_bins))
 
 
-def signal_logit(logits, signal_index: int):
+def signal_logit(logits: torch.Tensor, signal_index: int) -> torch.Tensor:
     """A scalar per example: log p_signal − log(1 − p_signal) from the class logits."""
     import torch
 
@@ -74,12 +81,13 @@ def signal_logit(logits, signal_index: int):
     return ls - torch.log1p(-torch.exp(ls).clamp(max=1 - 1e-6))
 
 
-def mass_bin_edges(mass, n_bins: int) -> np.ndarray:
+def mass_bin_edges(mass: Any, n_bins: int) -> np.ndarray:
     """Inner edges of ``n_bins`` quantile bins of ``mass`` (``np.searchsorted`` gives the bin)."""
     return np.unique(np.quantile(np.asarray(mass, dtype=np.float64), np.linspace(0, 1, n_bins + 1))[1:-1])
 
 
-def adversary_loss(adversary, logits, y, mass_bin, weights, signal_index: int = 1):
+def adversary_loss(adversary: Callable[[torch.Tensor], torch.Tensor], logits: torch.Tensor, y: torch.Tensor,
+                   mass_bin: torch.Tensor, weights: torch.Tensor, signal_index: int = 1) -> torch.Tensor | None:
     """Weighted cross-entropy of ``adversary`` predicting ``mass_bin`` from the classifier's
     signal logit, over the background examples (``y != signal_index``) of a batch.
 
@@ -103,13 +111,15 @@ class Decorrelation:
     the checkpoint (:meth:`state_dict` / :meth:`load_state_dict`).
     """
 
-    def pretrain(self, model, batches, Xt, device) -> None:
+    def pretrain(self, model: torch.nn.Module, batches: Callable[[], Iterator[torch.Tensor]], Xt: torch.Tensor,
+                 device: str) -> None:
         """Before the first epoch (nothing by default)."""
 
-    def before_step(self, logits, idx) -> None:
+    def before_step(self, logits: torch.Tensor, idx: torch.Tensor) -> None:
         """With the classifier's logits of a batch, before its loss is formed (nothing by default)."""
 
-    def classifier_loss(self, l_clf, logits, yb, wb, idx):
+    def classifier_loss(self, l_clf: torch.Tensor, logits: torch.Tensor, yb: torch.Tensor, wb: torch.Tensor,
+                        idx: torch.Tensor) -> torch.Tensor:
         """The classifier's loss for the batch: ``l_clf`` with the decorrelation term."""
         return l_clf
 
@@ -117,18 +127,19 @@ class Decorrelation:
         """(mean adversary loss, mean penalty) of the epoch, each None when not measured; resets."""
         return None, None
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
+        """Entries this decorrelation adds to the checkpoint."""
         return {}
 
-    def load_state_dict(self, state: dict) -> None:
-        pass
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Read back what :meth:`state_dict` wrote (the entries may be absent)."""
 
 
 class AdversaryDecorrelation(Decorrelation):
     """Alternating adversary updates (see the module docstring)."""
 
-    def __init__(self, adversary, mass, y, weights, *, lam: float, n_bins: int, lr: float, steps: int,
-                 pretrain_epochs: int, signal_index: int, device: str):
+    def __init__(self, adversary: torch.nn.Module | None, mass: Any, y: Any, weights: Any, *, lam: float, n_bins: int,
+                 lr: float, steps: int, pretrain_epochs: int, signal_index: int, device: str) -> None:
         import torch
 
         self.bin_edges = mass_bin_edges(np.asarray(mass)[np.asarray(y) != signal_index], n_bins)
@@ -144,17 +155,18 @@ class AdversaryDecorrelation(Decorrelation):
         self._tot = 0.0
         self._n = 0
 
-    def _loss(self, logits, idx):
+    def _loss(self, logits: torch.Tensor, idx: torch.Tensor) -> torch.Tensor | None:
         d = self.device
         return adversary_loss(self.adversary, logits, self.y[idx].to(d), self.mass_bin[idx].to(d),
                               self.w[idx].to(d), self.signal_index)
 
-    def _step(self, la) -> None:
+    def _step(self, la: torch.Tensor) -> None:
         self.opt.zero_grad()
         la.backward()
         self.opt.step()
 
-    def pretrain(self, model, batches, Xt, device) -> None:
+    def pretrain(self, model: torch.nn.Module, batches: Callable[[], Iterator[torch.Tensor]], Xt: torch.Tensor,
+                 device: str) -> None:
         """Adversary epochs on the (fixed) initial classifier."""
         import torch
 
@@ -167,7 +179,7 @@ class AdversaryDecorrelation(Decorrelation):
                 if la is not None:
                     self._step(la)
 
-    def before_step(self, logits, idx) -> None:
+    def before_step(self, logits: torch.Tensor, idx: torch.Tensor) -> None:
         """Adversary step(s) on the detached classifier output; the last one's loss is recorded
         (for any λ)."""
         logits_d = logits.detach()
@@ -179,7 +191,8 @@ class AdversaryDecorrelation(Decorrelation):
                     self._tot += la.item()
                     self._n += 1
 
-    def classifier_loss(self, l_clf, logits, yb, wb, idx):
+    def classifier_loss(self, l_clf: torch.Tensor, logits: torch.Tensor, yb: torch.Tensor, wb: torch.Tensor,
+                        idx: torch.Tensor) -> torch.Tensor:
         """``L_clf − λ·L_adv`` against the updated adversary, held fixed."""
         if self.lam == 0:
             return l_clf
@@ -190,15 +203,15 @@ class AdversaryDecorrelation(Decorrelation):
             p.requires_grad_(True)
         return l_clf if la is None else l_clf - self.lam * la
 
-    def epoch_figures(self):
+    def epoch_figures(self) -> tuple[float | None, float | None]:
         out = (self._tot / self._n if self._n else None), None
         self._tot, self._n = 0.0, 0
         return out
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"adversary": self.adversary.state_dict(), "adversary_optimizer": self.opt.state_dict()}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         if "adversary" in state:
             self.adversary.load_state_dict(state["adversary"])
             self.opt.load_state_dict(state["adversary_optimizer"])
@@ -207,7 +220,7 @@ class AdversaryDecorrelation(Decorrelation):
 class DiscoDecorrelation(Decorrelation):
     """``L_clf + λ·dCorr²(signal probability, mass)`` over each batch's background jets."""
 
-    def __init__(self, mass, *, lam: float, signal_index: int, device: str):
+    def __init__(self, mass: Any, *, lam: float, signal_index: int, device: str) -> None:
         import torch
 
         self.mass = torch.as_tensor(np.asarray(mass, dtype=np.float32))
@@ -215,7 +228,8 @@ class DiscoDecorrelation(Decorrelation):
         self._tot = 0.0
         self._n = 0
 
-    def classifier_loss(self, l_clf, logits, yb, wb, idx):
+    def classifier_loss(self, l_clf: torch.Tensor, logits: torch.Tensor, yb: torch.Tensor, wb: torch.Tensor,
+                        idx: torch.Tensor) -> torch.Tensor:
         import torch
 
         bkg = yb != self.signal_index
@@ -227,13 +241,14 @@ class DiscoDecorrelation(Decorrelation):
         self._n += 1
         return l_clf + self.lam * pen
 
-    def epoch_figures(self):
+    def epoch_figures(self) -> tuple[float | None, float | None]:
         out = None, (self._tot / self._n if self._n else None)
         self._tot, self._n = 0.0, 0
         return out
 
 
-def make_decorrelation(config, y, mass, weights, device: str, adversary=None) -> Decorrelation | None:
+def make_decorrelation(config: TrainConfig, y: Any, mass: Any, weights: Any, device: str,
+                       adversary: torch.nn.Module | None = None) -> Decorrelation | None:
     """The decorrelation of ``config.decorrelate`` for the training set (``None``: none).
 
     Parameters

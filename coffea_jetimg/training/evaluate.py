@@ -7,6 +7,7 @@ studies and the analysis scripts use too).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -16,7 +17,8 @@ from .history import History
 __all__ = ["evaluate_scores", "plot_history"]
 
 
-def evaluate_scores(scores, y, weights=None, efficiencies=(0.3, 0.5)) -> dict:
+def evaluate_scores(scores: Any, y: Any, weights: Any = None,
+                    efficiencies: Sequence[float] = (0.3, 0.5)) -> dict[str, Any]:
     """Test metrics of a binary tagger.
 
     Parameters
@@ -44,7 +46,7 @@ def evaluate_scores(scores, y, weights=None, efficiencies=(0.3, 0.5)) -> dict:
 
     scores = np.asarray(scores, dtype=np.float64)
     y = np.asarray(y).astype(int)
-    out = {"n_signal": int((y == 1).sum()), "n_background": int((y == 0).sum())}
+    out: dict[str, Any] = {"n_signal": int((y == 1).sum()), "n_background": int((y == 0).sum())}
     if out["n_signal"] == 0 or out["n_background"] == 0:
         raise TrainingError("metrics need both signal and background jets in the test set")
     roc = M.roc_from_scores(scores, y == 1, weights)
@@ -63,7 +65,7 @@ def evaluate_scores(scores, y, weights=None, efficiencies=(0.3, 0.5)) -> dict:
     return out
 
 
-def plot_history(history: History, output_dir, name: str = "") -> list[Path]:
+def plot_history(history: History, output_dir: str | Path, name: str = "") -> list[Path]:
     """Write ``loss.png`` (train/val loss, adversary loss) and ``auc.png`` (val AUC) per epoch."""
     import matplotlib
 

@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -37,7 +37,7 @@ def resolve_device(device: str | None = "auto") -> str:
     return str(device)
 
 
-def predict(model, X, batch_size: int = 512, device: str = "cpu") -> np.ndarray:
+def predict(model: Any, X: Any, batch_size: int = 512, device: str = "cpu") -> np.ndarray:
     """Softmax probabilities ``(n, n_classes)`` of ``model`` on numpy ``X`` (eval mode, no grad)."""
     import torch
 
@@ -51,7 +51,7 @@ def predict(model, X, batch_size: int = 512, device: str = "cpu") -> np.ndarray:
     return np.concatenate(outs) if outs else np.zeros((0, n_classes), np.float32)
 
 
-def _state_to_cpu(state: dict) -> dict:
+def _state_to_cpu(state: dict[str, Any]) -> dict[str, Any]:
     return {k: v.detach().to("cpu").clone() for k, v in state.items()}
 
 
@@ -63,10 +63,10 @@ class TrainState:
     model: Any
     optimizer: Any
     device: str
-    callbacks: list
+    callbacks: list[Callback]
     decorrelation: Any = None
     history: History = field(default_factory=History)
-    best_state: dict = field(default_factory=dict)
+    best_state: dict[str, Any] = field(default_factory=dict)
     start_epoch: int = 0
     epoch: int = -1
     bad_epochs: int = 0
@@ -78,8 +78,9 @@ class TrainState:
     resumed: bool = False
 
 
-def default_callbacks(config: TrainConfig, *, checkpoint=None, resume: bool = False, progress: bool = True,
-                      log=None, data: dict | None = None, files: dict | None = None) -> list[Callback]:
+def default_callbacks(config: TrainConfig, *, checkpoint: str | Path | None = None, resume: bool = False,
+                      progress: bool = True, log: Callable[[str], Any] | None = None, data: dict | None = None,
+                      files: dict | None = None) -> list[Callback]:
     """The callbacks ``config`` asks for, in the order the loop calls them: weight averaging,
     plateau decay, checkpoint, progress bar, epoch log, early stopping, time budget."""
     cbs: list[Callback] = []
@@ -98,10 +99,11 @@ def default_callbacks(config: TrainConfig, *, checkpoint=None, resume: bool = Fa
     return cbs
 
 
-def fit(model, X, y, config: TrainConfig | dict | None = None, *, X_val=None, y_val=None, mass=None,
-        sample_weight=None, adversary=None, checkpoint: str | Path | None = None, resume: bool = False,
-        progress: bool = True, log=None, callbacks: Sequence[Callback] = (), files: dict | None = None,
-        **settings) -> History:
+def fit(model: Any, X: Any, y: Any, config: TrainConfig | dict | None = None, *, X_val: Any = None,
+        y_val: Any = None, mass: Any = None, sample_weight: Any = None, adversary: Any = None,
+        checkpoint: str | Path | None = None, resume: bool = False, progress: bool = True,
+        log: Callable[[str], Any] | None = None, callbacks: Sequence[Callback] = (), files: dict | None = None,
+        **settings: Any) -> History:
     """Train ``model`` in place on numpy arrays; the weights of the best validation epoch are kept.
 
     Parameters
@@ -211,12 +213,12 @@ def fit(model, X, y, config: TrainConfig | dict | None = None, *, X_val=None, y_
     n = len(y)
     ce = nn.CrossEntropyLoss(reduction="none")
 
-    def batches():
+    def batches() -> Iterator[torch.Tensor]:
         perm = rng.permutation(n)
         for i in range(0, n, cfg.batch_size):
             yield torch.as_tensor(perm[i:i + cfg.batch_size])
 
-    def scale(xb):
+    def scale(xb: torch.Tensor) -> torch.Tensor:
         if cfg.jes_smear <= 0:
             return xb
         f = torch.as_tensor(np.clip(1 + cfg.jes_smear * rng.standard_normal(len(xb)), 0.1, None), dtype=torch.float32)
@@ -273,7 +275,8 @@ def fit(model, X, y, config: TrainConfig | dict | None = None, *, X_val=None, y_
     return st.history
 
 
-def _validate(st: TrainState, train_loss: float, X_val, y_val, w_val, t0: float) -> None:
+def _validate(st: TrainState, train_loss: float, X_val: np.ndarray, y_val: np.ndarray, w_val: np.ndarray,
+              t0: float) -> None:
     """Append the epoch's figures to the history and decide ``st.improved`` from the monitor."""
     from .evaluate import evaluate_scores
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -35,10 +36,12 @@ def _fit_config(config: TrainConfig, input_spec: dict) -> TrainConfig:
     return config.replace(jes_smear=0.0)
 
 
-def train_on_arrays(config: TrainConfig, X: np.ndarray, y: np.ndarray, splits, output_dir, input_spec: dict, *,
-                    mass: np.ndarray | None = None, X_train: np.ndarray | None = None, checkpoint=None,
-                    resume: bool = False, progress: bool = True, log=None, fit_log=None,
-                    training_info: dict | None = None, files: dict | None = None) -> dict:
+def train_on_arrays(config: TrainConfig, X: np.ndarray, y: np.ndarray, splits: Sequence[np.ndarray],
+                    output_dir: str | Path, input_spec: dict, *, mass: np.ndarray | None = None,
+                    X_train: np.ndarray | None = None, checkpoint: str | Path | None = None, resume: bool = False,
+                    progress: bool = True, log: Callable[[str], Any] | None = None,
+                    fit_log: Callable[[str], Any] | None = None, training_info: dict | None = None,
+                    files: dict | None = None) -> dict[str, Any]:
     """Train ``config.architecture`` on prepared arrays and save the artifact in ``output_dir``.
 
     Parameters
@@ -117,7 +120,7 @@ def train_on_arrays(config: TrainConfig, X: np.ndarray, y: np.ndarray, splits, o
         log(f"test: AUC {metrics['auc']:.4f}, accuracy {metrics['accuracy']:.4f}, "
             f"1/eB(0.3) {metrics['inv_eff_bkg_at_0.3']}, 1/eB(0.5) {metrics['inv_eff_bkg_at_0.5']}")
     n_jets = {"train": int(len(tr)), "val": int(len(va)), "test": int(len(te))}
-    spec = {
+    spec: dict[str, Any] = {
         "name": config.name or f"{config.architecture}-{cn[1]}-vs-{cn[0]}",
         "architecture": config.architecture,
         "input": input_spec,
@@ -148,9 +151,10 @@ def train_on_arrays(config: TrainConfig, X: np.ndarray, y: np.ndarray, splits, o
             "model": model, "test_scores": probs[:, 1]}
 
 
-def train_model(signal_files, background_files, architecture: str | None = None, output_dir=None,
-                config: TrainConfig | dict | None = None, *, resume: bool = False, progress: bool = True, log=print,
-                **settings) -> dict:
+def train_model(signal_files: Sequence[Any], background_files: Sequence[Any], architecture: str | None = None,
+                output_dir: str | Path | None = None, config: TrainConfig | dict | None = None, *,
+                resume: bool = False, progress: bool = True, log: Callable[[str], Any] | None = print,
+                **settings: Any) -> dict[str, Any]:
     """Train a tagger on signal vs background ROOT files and save an artifact.
 
     Parameters
