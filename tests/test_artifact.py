@@ -13,37 +13,11 @@ torch.set_num_threads(1)
 from coffea_jetimg.artifact import ArtifactError, load_artifact, save_artifact, validate_spec  # noqa: E402
 
 
-class TinyCNN(torch.nn.Module):
-    def __init__(self, c=1, n=8, n_classes=2):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(c, 3, 3, padding=1)
-        self.fc = torch.nn.Linear(3 * n * n, n_classes)
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.conv(x)).flatten(1))
-
-
-def image_spec_dict(npix=8):
-    return {"npix": npix, "channels": ["pt"]}
-
-
-def make_spec(name="tiny", kind="image", shape=(1, 8, 8), classes=("qcd", "top")):
-    inp = {"kind": kind, "jets": "FatJet", "shape": list(shape)}
-    if kind == "image":
-        inp["image_spec"] = image_spec_dict(shape[-1])
-    elif kind == "lorentz":
-        inp["n_constituents"] = shape[-1]
-    elif kind == "features":
-        inp["features"] = ["pt", "msoftdrop", "tau32"][: shape[0]]
-    return {"name": name, "architecture": "tinycnn", "input": inp, "class_names": list(classes),
-            "signal_class": classes[-1], "training": {"epochs": 0}, "metrics": {}}
-
-
 @pytest.fixture
-def artifact_dir(tmp_path):
+def artifact_dir(tmp_path, tiny_cnn, tiny_spec):
     torch.manual_seed(0)
-    model = TinyCNN().eval()
-    return save_artifact(tmp_path / "art", model, make_spec(), torch.randn(4, 1, 8, 8)), model
+    model = tiny_cnn().eval()
+    return save_artifact(tmp_path / "art", model, tiny_spec(), torch.randn(4, 1, 8, 8)), model
 
 
 def test_round_trip_torchscript_and_onnx_equal_eager(artifact_dir):
@@ -65,7 +39,7 @@ def test_round_trip_torchscript_and_onnx_equal_eager(artifact_dir):
     np.testing.assert_allclose(onnx_out, eager, atol=1e-5)
 
 
-def test_trace_fallback_for_unscriptable_model(tmp_path):
+def test_trace_fallback_for_unscriptable_model(tmp_path, tiny_spec):
     class Unscriptable(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -75,16 +49,16 @@ def test_trace_fallback_for_unscriptable_model(tmp_path):
             kw = {"start_dim": 1}  # **kwargs unpacking is not TorchScript
             return self.fc(x.flatten(**kw))
 
-    spec = make_spec(kind="features", shape=(3,))
+    spec = tiny_spec(kind="features", shape=(3,))
     path = save_artifact(tmp_path / "f", Unscriptable().eval(), spec, torch.randn(5, 3))
     saved = json.loads((path / "spec.json").read_text())
     assert saved["files"]["torchscript_method"] == "trace"
     assert load_artifact(path).module(torch.zeros(2, 3)).shape == (2, 2)
 
 
-def test_save_rejects_wrong_output_shape(tmp_path):
+def test_save_rejects_wrong_output_shape(tmp_path, tiny_cnn, tiny_spec):
     with pytest.raises(ArtifactError, match="classes"):
-        save_artifact(tmp_path / "x", TinyCNN(n_classes=3).eval(), make_spec(), torch.randn(2, 1, 8, 8))
+        save_artifact(tmp_path / "x", tiny_cnn(n_classes=3).eval(), tiny_spec(), torch.randn(2, 1, 8, 8))
 
 
 def test_missing_directory(tmp_path):
@@ -154,7 +128,7 @@ def test_pickled_model_is_refused(artifact_dir):
         load_artifact(path).module
 
 
-def test_validate_spec_fills_defaults():
-    spec = validate_spec(make_spec(kind="lorentz", shape=(4, 20)))
+def test_validate_spec_fills_defaults(tiny_spec):
+    spec = validate_spec(tiny_spec(kind="lorentz", shape=(4, 20)))
     assert spec["input"]["jets"] == "FatJet" and spec["input"]["image_spec"] is None
     assert spec["input"]["n_constituents"] == 20

@@ -28,7 +28,6 @@ import hist
 from coffea import processor
 from coffea.nanoevents import PFNanoAODSchema
 from coffea_jetimg.processors.jet_tagging import JetTaggingProcessor
-from test_artifact import TinyCNN
 
 from coffea_jetimg.artifact import save_artifact
 
@@ -36,12 +35,12 @@ PROC_NAME = "JetTaggingProcessor"  # DaskExecutor names the processing tasks aft
 
 
 @pytest.fixture(scope="module")
-def cnn_artifact(tmp_path_factory):
+def cnn_artifact(tmp_path_factory, tiny_cnn):
     from coffea_jetimg.images import JetImageSpec
 
     torch.manual_seed(5)
     img = JetImageSpec(npix=(8, 8), pixel_size=(0.1, 0.1)).to_dict()
-    return str(save_artifact(tmp_path_factory.mktemp("fault_models") / "cnn", TinyCNN().eval(),
+    return str(save_artifact(tmp_path_factory.mktemp("fault_models") / "cnn", tiny_cnn().eval(),
                              {"name": "cnn", "architecture": "tiny", "input": {"kind": "image", "image_spec": img},
                               "class_names": ["qcd", "top"], "signal_class": "top"},
                              torch.randn(2, 1, 8, 8)))

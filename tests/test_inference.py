@@ -13,14 +13,13 @@ torch.set_num_threads(1)
 from coffea_jetimg import inference  # noqa: E402
 from coffea_jetimg.artifact import save_artifact  # noqa: E402
 from coffea_jetimg.inference import Tagger, run_batched, softmax  # noqa: E402
-from test_artifact import TinyCNN, make_spec  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def art(tmp_path_factory):
+def art(tmp_path_factory, tiny_cnn, tiny_spec):
     torch.manual_seed(1)
-    model = TinyCNN().eval()
-    path = save_artifact(tmp_path_factory.mktemp("inf") / "tiny", model, make_spec(), torch.randn(3, 1, 8, 8))
+    model = tiny_cnn().eval()
+    path = save_artifact(tmp_path_factory.mktemp("inf") / "tiny", model, tiny_spec(), torch.randn(3, 1, 8, 8))
     return path, model
 
 
@@ -128,17 +127,17 @@ def test_softmax_stable():
     np.testing.assert_allclose(p, [[1, 0], [0.5, 0.5]], atol=1e-7)
 
 
-def test_overwritten_artifact_is_loaded_again(tmp_path):
+def test_overwritten_artifact_is_loaded_again(tmp_path, tiny_cnn, tiny_spec):
     """The per-process cache is keyed by the artifact's content, not its path: an artifact
     retrained into the same directory is loaded again (issue 19, item 11)."""
     x = np.random.default_rng(3).normal(size=(6, 1, 8, 8)).astype(np.float32)
     torch.manual_seed(11)
-    first = TinyCNN().eval()
-    path = save_artifact(tmp_path / "same", first, make_spec(), torch.randn(3, 1, 8, 8))
+    first = tiny_cnn().eval()
+    path = save_artifact(tmp_path / "same", first, tiny_spec(), torch.randn(3, 1, 8, 8))
     p1 = Tagger(path, device="cpu").predict(x)
     torch.manual_seed(12)
-    second = TinyCNN().eval()
-    save_artifact(path, second, make_spec(), torch.randn(3, 1, 8, 8))  # same directory, new weights
+    second = tiny_cnn().eval()
+    save_artifact(path, second, tiny_spec(), torch.randn(3, 1, 8, 8))  # same directory, new weights
     p2 = Tagger(path, device="cpu").predict(x)
     with torch.no_grad():
         ref2 = torch.softmax(second(torch.from_numpy(x)), dim=1).numpy()

@@ -69,24 +69,22 @@ def test_inline_pfnano_some_jets_have_no_candidates(inline_file):
     assert ak.sum(ev.Jet.nConstituents) > ak.sum(n)
 
 
-def _tiny_artifact(tmp_path):
-    from test_artifact import TinyCNN
-
+def _tiny_artifact(tmp_path, tiny_cnn):
     from coffea_jetimg.artifact import save_artifact
     from coffea_jetimg.images import JetImageSpec
 
     torch.manual_seed(3)
     img = JetImageSpec(npix=(8, 8), pixel_size=(0.1, 0.1)).to_dict()
-    return str(save_artifact(tmp_path / "cnn", TinyCNN().eval(),
+    return str(save_artifact(tmp_path / "cnn", tiny_cnn().eval(),
                              {"name": "cnn", "architecture": "tiny", "input": {"kind": "image", "image_spec": img},
                               "class_names": ["qcd", "top"], "signal_class": "top"}, torch.randn(2, 1, 8, 8)))
 
 
 @pytest.mark.parametrize("jets,pt_min", [("Jet", "20"), ("FatJet", "200")])
-def test_run_cli_on_inline_pfnano(inline_file, tmp_path, jets, pt_min, capsys):
+def test_run_cli_on_inline_pfnano(inline_file, tmp_path, jets, pt_min, capsys, tiny_cnn):
     from coffea_jetimg.cli import main
 
-    art = _tiny_artifact(tmp_path)
+    art = _tiny_artifact(tmp_path, tiny_cnn)
     fs = tmp_path / "fs.json"
     fs.write_text(json.dumps({"qcd": {"files": [inline_file], "metadata": {"label": "qcd"}}}))
     out = tmp_path / "out"
@@ -115,7 +113,7 @@ def test_train_cli_on_inline_pfnano(inline_file, pfnano_file, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("executor", ["iterative", "dask"])
-def test_run_cli_on_rntuple_equals_ttree(pfnano_file, tmp_path, executor, capsys):
+def test_run_cli_on_rntuple_equals_ttree(pfnano_file, tmp_path, executor, capsys, tiny_cnn):
     """The processor over an RNTuple copy of pfnano.root (written by uproot >= 5.7) fills the
     histograms of the TTree file, on the iterative executor and on Dask."""
     from coffea.util import load
@@ -132,7 +130,7 @@ def test_run_cli_on_rntuple_equals_ttree(pfnano_file, tmp_path, executor, capsys
         f["Events"] = src.arrays(keep, library="ak", how=dict)
     if not isinstance(uproot.open(rn)["Events"], uproot.behaviors.RNTuple.RNTuple):
         pytest.skip("this uproot does not write RNTuple")
-    art = _tiny_artifact(tmp_path)
+    art = _tiny_artifact(tmp_path, tiny_cnn)
     outs = []
     for name, path in (("ttree", pfnano_file), ("rntuple", str(rn))):
         fs = tmp_path / f"{name}.json"

@@ -26,7 +26,6 @@ from coffea_jetimg.artifact import save_artifact  # noqa: E402
 from coffea_jetimg.errors import JetImgError, ServerError  # noqa: E402
 from coffea_jetimg.inference import Tagger  # noqa: E402
 from coffea_jetimg.processors.jet_tagging import JetTaggingProcessor  # noqa: E402
-from test_artifact import TinyCNN  # noqa: E402
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -47,7 +46,7 @@ def _server_env():
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory, generated_top, generated_qcd):
+def artifacts(tmp_path_factory, generated_top, generated_qcd, tiny_cnn):
     """A LoLa trained for two epochs on the generated top vs QCD files, and a small image CNN."""
     from coffea_jetimg.images import JetImageSpec
     from coffea_jetimg.train import train_model
@@ -57,7 +56,7 @@ def artifacts(tmp_path_factory, generated_top, generated_qcd):
                 epochs=2, batch_size=64, lr=3e-3, seed=0, name="lola", progress=False, log=None)
     torch.manual_seed(7)
     img = JetImageSpec(npix=(8, 8), pixel_size=(0.1, 0.1)).to_dict()
-    cnn = save_artifact(d / "cnn", TinyCNN().eval(), {"name": "cnn", "input": {"kind": "image", "image_spec": img},
+    cnn = save_artifact(d / "cnn", tiny_cnn().eval(), {"name": "cnn", "input": {"kind": "image", "image_spec": img},
                                                       "class_names": ["qcd", "top"], "signal_class": "top",
                                                       "architecture": "tiny"}, torch.randn(2, 1, 8, 8))
     lola = d / "lola"
