@@ -76,7 +76,8 @@ def main(argv=None) -> int:
             n = args.events
             # events per CPU-second of this (single-threaded) process: robust on a shared machine
             rb, rf = n / cb, n / cf
-            print(f"{proc:6s} bare pythia: {rb:7.1f} ev/s/core ({1e3 * cb / n:6.2f} ms CPU/ev, wall {1e3 * wb / n:6.2f})   "
+            print(f"{proc:6s} bare pythia: {rb:7.1f} ev/s/core "
+                  f"({1e3 * cb / n:6.2f} ms CPU/ev, wall {1e3 * wb / n:6.2f})   "
                   f"full: {rf:7.1f} ev/s/core ({1e3 * cf / n:6.2f} ms CPU/ev, wall {1e3 * wf / n:6.2f})   "
                   f"full/pythia: CPU {cf / cb:4.2f}, wall {wf / wb:4.2f}   file: {size / n / 1024:.1f} kB/ev")
             results.append((proc, cf / cb, rb, rf))

@@ -58,7 +58,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=20000, help="jets per measurement")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--oom-images", type=int, default=30000, help="event images in the OOM-halving check (4 bytes x 150k each)")
+    p.add_argument("--oom-images", type=int, default=30000,
+                   help="event images in the OOM-halving check (4 bytes x 150k each)")
     args = p.parse_args(argv)
     cuda = torch.cuda.is_available()
     print(f"torch {torch.__version__}, CUDA available: {cuda}"
@@ -95,7 +96,8 @@ def main(argv=None) -> int:
                     t = _time(lambda: gpu.predict(x), args.repeats)
                     row[f"cuda_bs{bs}_per_s"] = n / t
                     row[f"cuda_bs{bs}_maxdiff"] = diff
-                    print(f"{arch:9s} CUDA batch {bs:6d}: {n / t:10.0f} /s   x{(n / t) / row['cpu_1thread_per_s']:7.1f} vs CPU 1 thread;"
+                    print(f"{arch:9s} CUDA batch {bs:6d}: {n / t:10.0f} /s   "
+                          f"x{(n / t) / row['cpu_1thread_per_s']:7.1f} vs CPU 1 thread;"
                           f" max |p_cuda - p_cpu| = {diff:.2e}")
                 if kind == "event_image":
                     free, total = torch.cuda.mem_get_info()
@@ -110,15 +112,18 @@ def main(argv=None) -> int:
                     dt = time.perf_counter() - t0
                     ok = bool(np.all(np.isfinite(out)) and np.allclose(out.sum(axis=1), 1, atol=1e-4))
                     print(f"{arch:9s} OOM halving: asked batch {huge}, ran with {big.last_batch_size}"
-                          f" on {len(xs)} images in {dt:.1f} s; outputs valid: {ok}; GPU memory {total / 2**30:.0f} GiB")
+                          f" on {len(xs)} images in {dt:.1f} s; outputs valid: {ok};"
+                          f" GPU memory {total / 2**30:.0f} GiB")
                     row["oom_asked"], row["oom_used"] = huge, big.last_batch_size
             results[arch] = row
             clear_cache()
     if cuda:
-        best = {a: max(v for k, v in r.items() if k.endswith("_per_s") and k.startswith("cuda")) for a, r in results.items()}
+        best = {a: max(v for k, v in r.items() if k.endswith("_per_s") and k.startswith("cuda"))
+                for a, r in results.items()}
         speed = {a: best[a] / results[a]["cpu_1thread_per_s"] for a in results}
         maxdiff = max(v for r in results.values() for k, v in r.items() if k.endswith("maxdiff"))
-        print("RESULT " + " ".join(f"{a}_gpu_over_cpu1={s:.0f}" for a, s in speed.items()) + f" max_prob_diff={maxdiff:.1e}")
+        print("RESULT " + " ".join(f"{a}_gpu_over_cpu1={s:.0f}" for a, s in speed.items())
+              + f" max_prob_diff={maxdiff:.1e}")
     else:
         print("RESULT no CUDA device: CPU figures only")
     return 0

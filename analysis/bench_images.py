@@ -171,7 +171,8 @@ def chunk_cost(events, label, spec, repeats, t_cold=None):
     cold = f"; first pass with the file read {t_cold / nj * 1e6:.1f} µs per jet" if t_cold is not None else ""
     print(f"NanoEvents chunk ({label}, {len(events)} events, {nj} FatJets, {o2[-1]} constituents): constituents() "
           f"{t_c * 1e3:.2f} ms with fields={few} (all {len(CANDIDATE_FIELDS + OPTIONAL_FIELDS)} fields: "
-          f"{t_all * 1e3:.2f} ms, {t_all / max(t_c, 1e-12):.2f}x), flat_jet_constituents {t_f * 1e3:.2f} ms, kernel {t_kk * 1e3:.3f} ms → "
+          f"{t_all * 1e3:.2f} ms, {t_all / max(t_c, 1e-12):.2f}x), flat_jet_constituents {t_f * 1e3:.2f} ms, "
+          f"kernel {t_kk * 1e3:.3f} ms → "
           f"{(t_c + t_f) / max(t_kk, 1e-12):.1f}x the kernel time beyond it (per jet: {(t_c + t_f) / nj * 1e6:.1f} µs "
           f"vs kernel {t_kk / nj * 1e6:.2f} µs{cold})")
 
@@ -343,7 +344,8 @@ def main(argv=None):
     t_flat, _ = timeit(lambda: flat_jet_constituents(ev_ak, ("pt", "eta", "phi", "mass")), args.repeats)
     t_k = n_ev * per_event / res["a"]["ours"]
     print(f"(a) from awkward events → jets → constituents: {n_ev * per_event / t_adapt:,.0f} jets/s; "
-          f"offset unpacking (flat_jet_constituents) {t_flat * 1e3:.1f} ms = {t_flat / t_adapt * 100:.0f}% of the call, "
+          f"offset unpacking (flat_jet_constituents) {t_flat * 1e3:.1f} ms = "
+          f"{t_flat / t_adapt * 100:.0f}% of the call, "
           f"kernel+alloc ≈ {t_k * 1e3:.1f} ms")
 
     # real NanoEvents chunks: pfnano.root (small: 10 events), and --chunk-file (e.g. a generated file)

@@ -79,7 +79,8 @@ SETTINGS: dict = {
     "monitor": ("training.monitor", "loss", dict(
         choices=("loss", "auc"), help="validation figure that picks the kept weights, early stopping and --lr-decay")),
     "lr_decay": ("training.lr_decay", 1.0, dict(
-        type=float, help="learning-rate factor after --lr-patience epochs without a better validation figure (1: constant)")),
+        type=float,
+        help="learning-rate factor after --lr-patience epochs without a better validation figure (1: constant)")),
     "lr_patience": ("training.lr_patience", 2, dict(type=int, help="epochs without improvement before --lr-decay")),
     "swa_start": ("training.swa_start", None, dict(
         type=int, metavar="EPOCH", help="DeepTop and LoLa: average the weights of every epoch from this one (0-based) "
@@ -112,7 +113,8 @@ SETTINGS: dict = {
     "deeptop_weight_decay": ("deeptop.weight_decay", 0.0, dict(type=float, help="Adam L2 weight decay for DeepTop")),
     # LoLa
     "n_constituents": ("lola.n_constituents", 40, dict(type=int, help="LoLa constituents")),
-    "lola_combinations": ("lola.combinations", 15, dict(type=int, help="CoLa's trainable combinations M - N (paper: 15)")),
+    "lola_combinations": ("lola.combinations", 15, dict(
+        type=int, help="CoLa's trainable combinations M - N (paper: 15)")),
     "lola_hidden": ("lola.hidden", [100, 50], dict(
         type=int, nargs="+", metavar="WIDTH", help="LoLa's dense layers after the Lorentz layer (paper: 100 50)")),
     "lola_weight_decay": ("lola.weight_decay", 1e-3, dict(
@@ -142,7 +144,8 @@ def read_config(path: Path) -> dict:
             else:
                 out[name] = v
     if unknown:
-        raise SystemExit(f"--config {path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(by_key))}")
+        raise SystemExit(f"--config {path}: unknown setting(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(sorted(by_key))}")
     return out
 
 
@@ -205,7 +208,8 @@ def train_configs(args, model_seed: int) -> dict:
                                   model_kwargs={"filters": args.deeptop_filters, "dropout": args.deeptop_dropout},
                                   weight_decay=args.deeptop_weight_decay),
         "lola": common.replace(architecture="lola", n_constituents=args.n_constituents,
-                               model_kwargs={"n_combinations": args.lola_combinations, "hidden": list(args.lola_hidden)},
+                               model_kwargs={"n_combinations": args.lola_combinations,
+                                             "hidden": list(args.lola_hidden)},
                                weight_decay=args.lola_weight_decay),
     }
 
@@ -377,12 +381,14 @@ def main(argv=None) -> int:
     files = generate_samples(args.jets_per_class, args.data_dir, args.workers, args.seed, args.reuse, log)
     gen_time = files.pop("_timing_s")
     if args.generate_only:
-        log(f"generated in {sum(gen_time.values()):.0f} s: " + ", ".join(f"{k}: {len(v)} files" for k, v in files.items()))
+        log(f"generated in {sum(gen_time.values()):.0f} s: "
+            + ", ".join(f"{k}: {len(v)} files" for k, v in files.items()))
         return 0
 
     configs = train_configs(args, model_seed)
     specs = {
-        "deeptop": make_input_spec("deeptop", image_preset="deeptop", image_overrides=configs["deeptop"].image_overrides),
+        "deeptop": make_input_spec("deeptop", image_preset="deeptop",
+                                   image_overrides=configs["deeptop"].image_overrides),
         "lola": make_input_spec("lola", n_constituents=args.n_constituents),
         "bdt": make_input_spec("fc", features=BDT_FEATURES),
     }

@@ -10,9 +10,9 @@ model's inputs from its artifact's own input spec (the processor's code path:
 
 - ``top_tagging_holdout.json``/``.md``: AUC, 1/ε_B at ε_S = 0.3 and 0.5 with the number of QCD
   jets passing (interpolated between the two cuts that bracket ε_S, as everywhere in the package:
-  :func:`coffea_jetimg.metrics.working_point`), 68% bootstrap intervals, and each model's rejection relative to the BDT's with
-  its bootstrap interval (the models share the QCD jets, so the ratio's error is smaller than
-  the errors of its parts added);
+  :func:`coffea_jetimg.metrics.working_point`), 68% bootstrap intervals, and each model's
+  rejection relative to the BDT's with its bootstrap interval (the models share the QCD jets, so
+  the ratio's error is smaller than the errors of its parts added);
 - ``top_tagging_holdout_scores.npz``: labels and per-model scores, from which
   ``--scores-from`` recomputes every number without the generator or the models.
 
@@ -20,7 +20,8 @@ Generation stops at ``--top-jets``/``--qcd-jets`` or at the ``--*-budget-s`` tim
 whichever comes first (whole rounds; a round is one file).
 
     python analysis/top_tagging_holdout.py --top-jets 20000 --qcd-jets 100000 --workers 16
-    python analysis/top_tagging_holdout.py --scores-from analysis/results/top_tagging/top_tagging_holdout_scores.npz --bdt swa:bdt
+    python analysis/top_tagging_holdout.py --bdt swa:bdt \\
+        --scores-from analysis/results/top_tagging/top_tagging_holdout_scores.npz
 """
 
 from __future__ import annotations
@@ -238,7 +239,8 @@ def write_markdown(summary: dict, path: Path) -> None:
         f"Models: the artifacts of `analysis/top_tagging.py`. Intervals: 68% bootstrap ({summary['n_bootstrap']} "
         "resamples)."),
         "",
-        "| model | AUC | 1/ε_B (ε_S=0.3) [QCD jets passing] | 1/ε_B (ε_S=0.5) [passing] | ÷ BDT at 0.3 | ÷ BDT at 0.5 |",
+        ("| model | AUC | 1/ε_B (ε_S=0.3) [QCD jets passing] | 1/ε_B (ε_S=0.5) [passing] "
+         "| ÷ BDT at 0.3 | ÷ BDT at 0.5 |"),
         "|---|---|---|---|---|---|",
     ]
 
@@ -353,7 +355,8 @@ def main(argv=None) -> int:
         from coffea_jetimg.training import resolve_device
 
         device = resolve_device(args.device)
-        log(f"holdout: up to {args.top_jets} top and {args.qcd_jets} QCD jets, {args.workers} workers, seed {args.seed}")
+        log(f"holdout: up to {args.top_jets} top and {args.qcd_jets} QCD jets, "
+            f"{args.workers} workers, seed {args.seed}")
         top_files, gen_s["top"] = generate_holdout("top", TOP, args.top_jets, args.top_budget_s, args.data_dir,
                                                    args.seed, args.workers, args.round_events, args.reuse, log)
         qcd_files, gen_s["qcd"] = generate_holdout("qcd", QCD, args.qcd_jets, args.qcd_budget_s, args.data_dir,

@@ -74,7 +74,9 @@ def main(argv=None) -> int:
         ap.error("--reference-jets-per-class must be smaller than --jets-per-class")
     top = sorted(str(p) for p in args.data_dir.glob(f"top_s{args.seed}_r*.root"))
     qcd = sorted(str(p) for p in args.data_dir.glob(f"qcd_s{args.seed}_r*.root"))
-    rnd = lambda p: int(Path(p).stem.rsplit("_r", 1)[1])
+    def rnd(p):
+        return int(Path(p).stem.rsplit("_r", 1)[1])
+
     top, qcd = sorted(top, key=rnd), sorted(qcd, key=rnd)
     artifacts = [(a.partition("=")[0], Path(a.partition("=")[2])) for a in args.artifacts]
     models, keys, sig, bkg = models_and_inputs(artifacts, top, qcd, n, n, args.device, log)
@@ -129,7 +131,8 @@ def main(argv=None) -> int:
          f"{n}/class run that the {m}/class run neither trained nor validated on. Ratios to `{args.bdt}`; "
          f"68% bootstrap intervals ({args.n_bootstrap} resamples, paired: the same jets for every model)."),
         "",
-        "| model | AUC | 1/ε_B (ε_S=0.3) [68%] (QCD passing) | ÷ BDT (0.3) [68%] | 1/ε_B (ε_S=0.5) [68%] | ÷ BDT (0.5) [68%] |",
+        ("| model | AUC | 1/ε_B (ε_S=0.3) [68%] (QCD passing) | ÷ BDT (0.3) [68%] "
+         "| 1/ε_B (ε_S=0.5) [68%] | ÷ BDT (0.5) [68%] |"),
         "|---|---|---|---|---|---|",
     ]
     for name, r in res.items():
@@ -145,7 +148,8 @@ def main(argv=None) -> int:
         lines.append(f"| {name} | {r['auc']:.4f} | " + " | ".join(cells) + " |")
     (args.results / "top_tagging_paired.md").write_text("\n".join(lines) + "\n")
     for name, r in res.items():
-        log(f"{name}: AUC {r['auc']:.4f}, 1/eB(0.3) {r['inv_eff_bkg_at_0.3']:.0f} ({r['n_background_pass_at_0.3']:g} QCD)"
+        log(f"{name}: AUC {r['auc']:.4f}, 1/eB(0.3) {r['inv_eff_bkg_at_0.3']:.0f} "
+            f"({r['n_background_pass_at_0.3']:g} QCD)"
             + (f", /BDT {r['ratio_to_bdt_at_0.3']:.2f} {np.round(r['ratio_to_bdt_at_0.3_68cl'], 2).tolist()}"
                if "ratio_to_bdt_at_0.3" in r else ""))
     log(f"wrote {args.results / 'top_tagging_paired.json'}")

@@ -34,6 +34,13 @@ _LAZY = {
     "ArtifactError": ".errors",
     "build_inputs": ".inputs",
     "Tagger": ".inference",
+    "ServerError": ".errors",
+    "TrainConfig": ".training",
+    "train_model": ".training",
+    "InputPlan": ".inputs",
+    "input_from_spec": ".inputs",
+    "select_jets": ".selection",
+    "TruthLabel": ".selection",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

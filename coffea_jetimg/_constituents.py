@@ -22,7 +22,8 @@ from ._util import fields_of as _fields
 from .errors import ConstituentsError
 from .kinematics import wrap_phi
 
-__all__ = ["constituents", "constituent_columns", "detect_layout", "ConstituentsError", "flat_jet_constituents", "CANDIDATE_FIELDS", "OPTIONAL_FIELDS"]
+__all__ = ["constituents", "constituent_columns", "detect_layout", "ConstituentsError", "flat_jet_constituents",
+           "CANDIDATE_FIELDS", "OPTIONAL_FIELDS"]
 
 #: Fields every constituent record carries (GeV, rad; charge in e; PDG id).
 CANDIDATE_FIELDS = ("pt", "eta", "phi", "mass", "charge", "pdgId")
@@ -216,7 +217,8 @@ _DELPHES_FLOWS = (
 _DELPHES_DTYPES = {"pt": np.float32, "eta": np.float32, "phi": np.float32, "mass": np.float32,
                    "charge": np.int32, "pdgId": np.int32, "d0": np.float32, "dz": np.float32}
 #: Our field → the Delphes branch (pt: the flow's own PT or ET branch).
-_DELPHES_BRANCH = {"eta": "Eta", "phi": "Phi", "mass": "Mass", "charge": "Charge", "pdgId": "PID", "d0": "D0", "dz": "DZ"}
+_DELPHES_BRANCH = {"eta": "Eta", "phi": "Phi", "mass": "Mass", "charge": "Charge", "pdgId": "PID", "d0": "D0",
+                   "dz": "DZ"}
 
 
 def _delphes(events, jets, fields=None):
@@ -354,7 +356,7 @@ def constituents(events, jets: str = "FatJet", *, sanitize: bool = True, fields=
     try:
         import dask_awkward as dak
     except ImportError:  # pragma: no cover
-        dak = None
+        dak = None  # type: ignore[assignment]
     if dak is not None and isinstance(events, dak.Array):
         return _constituents_dask(events, jets, sanitize, fields, layout)
     return _constituents_eager(events, jets, sanitize, fields, layout)
@@ -424,7 +426,8 @@ def flat_jet_constituents(cands, fields=("pt", "eta", "phi", "mass")):
     if cands.ndim == 3:
         cands = ak.flatten(cands, axis=1)
     if cands.ndim != 2:
-        raise ValueError(f"expected jets → candidates (2 levels) or events → jets → candidates (3), got type {cands.type}")
+        raise ValueError("expected jets → candidates (2 levels) or events → jets → candidates (3), "
+                         f"got type {cands.type}")
     cands = ak.fill_none(cands, [], axis=0)
     counts = ak.to_numpy(ak.num(cands, axis=1)).astype(np.int64)
     offsets = np.zeros(len(counts) + 1, dtype=np.int64)

@@ -7,13 +7,15 @@
    hardest constituents, a few epochs each; each is saved as an artifact (TorchScript + ONNX +
    spec.json).
 3. Runs the JetTaggingProcessor with both taggers and their ensemble (mean probabilities) over
-   the analysis files on a Dask LocalCluster, filling hist histograms (score x truth class x pT x soft-drop mass x |eta| x nPV,
-   average images, pixel-score moments, cutflow).
+   the analysis files on a Dask LocalCluster, filling hist histograms (score x truth class x pT x
+   soft-drop mass x |eta| x nPV, average images, pixel-score moments, cutflow).
 4. Writes histograms (coffea pickle + ROOT), ROC / sliced-mass / decorrelation / average-image /
    Pearson-map PNGs, summary.json and report.md / report.html into the output folder.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import argparse
 import json
@@ -55,14 +57,15 @@ def _generate(outdir: Path, args, log) -> dict[str, Path]:
 def _train(outdir: Path, files: dict, args, log) -> dict[str, dict]:
     from .train import train_model
 
-    common = dict(pt_range=(450.0, 800.0), abs_eta_max=2.0, label_from="file", signal_truth=1, background_truth=0,
-                  class_names=("qcd", "top"), epochs=args.epochs, seed=args.seed, device="auto",
+    common: dict[str, Any] = dict(pt_range=(450.0, 800.0), abs_eta_max=2.0, label_from="file", signal_truth=1,
+                  background_truth=0, class_names=("qcd", "top"), epochs=args.epochs, seed=args.seed, device="auto",
                   progress=not args.no_progress, log=log)
     results = {}
-    for name, kw in (
+    kws: tuple[tuple[str, dict[str, Any]], ...] = (
         ("cnn", dict(architecture="deeptop", image_preset="deeptop", batch_size=64, lr=1e-3)),
         ("lola", dict(architecture="lola", n_constituents=30, batch_size=64, lr=1e-3)),
-    ):
+    )
+    for name, kw in kws:
         t0 = time.perf_counter()
         res = train_model([str(files["top_train"])], [str(files["qcd_train"])], output_dir=outdir / "models" / name,
                           name=name, **kw, **common)
@@ -97,7 +100,8 @@ def _run_processor(outdir: Path, files: dict, models: dict, args) -> dict:
 
 def _table(summary: dict, models: dict) -> str:
     lines = [
-        "| model | test-set AUC (training) | AUC (processor, hist) | 1/εB at εS=0.3 | 1/εB at εS=0.5 | 1/JSD at εS=0.5 | train time |",
+        ("| model | test-set AUC (training) | AUC (processor, hist) | 1/εB at εS=0.3 | 1/εB at εS=0.5 "
+         "| 1/JSD at εS=0.5 | train time |"),
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     rows = [(name, name, f"{res['metrics'].get('auc', float('nan')):.4f}", f"{res['train_time_s']:.0f} s")

@@ -14,7 +14,8 @@ from typing import Literal
 
 from .errors import InputFileError
 
-__all__ = ["InputFileError", "open_events", "check_file", "detect_schema", "schema_class", "missing_event_ids", "SCHEMAS"]
+__all__ = ["InputFileError", "open_events", "check_file", "detect_schema", "schema_class", "missing_event_ids",
+           "SCHEMAS"]
 
 SCHEMAS = ("pfnano", "nanoaod", "delphes")
 
@@ -100,7 +101,9 @@ def _open_checked(path, treename: str | None = None):
     try:
         fobj = uproot.open(path)
     except Exception as err:  # uproot raises several types for broken files
-        raise InputFileError(path, f"cannot be opened as ROOT ({type(err).__name__}: {err})".replace("\n", " ")) from err
+        raise InputFileError(
+            path, f"cannot be opened as ROOT ({type(err).__name__}: {err})".replace("\n", " ")
+        ) from err
     try:
         try:
             name = treename or _tree_name_for(fobj)
@@ -111,7 +114,8 @@ def _open_checked(path, treename: str | None = None):
         if treename is not None:
             keys = {k.split(";")[0]: c for k, c in fobj.classnames(recursive=False).items()}
             if treename not in keys:
-                trees = sorted(k for k, c in keys.items() if c in ("TTree", "ROOT::RNTuple", "ROOT::Experimental::RNTuple"))
+                trees = sorted(k for k, c in keys.items()
+                               if c in ("TTree", "ROOT::RNTuple", "ROOT::Experimental::RNTuple"))
                 raise InputFileError(path, f"has no tree {treename!r}; its trees: {trees or sorted(keys)}")
         try:
             tree = fobj[name]
@@ -120,7 +124,8 @@ def _open_checked(path, treename: str | None = None):
             n = tree.num_entries
         except Exception as err:
             raise InputFileError(
-                path, f"tree '{name}' cannot be read, the file may be truncated ({type(err).__name__}: {err})".replace("\n", " ")
+                path, (f"tree '{name}' cannot be read, the file may be truncated "
+                       f"({type(err).__name__}: {err})").replace("\n", " ")
             ) from err
         # a truncated file opens but its baskets beyond the cut are unreadable: read the last
         # basket of one branch to find out now, not deep inside a processor
@@ -133,7 +138,8 @@ def _open_checked(path, treename: str | None = None):
                     tree.arrays([branches[-1]], entry_start=max(n - 1, 0))
             except Exception as err:
                 raise InputFileError(
-                    path, f"tree '{name}' is truncated or corrupt: branch '{branches[-1]}' cannot be read ({type(err).__name__})"
+                    path, f"tree '{name}' is truncated or corrupt: branch '{branches[-1]}' cannot be read "
+                          f"({type(err).__name__})"
                 ) from err
     except BaseException:
         fobj.close()
@@ -225,7 +231,7 @@ def _prime_on_open() -> None:
             _prime_rntuple_fields(self)
         return fields
 
-    all_fields._jetimg_primed = True
+    all_fields._jetimg_primed = True  # type: ignore[attr-defined]
     RNTupleModel.all_fields = property(all_fields, doc=orig.__doc__)
 
 

@@ -83,7 +83,7 @@ def image_params(**values) -> np.ndarray:
     ``fast_paths`` have defaults (none, 0, 0, on); ``n_oe``, ``n_op`` default to ``n_eta``,
     ``n_phi``. Unknown or missing names raise ``ValueError``.
     """
-    vals = dict(_PARAM_DEFAULTS)
+    vals: dict = dict(_PARAM_DEFAULTS)
     vals.setdefault("n_oe", values.get("n_eta"))
     vals.setdefault("n_op", values.get("n_phi"))
     unknown = sorted(set(values) - set(IMAGE_PARAMS))
@@ -853,11 +853,11 @@ def _images_maxima(offsets, pt, eta, phi, mass, weights, out, valid, params, su,
     towers, threshold or vertical flip. The same arithmetic as :func:`_prepare_jet` +
     :func:`_maxima` + the general scatter (so the same pixels; the normalisation differs by float
     rounding: channel sums are taken over constituents, as in :func:`_images_centroid`), in light
-    passes per jet: (1) coordinates and centroid, (2) shift fused with the grid pixel (branch-free), the pT sums on a dense
-    grid with the touched pixels listed in first-touch order, then the maxima search over the
-    touched pixels only, (3) final shift, then rotation and flip fused with the output pixel,
-    channel sums, (4) one scaled write per constituent. ``su, sv`` (float64) and ``pix`` (int32) are scratch
-    of the largest jet's size."""
+    passes per jet: (1) coordinates and centroid, (2) shift fused with the grid pixel (branch-free),
+    the pT sums on a dense grid with the touched pixels listed in first-touch order, then the
+    maxima search over the touched pixels only, (3) final shift, then rotation and flip fused with
+    the output pixel, channel sums, (4) one scaled write per constituent. ``su, sv`` (float64) and
+    ``pix`` (int32) are scratch of the largest jet's size."""
     (coord, centre, boost, rotation, _, flip, _, norm, _, n_eta, n_phi, d_eta, d_phi, n_oe, n_op, _, maxima_dr,
      _) = _unpack_params(params)
     n_jets = offsets.shape[0] - 1

@@ -38,7 +38,8 @@ def build_markdown(summary: dict, title: str) -> str:
     lines = [f"# {title}", ""]
     if summary.get("complete") is False:
         lines += ["## Incomplete run", "", f"The run stopped: {summary.get('error', 'unknown error')}. The histograms "
-                  f"hold {len(summary.get('chunks_in_histograms') or [])} of {(summary.get('chunks') or {}).get('planned', '?')} "
+                  f"hold {len(summary.get('chunks_in_histograms') or [])} of "
+                  f"{(summary.get('chunks') or {}).get('planned', '?')} "
                   "chunks (listed in summary.json).", ""]
     if summary.get("bad_files"):
         lines += ["## Skipped bad files", ""] + [f"- `{p}`: {r}" for p, r in summary["bad_files"].items()] + [""]
@@ -126,7 +127,8 @@ def main(args) -> int:
     outdir = Path(args.outdir)
     spath = outdir / "summary.json"
     if not spath.is_file():
-        print(f"coffea-jetimg report: {spath} not found (run `coffea-jetimg run ... -o {outdir}` first)", file=sys.stderr)
+        print(f"coffea-jetimg report: {spath} not found (run `coffea-jetimg run ... -o {outdir}` first)",
+              file=sys.stderr)
         return 2
     summary = json.loads(spath.read_text())
     md = build_markdown(summary, args.title)

@@ -45,7 +45,8 @@ def add_arguments(parser) -> None:
                         help="also score the mean class probabilities of these models (names as in the artifacts' "
                              "spec; repeat for several ensembles)")
     parser.add_argument("--executor", choices=("dask", "futures", "iterative"), default="dask",
-                        help="dask: a Dask LocalCluster (or --scheduler); futures: a process pool; iterative: this process")
+                        help="dask: a Dask LocalCluster (or --scheduler); futures: a process pool; "
+                             "iterative: this process")
     parser.add_argument("--workers", type=_positive_int, default=2,
                         help="local workers (dask LocalCluster or futures pool)")
     parser.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (tcp://...)")
@@ -65,7 +66,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--msd-max", type=float, default=None, help="jet selection: soft-drop mass < this (GeV)")
     parser.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
     parser.add_argument("--triton", default=None, metavar="URL",
-                        help="score on a Triton server (grpc://HOST:8001, see `coffea-jetimg serve`), not in the workers")
+                        help="score on a Triton server (grpc://HOST:8001, see `coffea-jetimg serve`), "
+                             "not in the workers")
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                         help="run the TorchScript model with torch, or model.onnx with ONNX Runtime")
     parser.add_argument("--batch-size", type=_positive_int, default=512,
@@ -460,8 +462,8 @@ def build_processor(args):
 
         a = next(iter(arts.values()))
         return EventImageProcessor(Tagger(a, server=args.triton, batch_size=args.batch_size)
-                                   if getattr(args, "triton", None) else a.path, device=args.device, backend=args.backend,
-                                   batch_size=args.batch_size)
+                                   if getattr(args, "triton", None) else a.path,
+                                   device=args.device, backend=args.backend, batch_size=args.batch_size)
     if "event" in levels:
         raise SystemExit("coffea-jetimg run: event-image models and jet models cannot run together")
     from .processors.jet_tagging import JetTaggingProcessor, parse_ensembles
@@ -643,7 +645,7 @@ def run(args) -> dict:
         close_client(client, own_cluster=not args.scheduler,
                      interrupted=isinstance(failure, KeyboardInterrupt) or sys.exc_info()[0] is KeyboardInterrupt)
         pool = getattr(executor, "pool", None)
-        if hasattr(pool, "shutdown"):
+        if pool is not None and hasattr(pool, "shutdown"):
             pool.shutdown()
     wall = time.perf_counter() - t0
     output = dict(wrapped.get("out") or {})
@@ -702,7 +704,7 @@ def unwrap_error(err: BaseException) -> str:
     from .errors import JetImgError
 
     seen = set()
-    e = err
+    e: BaseException | None = err
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         if isinstance(e, JetImgError):
@@ -741,7 +743,8 @@ def main(args) -> int:
               f"coffea-jetimg run: the run is incomplete ({done}, complete: false)", file=sys.stderr)
         return 1
     out = Path(args.output)
-    print(f"wrote {out / 'hists.coffea'}, {out / 'hists.root'}, {out / 'summary.json'}, {len(summary.get('plots', []))} plots")
+    print(f"wrote {out / 'hists.coffea'}, {out / 'hists.root'}, {out / 'summary.json'}, "
+          f"{len(summary.get('plots', []))} plots")
     if summary.get("bad_files"):
         print("skipped bad files: " + ", ".join(summary["bad_files"]))
     if summary.get("lost_chunks"):
@@ -749,5 +752,6 @@ def main(args) -> int:
               "(listed in summary.json: lost_chunks)")
     for name, res in (summary.get("models") or {}).items():
         if "auc" in res:
-            print(f"{name}: AUC={res['auc']} R30={res['R30']} R50={res['R50']} ({res['signal']} vs {'+'.join(res['background'])})")
+            print(f"{name}: AUC={res['auc']} R30={res['R30']} R50={res['R50']} "
+                  f"({res['signal']} vs {'+'.join(res['background'])})")
     return 0

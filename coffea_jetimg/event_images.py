@@ -103,7 +103,8 @@ class EventImageSpec(JsonSpec):
         if len(er) != 2 or not er[0] < er[1]:
             raise ValueError(f"eta_range must be (lo, hi) with lo < hi, got {self.eta_range!r}")
         object.__setattr__(self, "eta_range", er)
-        for name in ("c_radius", "electron_pt_min", "muon_pt_min", "lepton_abs_eta_max", "jet_pt_min", "jet_abs_eta_max"):
+        for name in ("c_radius", "electron_pt_min", "muon_pt_min", "lepton_abs_eta_max", "jet_pt_min",
+                     "jet_abs_eta_max"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
@@ -227,9 +228,10 @@ def event_images(events, spec: EventImageSpec | None = None):
             continue
         sel = (c.pt > ptmin) & (abs(c.eta) < spec.lepton_abs_eta_max)
         layers.append((name, *_flat_objects(c, sel, _energy(c))))
-    for name, offsets, eta, phi, energy in layers:
+    for name, offsets, eta, phi, layer_energy in layers:
         K.draw_rings_kernel(out, offsets, np.ascontiguousarray(eta, dtype=np.float64),
-                            np.ascontiguousarray(phi, dtype=np.float64), np.ascontiguousarray(energy, dtype=np.float64),
+                            np.ascontiguousarray(phi, dtype=np.float64),
+                            np.ascontiguousarray(layer_energy, dtype=np.float64),
                             np.array(COLOURS[name], dtype=np.float64), float(spec.c_radius), eta_lo, eta_hi,
                             bool(spec.antialias))
     return out

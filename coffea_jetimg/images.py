@@ -192,7 +192,8 @@ class JetImageSpec(JsonSpec):
         if self.tower_size is not None:
             ts = float(self.tower_size)
             ks = [ts / p for p in ps]
-            if not (ts > 0 and all(abs(k - round(k)) < 1e-6 and round(k) >= 1 for k in ks)) or round(ks[0]) != round(ks[1]):
+            if (not (ts > 0 and all(abs(k - round(k)) < 1e-6 and round(k) >= 1 for k in ks))
+                    or round(ks[0]) != round(ks[1])):
                 raise ValueError(f"tower_size must be the same whole number of pixels on both axes "
                                  f"(pixel_size {ps}), got {self.tower_size!r}")
             put("tower_size", ts)
@@ -223,7 +224,8 @@ class JetImageSpec(JsonSpec):
     def extent(self) -> tuple[float, float, float, float]:
         """Output window edges relative to the centre: (eta_lo, eta_hi, phi_lo, phi_hi)."""
         (ne, nphi), (de, dp) = self.npix, self.pixel_size
-        return (-(ne // 2 + 0.5) * de, (ne - ne // 2 - 0.5) * de, -(nphi // 2 + 0.5) * dp, (nphi - nphi // 2 - 0.5) * dp)
+        return (-(ne // 2 + 0.5) * de, (ne - ne // 2 - 0.5) * de,
+                -(nphi // 2 + 0.5) * dp, (nphi - nphi // 2 - 0.5) * dp)
 
 
 
@@ -417,7 +419,8 @@ def _jet_images_eager(x, spec, jet_eta, jet_phi):
     return images_from_flat(offsets, cols, spec, ax_e, ax_p)
 
 
-def jet_images(x, spec: JetImageSpec | str | dict = "komiske", *, jet_eta=None, jet_phi=None, return_mask: bool = False):
+def jet_images(x, spec: JetImageSpec | str | dict = "komiske", *, jet_eta=None, jet_phi=None,
+               return_mask: bool = False):
     """Jet images of per-jet constituents.
 
     Parameters

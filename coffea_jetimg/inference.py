@@ -85,6 +85,8 @@ def artifact_fingerprint(artifact: Artifact, backend: str = "torch") -> str:
         Hex sha256.
     """
     model_file = artifact.onnx_path if backend == "onnx" else artifact.torchscript_path
+    if model_file is None:
+        raise ArtifactError(f"{artifact.path}: no {backend} model file")
     try:
         model_hash = _file_sha256(model_file)
     except OSError as err:
@@ -174,7 +176,8 @@ class Tagger:
         if int(batch_size) < 1:
             raise ValueError("batch_size must be >= 1")
         if int(retries) < 0 or float(backoff) < 0 or float(timeout) <= 0:
-            raise ValueError(f"retries must be >= 0, backoff >= 0 and timeout > 0 (got {retries}, {backoff}, {timeout})")
+            raise ValueError("retries must be >= 0, backoff >= 0 and timeout > 0 "
+                             f"(got {retries}, {backoff}, {timeout})")
         self.artifact = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
         if backend == "onnx" and self.artifact.onnx_path is None and server is None:
             raise ArtifactError(f"{self.artifact.path / 'model.onnx'}: missing, cannot use backend='onnx'")
@@ -229,7 +232,8 @@ class Tagger:
         if self.server is not None:
             return (f"Tagger({str(self.path)!r}, server={self.server!r}, model_name={self.model_name!r}, "
                     f"batch_size={self.batch_size})")
-        return f"Tagger({str(self.path)!r}, device={self._device!r}, backend={self.backend!r}, batch_size={self.batch_size})"
+        return (f"Tagger({str(self.path)!r}, device={self._device!r}, backend={self.backend!r}, "
+                f"batch_size={self.batch_size})")
 
     # -- pickling: never the network --------------------------------------------------------
     def __getstate__(self):
@@ -410,7 +414,7 @@ class Tagger:
             server has); inputs/outputs that are not one FP32 input of the spec's shape and
             one output of ``len(class_names)`` values.
         """
-        key = (self.server, self.model_name, self.model_version)
+        key = (str(self.server), self.model_name, self.model_version)
         served = _SERVED.get(key)
         if served is None:
             served = _SERVED[key] = self._check_server()
@@ -444,7 +448,8 @@ class Tagger:
                 if not _retryable(err):
                     break
         # not chained to `last`: a grpc error holds locks, and Dask (tblib) pickles causes along
-        raise ServerError(self.server, self.model_name, f"{what} failed after {attempt + 1} attempt(s): {_describe(last)}")
+        raise ServerError(str(self.server), self.model_name,
+                          f"{what} failed after {attempt + 1} attempt(s): {_describe(last)}")
 
     def _check_server(self) -> "_ServedModel":
         client = self._client()
@@ -454,7 +459,7 @@ class Tagger:
         ready = self._retrying("model readiness check",
                                lambda: client.is_model_ready(self.model_name, self.model_version, client_timeout=t))
         if not ready:
-            raise ServerError(self.server, self.model_name,
+            raise ServerError(str(self.server), self.model_name,
                               f"the server has no model {self.model_name!r} ready; it serves: "
                               f"{', '.join(_served_models(client, t)) or 'none visible'}")
         meta = self._retrying("model metadata", lambda: client.get_model_metadata(
@@ -483,7 +488,7 @@ class Tagger:
                 client_timeout=self.timeout))
             y = res.as_numpy(served.output)
             if y is None or y.shape != (len(batch), out.shape[1]):
-                raise ServerError(self.server, self.model_name,
+                raise ServerError(str(self.server), self.model_name,
                                   f"{what}: the server returned {None if y is None else y.shape}, expected "
                                   f"{(len(batch), out.shape[1])}")
             out[i:i + len(batch)] = y
@@ -539,7 +544,8 @@ def _grpc_url(server: str) -> str:
     scheme, _, rest = url.partition("://")
     host, sep, port = rest.rpartition(":")
     if scheme != "grpc" or not sep or not host or not port.isdigit():
-        raise ValueError(f"server must be 'grpc://HOST:PORT' (Triton's gRPC endpoint, default port 8001), got {server!r}")
+        raise ValueError("server must be 'grpc://HOST:PORT' (Triton's gRPC endpoint, default port 8001), "
+                         f"got {server!r}")
     return url
 
 
@@ -591,7 +597,7 @@ class _ServedModel:
     @classmethod
     def from_server(cls, tagger: Tagger, meta: dict, config: dict) -> "_ServedModel":
         def fail(reason: str):
-            raise ServerError(tagger.server, tagger.model_name, f"{reason}; refused before the first batch "
+            raise ServerError(str(tagger.server), tagger.model_name, f"{reason}; refused before the first batch "
                               f"(artifact {tagger.path})")
 
         inputs, outputs = meta.get("inputs", []), meta.get("outputs", [])

@@ -20,6 +20,8 @@ AK8 PUPPI jets) and drops candidates of weight 0. Distances ΔR use rapidity and
 
 from __future__ import annotations
 
+from typing import Any
+
 import awkward as ak
 import numba
 import numpy as np
@@ -199,7 +201,8 @@ def _cluster(cands, puppi: bool, algorithm: str = "cambridge", R: float = 10.0):
     # (the caller scatters results back with ``counts > 0``)
 
 
-def softdrop(cands, *, beta: float = 0.0, z_cut: float = 0.1, R0: float = 0.8, puppi: bool = False) -> dict[str, np.ndarray]:
+def softdrop(cands, *, beta: float = 0.0, z_cut: float = 0.1, R0: float = 0.8,
+             puppi: bool = False) -> dict[str, np.ndarray]:
     """Soft-drop grooming (Larsoski, Marzani, Soyez, Thaler arXiv:1402.2657) of each jet.
 
     The constituents are reclustered with Cambridge/Aachen and declustered by fjcontrib's
@@ -288,7 +291,7 @@ def substructure(cands, *, puppi: bool = False, beta_sd: float = 0.0, z_cut: flo
     {name: value}`` in the jet structure of ``cands`` (the same numbers, partition by partition;
     the optimisation pass reads only the candidate fields used).
     """
-    kw = dict(puppi=puppi, beta_sd=beta_sd, z_cut=z_cut, R0=R0, tau_axes=tau_axes, ecf_beta=ecf_beta,
+    kw: dict[str, Any] = dict(puppi=puppi, beta_sd=beta_sd, z_cut=z_cut, R0=R0, tau_axes=tau_axes, ecf_beta=ecf_beta,
               track_pt_min=track_pt_min)
     if is_dask(cands):
         fields = ("pt", "eta", "phi", "mass") + (("charge",) if _has_charge(cands._meta) else ()) + \

@@ -43,7 +43,8 @@ def test_meta_from_a_length_zero_run_and_an_explicit_meta(pfnano_file):
     assert calls == [0]  # the meta: one length-zero run, before any data
     assert str(res._meta.type.content) == "int64"
     meta = ak.Array(np.zeros(0, np.float32))
-    res2 = map_partitions(lambda ev: ak.Array(np.ones(len(ev), np.float32)), lazy, touch=[[("FatJet", "pt")]], meta=meta)
+    res2 = map_partitions(lambda ev: ak.Array(np.ones(len(ev), np.float32)), lazy,
+                          touch=[[("FatJet", "pt")]], meta=meta)
     assert str(res2._meta.type.content) == "float32"
     assert len(res2.compute()) == len(res.compute())
 
@@ -57,7 +58,8 @@ def test_touch_must_match_the_arrays(pfnano_file):
 def test_per_jet_regroups_into_the_jet_structure():
     cands = ak.Array([[[{"pt": 1.0, "eta": 0.1, "phi": 0.0, "mass": 0.0}], []],
                       [],
-                      [[{"pt": 2.0, "eta": 0.0, "phi": 0.1, "mass": 0.0}, {"pt": 3.0, "eta": 0.0, "phi": 0.0, "mass": 0.0}]]])
+                      [[{"pt": 2.0, "eta": 0.0, "phi": 0.1, "mass": 0.0},
+                        {"pt": 3.0, "eta": 0.0, "phi": 0.0, "mass": 0.0}]]])
 
     def fn(arr):
         off, cols = flat(arr, ("pt",))

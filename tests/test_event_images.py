@@ -152,7 +152,6 @@ def test_eager_equals_dask(cms_dir):
     import dask_awkward as dak
 
     from coffea_jetimg._io import open_events
-    from coffea_jetimg.event_images import needed_columns
 
     path = str(cms_dir / "nano_tt_v12.root")
     with warnings.catch_warnings():

@@ -181,7 +181,8 @@ def _rewrite(src: str, dst, n_baskets: int) -> str:
     t = uproot.open(src)["Events"]
     arrs = t.arrays(library="ak", how=dict)
     colls = {k[1:] for k in arrs if k.startswith("n") and any(x.startswith(k[1:] + "_") for x in arrs)}
-    flat = {k: v for k, v in arrs.items() if k.split("_")[0] not in colls and not (k.startswith("n") and k[1:] in colls)}
+    flat = {k: v for k, v in arrs.items()
+            if k.split("_")[0] not in colls and not (k.startswith("n") and k[1:] in colls)}
     edges = np.linspace(0, t.num_entries, n_baskets + 1).astype(int)
     with uproot.recreate(dst) as f:
         for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])):

@@ -200,7 +200,8 @@ def test_fast_pseudojet_inputs_cluster_like_public_pseudojets():
     public = [fj.PseudoJet(*v) for v in zip(px.tolist(), py.tolist(), pz.tolist(), e.tolist())]
     assert len(fast) == n
     for r, ptmin in ((0.8, 20.0), (0.4, 5.0)):
-        (cs_a, a), (cs_b, b) = cluster(fast, r, ptmin), cluster(public, r, ptmin)
+        # cs_a/cs_b keep the ClusterSequences alive while the jets' constituents() are used (see cluster())
+        (cs_a, a), (cs_b, b) = cluster(fast, r, ptmin), cluster(public, r, ptmin)  # noqa: F841 - keep-alive
         assert len(a) == len(b) >= 2
         for ja, jb in zip(a, b):
             assert (ja.px(), ja.py(), ja.pz(), ja.E()) == (jb.px(), jb.py(), jb.pz(), jb.E())

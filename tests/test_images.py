@@ -494,7 +494,8 @@ def test_spec_axis_jet_takes_the_stored_jet_axes(pfnano_file):
     from coffea_jetimg.inputs import InputsError, build_inputs
     from coffea_jetimg.train import make_input_spec
 
-    assert JetImageSpec.from_dict({k: v for k, v in PRESETS["qg"].to_dict().items() if k != "axis"}).axis == "constituents"
+    assert JetImageSpec.from_dict(
+        {k: v for k, v in PRESETS["qg"].to_dict().items() if k != "axis"}).axis == "constituents"
     with pytest.raises(ValueError, match="axis"):
         JetImageSpec(axis="fatjet")
     with warnings.catch_warnings():

@@ -94,7 +94,8 @@ def test_wrap_phi_on_awkward_and_delta_r_matches_vector():
     assert ak.to_list(ak.num(out)) == [2, 0, 1]
     assert ak.all((out > -np.pi) & (out <= np.pi))
     pt, eta, phi, _ = _particles(seed=3)
-    a, b = _vec(pt[:1000], eta[:1000], phi[:1000], 0 * pt[:1000]), _vec(pt[1000:], eta[1000:], phi[1000:], 0 * pt[1000:])
+    a = _vec(pt[:1000], eta[:1000], phi[:1000], 0 * pt[:1000])
+    b = _vec(pt[1000:], eta[1000:], phi[1000:], 0 * pt[1000:])
     np.testing.assert_allclose(kin.delta_phi(phi[:1000], phi[1000:]), a.deltaphi(b), atol=1e-12)
     np.testing.assert_allclose(kin.delta_r(eta[:1000], phi[:1000], eta[1000:], phi[1000:]), a.deltaR(b), rtol=1e-12)
 
@@ -104,7 +105,8 @@ def test_p4_sum_matches_vector_sum():
     v = _vec(pt, eta, phi, mass)
     tot = v.sum()
     e, px, py, pz = K.p4_sum(np.uint64(0), len(pt), pt, eta, phi, mass)
-    assert (e, px, py, pz) == pytest.approx(tuple(float(a) for a in (tot.E, tot.px, tot.py, tot.pz)), rel=1e-12, abs=1e-9)
+    assert (e, px, py, pz) == pytest.approx(tuple(float(a) for a in (tot.E, tot.px, tot.py, tot.pz)),
+                                            rel=1e-12, abs=1e-9)
     e, px, py, pz = K.p4_sum(np.uint64(10), 5, pt, eta, phi, mass)  # an offset slice
     part = v[10:15].sum()
     assert (e, px, py, pz) == pytest.approx(tuple(float(a) for a in (part.E, part.px, part.py, part.pz)), rel=1e-12,

@@ -66,15 +66,15 @@ def test_factory_rejects_wrong_shapes_and_names():
 
 def test_deeptop_layout():
     m = build_model("deeptop", (1, 40, 40))
-    convs = [l for l in m.features if isinstance(l, torch.nn.Conv2d)]
+    convs = [layer for layer in m.features if isinstance(layer, torch.nn.Conv2d)]
     assert [(c.out_channels, c.kernel_size) for c in convs] == [(8, (4, 4))] * 4
-    kinds = [type(l).__name__ for l in m.features if type(l).__name__ in ("Conv2d", "MaxPool2d")]
+    kinds = [type(layer).__name__ for layer in m.features if type(layer).__name__ in ("Conv2d", "MaxPool2d")]
     assert kinds[:3] == ["Conv2d", "Conv2d", "MaxPool2d"]  # pooling after the second convolution
-    dense = [l.out_features for l in m.head if isinstance(l, torch.nn.Linear)]
+    dense = [layer.out_features for layer in m.head if isinstance(layer, torch.nn.Linear)]
     assert dense == [64, 256, 256, 2]
     w = build_model("wtag", (1, 25, 25))
     assert [c.kernel_size for c in w.features if isinstance(c, torch.nn.Conv2d)][:2] == [(11, 11), (3, 3)]
-    assert any(isinstance(l, torch.nn.Dropout) for l in w.modules())
+    assert any(isinstance(module, torch.nn.Dropout) for module in w.modules())
 
 
 def _p4(pt, eta, phi, m):

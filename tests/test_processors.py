@@ -47,7 +47,8 @@ def models(tmp_path_factory, tiny_cnn):
     torch.manual_seed(3)
     img = JetImageSpec(npix=(8, 8), pixel_size=(0.1, 0.1)).to_dict()
     cls = {"class_names": ["qcd", "top"], "signal_class": "top", "architecture": "tiny"}
-    a = save_artifact(d / "cnn", tiny_cnn().eval(), {"name": "cnn", "input": {"kind": "image", "image_spec": img}, **cls},
+    a = save_artifact(d / "cnn", tiny_cnn().eval(),
+                      {"name": "cnn", "input": {"kind": "image", "image_spec": img}, **cls},
                       torch.randn(2, 1, 8, 8))
     b = save_artifact(d / "cnn_b", tiny_cnn().eval(), {"name": "cnn_b", "input": {"kind": "image", "image_spec": img},
                                                       **cls}, torch.randn(2, 1, 8, 8))

@@ -233,7 +233,7 @@ def test_decorrelation_reduces_mass_dependence(method, lam):
                 decorrelate=method, lam=lm, mass_bins=8, adversary=adv, patience=0, balance=True)
         res[lm] = (h, _bkg_dcorr(model, X[2400:], y[2400:], mass[2400:]),
                    evaluate_scores(predict(model, X[2400:])[:, 1], y[2400:])["auc"])
-    (h0, d0, auc0), (h1, d1, auc1) = res[0.0], res[lam]
+    (h0, d0, _), (h1, d1, auc1) = res[0.0], res[lam]
     assert d1 < 0.5 * d0, (d0, d1)  # the penalty decorrelates the background score from the mass
     assert auc1 > 0.6  # ... while still separating with the mass-independent feature
     if method == "adversary":

@@ -66,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "processes; default 700 for jet processes)")
     parser.add_argument("--fatjet-pt-min", type=_nonneg_float, default=200.0,
                         help="lowest stored FatJet (anti-kT R=0.8) pT in GeV")
-    parser.add_argument("--jet-pt-min", type=_nonneg_float, default=20.0, help="lowest stored Jet (anti-kT R=0.4) pT in GeV")
+    parser.add_argument("--jet-pt-min", type=_nonneg_float, default=20.0,
+                        help="lowest stored Jet (anti-kT R=0.4) pT in GeV")
     parser.add_argument("--workers", "-j", type=_positive_int, default=1, help="parallel worker processes")
     parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
     parser.add_argument("-o", "--output", required=True, help="output ROOT file (overwritten)")

@@ -44,6 +44,8 @@ MET
 
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -219,7 +221,7 @@ class Detector:
                 cal_em.append((apid[c] == 22) | is_e[c])
                 cal_hs.append(np.full(len(c), is_hs))
 
-        out = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in trk_cols.items()}
+        out: dict[str, Any] = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in trk_cols.items()}
         towers = self._towers(cal_cell, cal_e, cal_em, cal_hs, rng)
         for k in out:
             out[k] = np.concatenate([out[k], towers[k]])
@@ -243,7 +245,8 @@ class Detector:
             cell = np.zeros(0, np.int64)
             e = np.zeros(0)
             em = hs = np.zeros(0, bool)
-        cols = {k: [] for k in ("pt", "eta", "phi", "mass", "charge", "pdgId", "d0", "dz", "puppiWeight", "fromPV")}
+        cols: dict[str, list] = {k: [] for k in ("pt", "eta", "phi", "mass", "charge", "pdgId", "d0", "dz",
+                                                "puppiWeight", "fromPV")}
         for part_mask, stoch, const, thr, pdg in (
             (em, self.em_stoch, self.em_const, self.em_threshold, 22),
             (~em, self.had_stoch, self.had_const, self.had_threshold, 130),

@@ -7,6 +7,8 @@ collections (``{collection: {field: ndarray}}``) and scalar columns (``{name: nu
 
 from __future__ import annotations
 
+from typing import Any
+
 import awkward as ak
 import numpy as np
 
@@ -47,8 +49,8 @@ def _eta_phi(d):
 #: β = 1, R0 = 0.8, exclusive-kT axes. Both by fjcontrib through :mod:`coffea_jetimg.substructure`,
 #: on the stored (float32) kinematics of the jet's PFCands, so a file's values are what
 #: ``substructure.softdrop`` / ``nsubjettiness`` give on its ``constituents``.
-SOFTDROP = {"beta": 0.0, "z_cut": 0.1, "R0": 0.8}
-NSUBJETTINESS = {"beta": 1.0, "R0": 0.8, "axes": "kt"}
+SOFTDROP: dict[str, Any] = {"beta": 0.0, "z_cut": 0.1, "R0": 0.8}
+NSUBJETTINESS: dict[str, Any] = {"beta": 1.0, "R0": 0.8, "axes": "kt"}
 
 
 def fill_substructure(events: list) -> None:
@@ -175,7 +177,7 @@ class EventGenerator:
         jc = self.jets
         # ---- AK8
         cs8, fat = cluster(pjs, jc.fatjet_r, jc.fatjet_pt_min)
-        fj = {k: [] for k in ("pt", "eta", "phi", "mass", "nConstituents")}
+        fj: dict[str, Any] = {k: [] for k in ("pt", "eta", "phi", "mass", "nConstituents")}
         link_jet, link_cand = [], []
         for ij, j in enumerate(fat):
             consts = list(j.constituents())
@@ -304,7 +306,8 @@ def _truth_labels(jet_eta, jet_phi, hard, hd_eta, hd_phi, r) -> np.ndarray:
         hit = np.zeros(n, bool)
         for o in objs:
             o = np.asarray(o)
-            dr = delta_r(np.asarray(jet_eta)[:, None], np.asarray(jet_phi)[:, None], hd_eta[o][None, :], hd_phi[o][None, :])
+            dr = delta_r(np.asarray(jet_eta)[:, None], np.asarray(jet_phi)[:, None],
+                         hd_eta[o][None, :], hd_phi[o][None, :])
             hit |= np.all(dr < r, axis=1)
         return hit
 

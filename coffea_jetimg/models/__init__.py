@@ -36,6 +36,7 @@ _LAZY = {
     "FCNet": "dense", "MaxOut": "dense", "MaxOutNet": "dense",
     "CoLa": "lola", "LoLa": "lola", "LoLaNet": "lola",
     "RESNETS": "resnet", "BasicBlock": "resnet", "Bottleneck": "resnet", "ResNet": "resnet",
+    "ParticleFlowNetwork": "pfn",
     "resnet18": "resnet", "resnet34": "resnet", "resnet50": "resnet",
 }
 
@@ -54,11 +55,12 @@ __all__ = [
     "JetCNN", "qg_cnn", "deeptop_cnn", "wtag_cnn",
     "CoLa", "LoLa", "LoLaNet",
     "ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50",
-    "FCNet", "MaxOut", "MaxOutNet",
+    "FCNet", "MaxOut", "MaxOutNet", "ParticleFlowNetwork",
     "BDTTagger", "LikelihoodRatioTagger", "CNN_PRESETS", "RESNETS",
 ]
 
-#: architecture name -> the input kind it expects ('any': image, lorentz or features)
+#: architecture name -> the input kind it expects ('any': image, lorentz or features); a model not
+#: built above is built by the ``build`` function of the module of its name (see build_model)
 ARCHITECTURES: dict[str, str] = {
     "qg": "image", "deeptop": "image", "wtag": "image",
     "lola": "lorentz",

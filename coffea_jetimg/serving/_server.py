@@ -19,6 +19,8 @@ says requests/s, jets/s and the batch sizes. SIGINT/SIGTERM stop the server clea
 
 from __future__ import annotations
 
+from typing import Any
+
 import argparse
 import json
 import os
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     device = args.device or default_device()
-    taggers = {}
+    taggers: dict[str, Any] = {}
     for path in args.artifacts:  # load and check every network before the server starts
         # the spec was validated by the launcher (load_artifact, in the analysis environment:
         # the input kinds' registry needs awkward); here it is only read

@@ -70,7 +70,8 @@ def setup_server_env(venv: str | os.PathLike = DEFAULT_VENV, python: str | None 
         try:
             subprocess.run(cmd, check=True)
         except (OSError, subprocess.CalledProcessError) as err:
-            raise ServerEnvError(f"setting up the server environment {venv} failed at `{' '.join(cmd)}`: {err}") from err
+            raise ServerEnvError(
+                f"setting up the server environment {venv} failed at `{' '.join(cmd)}`: {err}") from err
     return py
 
 
