@@ -92,20 +92,35 @@ def _np(a: Any, dtype: Any) -> np.ndarray:
     return np.asarray(ak.to_numpy(ak.fill_none(a, 0)), dtype=dtype)
 
 
-def pixel_records(x: np.ndarray, cls: np.ndarray, scores: dict[str, np.ndarray], rows: np.ndarray,
+def _pixel_columns(x: np.ndarray, cls: np.ndarray, scores: Mapping[str, np.ndarray],
+                   rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The non-zero pixels of images ``x`` ``(n, C, H, W)`` of table rows ``rows`` as flat columns
+    (``row``, ``cls``, ``c``, ``iy``, ``ix``, ``v``, ``y_<model>``), in row order."""
+    j, c, iy, ix = np.nonzero(x)
+    cols: dict[str, np.ndarray] = {"row": rows[j].astype(np.int64), "cls": cls[j].astype(np.int32),
+                                   "c": c.astype(np.int32),
+            "iy": iy.astype(np.int32), "ix": ix.astype(np.int32), "v": x[j, c, iy, ix].astype(np.float64)}
+    for name, s in scores.items():
+        cols[f"y_{name}"] = np.asarray(s, np.float64)[j]
+    return cols
+
+
+def _pixel_table(flat: Mapping[str, np.ndarray], n_rows: int, models: Sequence[str]) -> ak.Array:
+    """Flat pixel columns (:func:`_pixel_columns`) → ``n_rows * var * {cls, c, iy, ix, v, y_*}``."""
+    counts = np.bincount(np.asarray(flat["row"], np.int64), minlength=n_rows).astype(np.int64)
+    keep = {"cls": np.int32, "c": np.int32, "iy": np.int32, "ix": np.int32, "v": np.float64,
+            **{f"y_{m}": np.float64 for m in models}}
+    return ak.unflatten(ak.zip({f: np.asarray(flat[f], dt) for f, dt in keep.items()}, depth_limit=1), counts)
+
+
+def pixel_records(x: np.ndarray, cls: np.ndarray, scores: Mapping[str, np.ndarray], rows: np.ndarray,
                   n_rows: int) -> ak.Array:
     """Non-zero pixels of images ``x`` ``(n, C, H, W)`` of table rows ``rows`` as
-    ``n_rows * var * {cls, c, iy, ix, v, y_*}`` (rows without an image get no pixels)."""
-    j, c, iy, ix = np.nonzero(x)
-    counts = np.zeros(n_rows, np.int64)
-    if len(x):
-        counts[rows] = np.bincount(j, minlength=len(x))
-    r = rows[j] if len(j) else np.zeros(0, np.int64)
-    cols = {"cls": cls[r].astype(np.int32), "c": c.astype(np.int32), "iy": iy.astype(np.int32),
-            "ix": ix.astype(np.int32), "v": x[j, c, iy, ix].astype(np.float64)}
-    for name, s in scores.items():
-        cols[f"y_{name}"] = s[r].astype(np.float64)
-    return ak.unflatten(ak.zip(cols, depth_limit=1), counts)
+    ``n_rows * var * {cls, c, iy, ix, v, y_*}`` (rows without an image get no pixels); ``cls`` and
+    ``scores`` are per table row."""
+    rows = np.asarray(rows, np.int64)
+    return _pixel_table(_pixel_columns(x, np.asarray(cls)[rows], {m: np.asarray(s)[rows] for m, s in scores.items()},
+                                       rows), n_rows, list(scores))
 
 
 def _classes(flat: ak.Array, n: int, class_names: Sequence[str], truth_names: Mapping[int, str],
@@ -130,7 +145,7 @@ def jet_table(events: ak.Array, *, taggers: Mapping[str, Tagger], jets: str = "F
               truth_names: Mapping[int, str] | None = None, dataset_class: str | None = None,
               image_refs: Mapping[str, Sequence[str]] | None = None,
               ensembles: Mapping[str, Sequence[str]] | None = None, plan: InputPlan | None = None,
-              mask: ak.Array | None = None) -> ak.Array:
+              mask: ak.Array | None = None, batch_size: int | None = None) -> ak.Array:
     """Select jets, build each distinct input once, score with every tagger; one row per selected jet.
 
     Parameters
@@ -157,6 +172,9 @@ def jet_table(events: ak.Array, *, taggers: Mapping[str, Tagger], jets: str = "F
         The taggers' input plan (made here when not given).
     mask : ``n_events * var`` bool, optional
         The jet selection if already computed.
+    batch_size : int, optional
+        Jets whose inputs are built and scored together (default: the taggers' largest
+        ``batch_size``): the chunk's network inputs are never all in memory at once.
 
     Returns
     -------
@@ -193,25 +211,52 @@ def jet_table(events: ak.Array, *, taggers: Mapping[str, Tagger], jets: str = "F
                       "they are counted in the cutflow (jets_without_constituents) and not scored", RuntimeWarning,
                       stacklevel=2)
 
-    built = plan.build(events, scored_mask, cands=cands) if len(plan) else {}
-    probs_of: dict[str, np.ndarray] = {}
-    for name, tagger in taggers.items():
-        x = built[input_from_spec(tagger.input_spec).key]
-        _warn_non_finite(x, events, jets, name)
-        probs_of[name] = tagger.predict(x)
+    # inputs built and scored in micro-batches of the scored jets: a worker holds one batch of
+    # network inputs at a time (its peak memory follows batch_size, not the chunk size)
+    bs = int(batch_size or max([t.batch_size for t in taggers.values()] + [1]))
+    ctx = plan.context(events, scored_mask, cands=cands)
+    probs_parts: dict[str, list[np.ndarray]] = {name: [] for name in taggers}
+    pix_parts: dict[str, list[np.ndarray]] = {}
+    bad: dict[str, int] = {}
+    for start, built in (plan.build_batches(ctx, len(rows), bs) if len(plan) else ()):
+        batch_probs = {}
+        for name, tagger in taggers.items():
+            x = built[input_from_spec(tagger.input_spec).key]
+            bad[name] = bad.get(name, 0) + _n_non_finite(x)
+            batch_probs[name] = tagger.predict(x)
+            probs_parts[name].append(batch_probs[name])
+        for name, members in (ensembles or {}).items():
+            batch_probs[name] = ensemble_mean([batch_probs[m] for m in members])
+        for k, (key, models) in enumerate((image_refs or {}).items()):
+            heads = {m: taggers[m] for m in models}
+            x = built[key]
+            r = rows[start:start + len(x)]
+            part = _pixel_columns(x, cols["cls"][r], {m: np.minimum(batch_probs[m][:, t.signal_index], SCORE_MAX)
+                                                      for m, t in heads.items()}, r)
+            for f, arr in part.items():
+                pix_parts.setdefault(f"{k}:{f}", []).append(arr)
+    for name, count in bad.items():
+        if count:
+            warnings.warn(f"{_where(events)}: {count} of {len(rows)} selected {jets} jets have non-finite inputs for "
+                          f"model {name!r}; their scores are NaN and land in the histograms' overflow bins",
+                          RuntimeWarning, stacklevel=2)
+    n_cls = {name: len(t.class_names) for name, t in taggers.items()}
+    probs_of = {name: (np.concatenate(v) if v else np.zeros((0, n_cls[name]), np.float32))
+                for name, v in probs_parts.items()}
     for name, members in (ensembles or {}).items():  # members share class names (checked by the processor)
         probs_of[name] = ensemble_mean([probs_of[m] for m in members])
-    scores: dict[str, np.ndarray] = {}
     for name, probs in probs_of.items():
         head = taggers[name] if name in taggers else taggers[(ensembles or {})[name][0]]
         s = np.full(n, np.nan)
         s[rows] = np.minimum(probs[:, head.signal_index], SCORE_MAX)
-        scores[name] = s
         pred = np.full(n, -1, np.int32)
         pred[rows] = np.argmax(probs, axis=1) if len(probs) else np.zeros(0, np.int32)
         cols[f"s_{name}"], cols[f"pred_{name}"] = s, pred
     for k, (key, models) in enumerate((image_refs or {}).items()):
-        cols[f"px_{k}"] = pixel_records(built[key], cols["cls"], {m: scores[m] for m in models}, rows, n)
+        names = ("row", "cls", "c", "iy", "ix", "v", *(f"y_{m}" for m in models))
+        flat = {f: (np.concatenate(pix_parts[f"{k}:{f}"]) if f"{k}:{f}" in pix_parts else
+                    np.zeros(0, np.int64 if f in ("row",) else np.float64)) for f in names}
+        cols[f"px_{k}"] = _pixel_table(flat, n, models)
     return ak.zip(cols, depth_limit=1)
 
 
@@ -229,16 +274,12 @@ def empty_table(scored_names: Iterable[str], image_refs: Mapping[str, Sequence[s
     return ak.zip(cols, depth_limit=1)
 
 
-def _warn_non_finite(X: np.ndarray, events: Any, jets: str, model: str) -> None:
-    """Warn, naming the file, when some jets' network inputs hold NaN or inf: their scores come
-    out NaN, and hist files NaN in the overflow bin without a word."""
+def _n_non_finite(X: np.ndarray) -> int:
+    """How many jets' network inputs hold NaN or inf (their scores come out NaN, and hist files NaN
+    in the overflow bin without a word: the table warns, naming the file)."""
     if X.size == 0:
-        return
-    bad = ~np.isfinite(X.reshape(len(X), -1)).all(axis=1)
-    if bad.any():
-        warnings.warn(f"{_where(events)}: {int(bad.sum())} of {len(X)} selected {jets} jets have non-finite inputs for "
-                      f"model {model!r} (first at jet {int(np.flatnonzero(bad)[0])} of the chunk's selection); "
-                      "their scores are NaN and land in the histograms' overflow bins", RuntimeWarning, stacklevel=2)
+        return 0
+    return int((~np.isfinite(X.reshape(len(X), -1)).all(axis=1)).sum())
 
 
 def parse_ensembles(texts: Iterable[str]) -> dict[str, list[str]]:

@@ -111,6 +111,7 @@ class JetTaggingProcessor(processor.ProcessorABC):
             raise ValueError("no models given")
         self.ensembles = check_ensembles(ensembles or {}, self.taggers)
         self.jets = jets
+        self.batch_size = int(batch_size)
         self.selection = dict(DEFAULT_SELECTION if selection is None else {**DEFAULT_SELECTION, **selection})
         self.labels: dict[Any, str] = dict(labels or {})
         self.truth_names = dict(TRUTH_NAMES if truth_names is None else truth_names)
@@ -231,7 +232,7 @@ class JetTaggingProcessor(processor.ProcessorABC):
     def _table_kwargs(self, classes: list[str], dataset_class: str) -> dict[str, Any]:
         return dict(taggers=self.taggers, jets=self.jets, selection=self.selection, class_names=classes,
                     truth_names=self.truth_names, dataset_class=dataset_class, image_refs=self.image_refs,
-                    ensembles=self.ensembles, plan=self.plan)
+                    ensembles=self.ensembles, plan=self.plan, batch_size=self.batch_size)
 
     def _needed_columns(self, events: Any) -> list[tuple[str | None, str]]:
         """(collection, field) pairs the per-chunk work reads: the selection's, the jet variables',

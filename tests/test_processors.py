@@ -155,7 +155,7 @@ def test_non_finite_inputs_are_named_with_the_file(models, pfnano_file, monkeypa
         warnings.simplefilter("always")
         _run_runner(processor.IterativeExecutor(status=False), fs, proc)
     assert not [w for w in rec if "non-finite" in str(w.message)]
-    real = jt.InputPlan.build
+    real = jt.InputPlan.build_context
 
     def poisoned(self, *a, **kw):
         built = real(self, *a, **kw)
@@ -163,7 +163,7 @@ def test_non_finite_inputs_are_named_with_the_file(models, pfnano_file, monkeypa
             X[:1] = np.nan  # the first selected jet of each chunk
         return built
 
-    monkeypatch.setattr(jt.InputPlan, "build", poisoned)
+    monkeypatch.setattr(jt.InputPlan, "build_context", poisoned)
     runner = processor.Runner(executor=processor.IterativeExecutor(status=False), schema=PFNanoAODSchema, chunksize=4)
     with pytest.warns(RuntimeWarning, match=r"pfnano\.root: 1 of \d+ selected FatJet jets have non-finite inputs "
                                             r"for model 'lola'"):
@@ -422,3 +422,39 @@ def test_a_new_histogram_axis_is_one_line(models, pfnano_file, monkeypatch, tmp_
     assert "cnn/qcd/rho" in names and "cnn/qcd/score_vs_rho" in names
     with uproot.open(tmp_path / "h.root") as f:
         np.testing.assert_array_equal(f["cnn/qcd/rho"].values(), want)
+
+
+def test_inputs_are_built_in_micro_batches_memory_follows_the_batch(tmp_path, generated_top, tiny_cnn):
+    """A chunk's network inputs are built and scored batch by batch: the table is the same for
+    any batch size, and the memory held at once follows the batch, not the chunk (64×64 images
+    of ~600 jets: 10 MB at once before)."""
+    import tracemalloc
+
+    from coffea_jetimg.images import JetImageSpec
+    from coffea_jetimg.processors.jet_tagging import jet_table
+
+    torch.manual_seed(7)
+    img = JetImageSpec(npix=(64, 64), pixel_size=(0.025, 0.025)).to_dict()
+    art = save_artifact(tmp_path / "big", tiny_cnn(n=64).eval(),
+                        {"name": "big", "input": {"kind": "image", "image_spec": img}, "class_names": ["qcd", "top"],
+                         "signal_class": "top", "architecture": "tiny"}, torch.randn(2, 1, 64, 64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ev = NanoEventsFactory.from_root({generated_top: "Events"}, schemaclass=PFNanoAODSchema, mode="eager",
+                                         metadata={"dataset": "top"}).events()
+    peaks, tables = {}, {}
+    for bs in (10_000, 32):
+        proc = JetTaggingProcessor({"big": str(art)}, batch_size=bs)
+        kw = proc._table_kwargs(proc.classes_for(ev), "top")
+        jet_table(ev, **kw)  # warm-up: numba, the network
+        tracemalloc.start()
+        tables[bs] = jet_table(ev, **kw)
+        peaks[bs] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    n = len(tables[32])
+    assert n > 300
+    assert ak.to_list(tables[32][["cls", "scored", "pt"]]) == ak.to_list(tables[10_000][["cls", "scored", "pt"]])
+    np.testing.assert_allclose(ak.to_numpy(tables[32].s_big), ak.to_numpy(tables[10_000].s_big), rtol=1e-6)
+    assert ak.to_list(ak.num(tables[32].px_0)) == ak.to_list(ak.num(tables[10_000].px_0))
+    dense = n * 64 * 64 * 4  # the chunk's images, float32
+    assert peaks[10_000] > dense > 2 * peaks[32], (peaks, dense)

@@ -107,6 +107,16 @@ class BuildContext:
             self._selected_cands = ak.flatten(c, axis=1) if c.ndim == 3 else c
         return self._selected_cands
 
+    def slice(self, start: int, stop: int, with_cands: bool = True) -> BuildContext:
+        """The context of the selected jets ``[start:stop]`` (a micro-batch): constituents and jets
+        are made once for the whole chunk and sliced, so a batch builds only its own inputs."""
+        sub = BuildContext(self.events, self.jets, None, layout=self.layout, cand_fields=self.cand_fields,
+                           jets_array=self._jets_array)
+        if with_cands:
+            sub._selected_cands = self.cands()[start:stop]
+        sub._selected_jets = self.selected_jets()[start:stop]
+        return sub
+
     def jet_axes(self, coordinate: str = "eta") -> tuple[np.ndarray, np.ndarray]:
         """The selected jets' stored axes, float64: (eta or rapidity, phi)."""
         self._require_events("image_spec axis 'jet'")
@@ -197,5 +207,19 @@ class InputPlan:
     def build(self, events: Any, jet_mask: Any = None, *, cands: Any = None, layout: str | None = None,
               transform_cands: Callable | None = None) -> dict[str, np.ndarray]:
         """Every distinct input for the selected jets (or the events): ``{key: float32 array}``."""
-        ctx = self.context(events, jet_mask, cands=cands, layout=layout, transform_cands=transform_cands)
+        return self.build_context(self.context(events, jet_mask, cands=cands, layout=layout,
+                                               transform_cands=transform_cands))
+
+    def build_context(self, ctx: BuildContext) -> dict[str, np.ndarray]:
+        """Every distinct input for the jets (or events) of ``ctx``: ``{key: float32 array}``."""
         return {key: inp.check_shape(inp.build(ctx)) for key, inp in self.inputs.items()}
+
+    def build_batches(self, ctx: BuildContext, n: int,
+                      batch_size: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """The inputs of the ``n`` selected jets of ``ctx`` in micro-batches of ``batch_size``:
+        ``(start, {key: array})`` each, so that the memory held at once is one batch's inputs (a
+        chunk of 256×256×3 images would otherwise take gigabytes), not the chunk's."""
+        with_cands = bool(ctx.events is not None and self.needs_constituents(ctx.jet_fields()))
+        step = max(1, int(batch_size))
+        for start in range(0, n, step):
+            yield start, self.build_context(ctx.slice(start, min(n, start + step), with_cands))
