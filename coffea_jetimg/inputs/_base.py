@@ -27,7 +27,8 @@ from ..errors import InputsError
 if TYPE_CHECKING:  # pragma: no cover
     from .plan import BuildContext
 
-__all__ = ["InputSpec", "register", "input_from_spec", "input_kinds", "kind_class", "normalise_input",
+__all__ = ["InputSpec", "ConstituentInput", "register", "input_from_spec", "input_kinds", "kind_class",
+           "normalise_input",
            "has_collection", "COMMON_KEYS"]
 
 #: Keys every input block has (besides the kind's own ``KEYS``).
@@ -170,3 +171,17 @@ class InputSpec:
 def has_collection(events: Any, name: str) -> bool:
     """Whether ``events`` has a field (collection) ``name``."""
     return name in fields_of(events)
+
+
+class ConstituentInput(InputSpec):
+    """An input built from every selected jet's constituents (images, 4-vectors, particles): it
+    needs them whatever the jets store, and its check is that the events have a constituent layout."""
+
+    def needs_constituents(self, jet_fields: list[str] | None = None) -> bool:
+        return True
+
+    def check(self, events: Any, jets: str | None = None, layout: str | None = None) -> None:
+        if layout is None:
+            from .._constituents import detect_layout
+
+            detect_layout(events, jets or self.jets)  # raises naming the missing branches

@@ -6,9 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._constituents import detect_layout
 from ..errors import InputsError
-from ._base import InputSpec, register
+from ._base import ConstituentInput, register
 
 if TYPE_CHECKING:  # pragma: no cover
     from .plan import BuildContext
@@ -17,7 +16,7 @@ __all__ = ["FourVectorInput"]
 
 
 @register
-class FourVectorInput(InputSpec):
+class FourVectorInput(ConstituentInput):
     """``{"kind": "lorentz", "n_constituents": N}``: rows E, px, py, pz (GeV), pT-ordered."""
 
     kind = "lorentz"
@@ -36,13 +35,6 @@ class FourVectorInput(InputSpec):
 
     def describe(self) -> str:
         return f"4-vectors of {self.spec['n_constituents']} constituents"
-
-    def needs_constituents(self, jet_fields: list[str] | None = None) -> bool:
-        return True
-
-    def check(self, events: Any, jets: str | None = None, layout: str | None = None) -> None:
-        if layout is None:
-            detect_layout(events, jets or self.jets)
 
     def build(self, ctx: BuildContext) -> np.ndarray:
         from ..lorentz import constituent_p4s

@@ -6,10 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._constituents import detect_layout
 from .._util import fields_of
 from ..errors import InputsError
-from ._base import InputSpec, register
+from ._base import ConstituentInput, register
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..images import JetImageSpec
@@ -19,7 +18,7 @@ __all__ = ["ImageInput"]
 
 
 @register
-class ImageInput(InputSpec):
+class ImageInput(ConstituentInput):
     """``{"kind": "image", "image_spec": JetImageSpec.to_dict()}``."""
 
     kind = "image"
@@ -63,9 +62,6 @@ class ImageInput(InputSpec):
         s = self.image_spec
         return f"image {'+'.join(s.channels)} {s.npix[0]}x{s.npix[1]}"
 
-    def needs_constituents(self, jet_fields: list[str] | None = None) -> bool:
-        return True
-
     def constituent_fields(self) -> tuple[str, ...]:
         from ..images import constituent_fields
 
@@ -76,10 +72,6 @@ class ImageInput(InputSpec):
             return set()
         jf = fields_of(events[self.jets])  # the stored axis (rapidity needs pt and mass too)
         return {(self.jets, f) for f in ("pt", "eta", "phi", "mass") if f in jf}
-
-    def check(self, events: Any, jets: str | None = None, layout: str | None = None) -> None:
-        if layout is None:
-            detect_layout(events, jets or self.jets)  # raises naming the missing branches
 
     def build(self, ctx: BuildContext) -> np.ndarray:
         from ..images import jet_images

@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._constituents import detect_layout
 from ..errors import InputsError
-from ._base import InputSpec, register
+from ._base import ConstituentInput, register
 
 if TYPE_CHECKING:  # pragma: no cover
     from .plan import BuildContext
@@ -23,7 +22,7 @@ __all__ = ["ParticleInput"]
 
 
 @register
-class ParticleInput(InputSpec):
+class ParticleInput(ConstituentInput):
     """``{"kind": "particles", "n_constituents": N, "particle_features": [names]}``."""
 
     kind = "particles"
@@ -55,15 +54,8 @@ class ParticleInput(InputSpec):
     def describe(self) -> str:
         return f"{len(self.spec['particle_features'])} features of {self.spec['n_constituents']} constituents"
 
-    def needs_constituents(self, jet_fields: list[str] | None = None) -> bool:
-        return True
-
     def constituent_fields(self) -> tuple[str, ...]:
         return ("charge",) if "charge" in self.spec["particle_features"] else ()
-
-    def check(self, events: Any, jets: str | None = None, layout: str | None = None) -> None:
-        if layout is None:
-            detect_layout(events, jets or self.jets)
 
     def build(self, ctx: BuildContext) -> np.ndarray:
         from ..lorentz import constituent_features
