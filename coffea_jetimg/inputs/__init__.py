@@ -11,6 +11,8 @@ kind               class (file)                            tensor
 ``particles``      :class:`ParticleInput` (particles.py)   ``(n_jets, F, N)`` per-constituent features
 ``features``       :class:`FeatureInput` (features.py)     ``(n_jets, F)`` jet / substructure features
 ``event_image``    :class:`EventImageInput` (event_image)  ``(n_events, 3, H, W)`` event images
+``weaver``         :class:`WeaverInput` (weaver.py)        named inputs (points, features, mask),
+                                                           weaver-style transforms, packed
 =================  ======================================  =====================================
 
 A new kind is one file with a registered :class:`InputSpec` subclass, imported below.
@@ -35,10 +37,11 @@ from .four_vectors import FourVectorInput
 from .image import ImageInput
 from .particles import ParticleInput
 from .plan import BuildContext, InputPlan
+from .weaver import WeaverInput
 
 __all__ = [
     "InputSpec", "register", "input_from_spec", "input_kinds", "kind_class", "normalise_input",
-    "ImageInput", "FourVectorInput", "ParticleInput", "FeatureInput", "EventImageInput",
+    "ImageInput", "FourVectorInput", "ParticleInput", "FeatureInput", "EventImageInput", "WeaverInput",
     "InputPlan", "BuildContext",
     "build_inputs", "check_compatible", "constituent_fields", "input_key", "jet_features", "needs_constituents",
     "make_input_spec", "FEATURE_ALIASES", "InputsError", "ConstituentsError",
