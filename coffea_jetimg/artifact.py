@@ -14,8 +14,12 @@ An artifact is a directory holding
         {"format": "coffea-jetimg-artifact", "version": 1,
          "name": str, "architecture": str,
          "input": {"kind": str, ..., "jets": "FatJet", "shape": [...]},
-         "class_names": [str, ...], "signal_class": str, "output": "logits",
+         "class_names": [str, ...], "signal_class": str, "output": "logits",  # or "probabilities"
          "training": {...}, "metrics": {...}}
+
+A network trained elsewhere (TorchScript or ONNX, possibly with several named inputs) becomes an
+artifact with :func:`wrap_model` (``coffea-jetimg wrap``); such an artifact may hold only
+``model.onnx`` (``files`` then names no ``torchscript``), and is evaluated by ONNX Runtime.
 
 ``input`` is read through the input kinds' registry (:mod:`coffea_jetimg.inputs`: one class per
 kind knows its keys, e.g. ``image_spec`` for images, ``n_constituents`` for 4-vectors); the
@@ -42,6 +46,8 @@ __all__ = [
     "save_artifact",
     "load_artifact",
     "validate_spec",
+    "wrap_model",
+    "OUTPUTS",
     "FORMAT",
     "VERSION",
     "MODEL_TS",
@@ -56,6 +62,8 @@ MODEL_ONNX = "model.onnx"
 SPEC_JSON = "spec.json"
 
 _REQUIRED = ("name", "architecture", "input", "class_names", "signal_class")
+#: what the network returns per input: logits (softmax taken by the tagger) or class probabilities
+OUTPUTS = ("logits", "probabilities")
 
 
 def validate_spec(spec: dict, where: str = "spec") -> dict:
@@ -101,8 +109,8 @@ def validate_spec(spec: dict, where: str = "spec") -> dict:
     if out["signal_class"] not in names:
         raise ArtifactError(f"{where}: signal_class {out['signal_class']!r} is not among class_names {names}")
     out.setdefault("output", "logits")
-    if out["output"] != "logits":
-        raise ArtifactError(f"{where}: output {out['output']!r} is not supported (expected 'logits')")
+    if out["output"] not in OUTPUTS:
+        raise ArtifactError(f"{where}: output {out['output']!r} is not supported (one of {', '.join(OUTPUTS)})")
     out.setdefault("training", {})
     out.setdefault("metrics", {})
     return out
@@ -302,6 +310,11 @@ class Artifact:
         return self.path / MODEL_TS
 
     @property
+    def has_torchscript(self) -> bool:
+        """Whether the artifact holds ``model.ts`` (a wrapped ONNX model may hold only ``model.onnx``)."""
+        return (self.path / MODEL_TS).is_file()
+
+    @property
     def onnx_path(self) -> Path | None:
         p = self.path / MODEL_ONNX
         return p if p.is_file() else None
@@ -373,9 +386,203 @@ def load_artifact(directory: str | os.PathLike[str]) -> Artifact:
 
     check_versions(spec, str(spec_path))  # warns when trained with another torch / coffea-jetimg
     ts = path / MODEL_TS
+    files = spec.get("files") or {}
+    if not ts.is_file() and "torchscript" not in files and files.get("onnx"):  # a wrapped ONNX model
+        onnx_file = path / str(files["onnx"])
+        if not onnx_file.is_file() or onnx_file.stat().st_size == 0:
+            raise ArtifactError(f"{onnx_file}: missing or empty (the artifact's only model)")
+        return Artifact(path=path.resolve(), spec=spec)
     if not ts.is_file():
         raise ArtifactError(f"{ts}: missing (the artifact has no TorchScript model)")
     if ts.stat().st_size == 0:
         raise ArtifactError(f"{ts}: empty file (corrupt model)")
     _check_zip(ts)
     return Artifact(path=path.resolve(), spec=spec)
+
+
+# ---- networks trained elsewhere ------------------------------------------------------------------
+
+_TS_SUFFIXES = (".pt", ".ts", ".pth", ".torchscript", ".jit")
+
+
+def _read_spec(spec: Any) -> dict:
+    """A spec given as a dict, a JSON file path or a JSON string."""
+    if isinstance(spec, dict):
+        return json.loads(json.dumps(_jsonable(spec)))  # a deep copy, JSON types only
+    text = str(spec)
+    if isinstance(spec, Path) or not text.lstrip().startswith("{"):
+        p = Path(text)
+        if not p.is_file():
+            raise ArtifactError(f"{p}: spec file does not exist")
+        where, text = str(p), p.read_text()
+    else:
+        where = "spec"
+    try:
+        out = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ArtifactError(f"{where}: not valid JSON ({err})") from None
+    if not isinstance(out, dict):
+        raise ArtifactError(f"{where}: expected a JSON object, got {type(out).__name__}")
+    return out
+
+
+def _onnx_info(path: Path) -> tuple[list[str], str]:
+    """The input names and the first output name of an ONNX graph (without onnxruntime)."""
+    try:
+        import onnx
+    except ImportError:  # pragma: no cover - the onnx extra
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return [i.name for i in sess.get_inputs()], sess.get_outputs()[0].name
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:
+        raise ArtifactError(f"{path}: not an ONNX model ({type(err).__name__}: {err})") from None
+    init = {t.name for t in model.graph.initializer}
+    inputs = [i.name for i in model.graph.input if i.name not in init]
+    if not model.graph.output:
+        raise ArtifactError(f"{path}: the ONNX graph has no output")
+    return inputs, model.graph.output[0].name
+
+
+def wrap_model(model_path: str | os.PathLike[str], spec: Any, out_dir: str | os.PathLike[str], *,
+               onnx_path: str | os.PathLike[str] | None = None, overwrite: bool = False,
+               atol: float = 1e-4) -> Path:
+    """Make an artifact of a network trained elsewhere (weaver-core, a collaborator, an ONNX file).
+
+    The network is checked against the spec with a dummy forward of the shapes the spec
+    declares (each named input of a ``weaver`` input, see :mod:`coffea_jetimg.inputs.weaver`),
+    then written as a normal artifact directory, which ``coffea-jetimg run``,
+    :class:`~coffea_jetimg.inference.Tagger`, ``export-triton`` and ``serve`` (TorchScript) take
+    like one trained here.
+
+    Parameters
+    ----------
+    model_path : path
+        TorchScript (``torch.jit.save``; ``.pt``, ``.ts``, ...) or ONNX (``.onnx``). Its inputs
+        are the spec's, in the spec's order (TorchScript: positional arguments; ONNX: by name).
+    spec : dict, path of a JSON file, or JSON text
+        The artifact spec: ``input`` (e.g. ``{"kind": "weaver", ...}``), ``class_names``,
+        ``signal_class``; optional ``name`` (default: ``out_dir``'s name), ``architecture``
+        (default ``"external"``), ``output`` (``"logits"``, default, or ``"probabilities"`` for a
+        network that ends in a softmax, as weaver's exported models do).
+    out_dir : path
+        The artifact directory written (``model.ts`` and/or ``model.onnx``, ``spec.json``).
+    onnx_path : path, optional
+        The same network as ONNX besides a TorchScript ``model_path`` (``backend='onnx'``); the two
+        must agree within ``atol`` on a random batch.
+    overwrite : bool
+        Replace an existing ``out_dir``.
+
+    Returns
+    -------
+    Path
+        The artifact directory.
+
+    Raises
+    ------
+    ArtifactError
+        A missing or unreadable model, a spec that is invalid (names the key), inputs the network
+        does not take (names the spec input / model input), outputs that are not one value per
+        class, or TorchScript and ONNX that disagree. Nothing is written then.
+    """
+    import hashlib
+    import shutil
+    import tempfile
+
+    model_path, out = Path(model_path), Path(out_dir)
+    if not model_path.is_file():
+        raise ArtifactError(f"{model_path}: model file does not exist")
+    is_onnx = model_path.suffix.lower() == ".onnx"
+    if not is_onnx and model_path.suffix.lower() not in _TS_SUFFIXES:
+        raise ArtifactError(f"{model_path}: expected a TorchScript file ({', '.join(_TS_SUFFIXES)}) or an ONNX "
+                            "file (.onnx)")
+    if onnx_path is not None and (is_onnx or Path(onnx_path).suffix.lower() != ".onnx"):
+        raise ArtifactError("onnx_path is the ONNX copy of a TorchScript model_path (a .onnx file)")
+    ts_src = None if is_onnx else model_path
+    onnx_src = model_path if is_onnx else (Path(onnx_path) if onnx_path is not None else None)
+    if onnx_src is not None and not onnx_src.is_file():
+        raise ArtifactError(f"{onnx_src}: model file does not exist")
+    if ts_src is not None:
+        _check_zip(ts_src)  # a torch.save pickle is refused here, unread
+    if out.exists() and not overwrite:
+        raise ArtifactError(f"{out}: exists (pass overwrite=True / --force to replace it)")
+
+    spec = _read_spec(spec)
+    spec.setdefault("name", out.resolve().name)
+    spec.setdefault("architecture", "external")
+    where = "spec passed to wrap_model"
+    spec = validate_spec(spec, where=where)
+    sources = {k: str(p.resolve()) for k, p in (("torchscript", ts_src), ("onnx", onnx_src)) if p is not None}
+    spec["training"] = {**spec.get("training", {}), "external": True, "wrapped_from": sources,
+                        "sha256": {k: hashlib.sha256(Path(p).read_bytes()).hexdigest() for k, p in sources.items()}}
+    files: dict[str, str] = {}
+    if ts_src is not None:
+        files.update(torchscript=MODEL_TS, torchscript_method="external")
+    if onnx_src is not None:
+        names, output = _onnx_info(onnx_src)
+        from .model_inputs import input_layout
+
+        layout = input_layout(spec["input"])
+        want = [n for n, _ in layout] if layout else None
+        if want is not None:
+            missing = [n for n in want if n not in names]
+            extra = [n for n in names if n not in want]
+            if missing or extra:
+                raise ArtifactError(
+                    f"{onnx_src}: the ONNX model's inputs are {names}, the spec's input.inputs are {want}"
+                    + (f"; spec input(s) {missing} are not inputs of the model" if missing else "")
+                    + (f"; model input(s) {extra} have no entry in input.inputs" if extra else ""))
+        elif len(names) != 1:
+            raise ArtifactError(f"{onnx_src}: the ONNX model takes {len(names)} inputs {names}; a spec with one "
+                                "input array takes one (use input kind 'weaver' for named inputs)")
+        files.update(onnx=MODEL_ONNX, onnx_output=output)
+    spec["files"] = files
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        if ts_src is not None:
+            shutil.copyfile(ts_src, tmp / MODEL_TS)
+        if onnx_src is not None:
+            shutil.copyfile(onnx_src, tmp / MODEL_ONNX)
+        (tmp / SPEC_JSON).write_text(json.dumps(spec, indent=2) + "\n")
+        shown = {str(tmp / SPEC_JSON): "the spec", str(tmp / MODEL_TS): str(ts_src),
+                 str(tmp / MODEL_ONNX): str(onnx_src)}
+        _check_wrapped(tmp, spec, atol, shown)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _check_wrapped(directory: Path, spec: dict, atol: float, shown: dict[str, str]) -> None:
+    """Load each model of a freshly written artifact as a tagger does (its dummy forward of the
+    spec's shapes), and compare TorchScript with ONNX on a random batch."""
+    import numpy as np
+
+    from .inference import Tagger
+
+    art = Artifact(path=directory, spec=spec)
+    backends = [b for b, present in (("torch", art.has_torchscript), ("onnx", art.onnx_path is not None)) if present]
+    outs = {}
+    x = np.random.default_rng(0).normal(size=(4, *spec["input"]["shape"])).astype(np.float32)
+    for b in backends:
+        t = Tagger(art, device="cpu", backend=b, num_threads=None)
+        try:
+            t._model()  # the dummy forward: ArtifactError naming the spec / model inputs
+        except ArtifactError as err:  # named after the files given (nothing is written)
+            msg = str(err)
+            for tmp_name, name in shown.items():
+                msg = msg.replace(tmp_name, name)
+            raise ArtifactError(msg) from None
+        outs[b] = t.outputs(x)
+    if len(outs) == 2:
+        diff = _max_abs_diff(outs["torch"], outs["onnx"])
+        if not diff <= atol:
+            raise ArtifactError(f"the TorchScript and ONNX models disagree by {diff:.3g} > {atol} on the same random "
+                                "inputs: are they the same network?")

@@ -22,6 +22,7 @@ COMMANDS = {
     "demo": "coffea_jetimg._demo",
     "serve": "coffea_jetimg._serve_cli",
     "export-triton": "coffea_jetimg.serving._export_cli",
+    "wrap": "coffea_jetimg._wrap_cli",
 }
 
 

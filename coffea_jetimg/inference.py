@@ -9,6 +9,13 @@ shape, so a spec that disagrees with its network is refused there. Inputs are mo
 device explicitly, evaluated in micro-batches under ``torch.inference_mode()`` (the batch is
 halved on CUDA out-of-memory), and brought back with ``.cpu().numpy()``.
 
+A network with several named inputs (``points``, ``features``, ``mask``: an artifact whose
+``input`` lists ``inputs``, see :mod:`coffea_jetimg.model_inputs`) takes them packed in one array
+(what the input plan builds) or as a dict ``{name: array}``; the tagger splits a micro-batch into
+the named arrays for the network: TorchScript ``module(*arrays)`` in the spec's order, ONNX by
+input name, Triton one named request input each. A network whose spec says ``"output":
+"probabilities"`` (it ends in a softmax, as weaver's exports do) is not given another softmax.
+
 With ``server="grpc://HOST:PORT"`` the tagger does not load the network: it sends the same
 inputs in micro-batches to a Triton Inference Server (``coffea-jetimg serve``, or a facility's
 server loading ``coffea-jetimg export-triton``'s repository) with ``tritonclient.grpc``.
@@ -31,6 +38,7 @@ import numpy as np
 
 from .artifact import Artifact, ArtifactError, load_artifact
 from .errors import ServerError
+from .model_inputs import describe_layout, input_layout, pack_inputs, split_inputs
 
 __all__ = ["Tagger", "softmax", "clear_cache", "default_device", "run_batched", "artifact_fingerprint",
            "ServerError"]
@@ -134,7 +142,8 @@ class Tagger:
     device : str, optional
         ``'cpu'``, ``'cuda'``, ``'cuda:1'``...; default: CUDA when available, else CPU.
     backend : {'torch', 'onnx'}
-        TorchScript through torch, or ONNX Runtime (``model.onnx``; CUDA provider on GPU).
+        TorchScript through torch, or ONNX Runtime (``model.onnx``; CUDA provider on GPU). An
+        artifact holding only ``model.onnx`` (a wrapped ONNX model) is always run by ONNX Runtime.
     batch_size : int
         Micro-batch size inside one call (halved automatically on CUDA out-of-memory).
     num_threads : int or None
@@ -179,6 +188,8 @@ class Tagger:
             raise ValueError("retries must be >= 0, backoff >= 0 and timeout > 0 "
                              f"(got {retries}, {backoff}, {timeout})")
         self.artifact = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
+        if backend == "torch" and not self.artifact.has_torchscript and self.artifact.onnx_path is not None:
+            backend = "onnx"  # a wrapped ONNX model: ONNX Runtime is the only way to run it
         if backend == "onnx" and self.artifact.onnx_path is None and server is None:
             raise ArtifactError(f"{self.artifact.path / 'model.onnx'}: missing, cannot use backend='onnx'")
         self._device = device
@@ -227,6 +238,17 @@ class Tagger:
     @property
     def device(self) -> str:
         return self._device or default_device()
+
+    @property
+    def layout(self) -> list[tuple[str, tuple[int, ...]]] | None:
+        """The network's named inputs ``[(name, per-item shape), ...]`` in the order it takes them;
+        ``None`` when it takes one array (see :mod:`coffea_jetimg.model_inputs`)."""
+        return input_layout(self.input_spec)
+
+    @property
+    def output_kind(self) -> str:
+        """What the network returns: ``'logits'`` or ``'probabilities'`` (the spec's ``output``)."""
+        return str(self.spec.get("output", "logits"))
 
     def __repr__(self):
         if self.server is not None:
@@ -290,30 +312,46 @@ class Tagger:
 
     def _check_forward(self, model) -> None:
         """Run the freshly loaded network once on zeros of the spec's shape: a spec that disagrees
-        with its network (input shape, number of classes) is an ArtifactError here, not a wrong
-        histogram later."""
+        with its network (input shape, named inputs, number of classes) is an ArtifactError here,
+        not a wrong histogram later."""
         shape = self.input_spec.get("shape")
         if shape is None:
             return
         model_file = self.artifact.onnx_path if self.backend == "onnx" else self.artifact.torchscript_path
         spec_file = self.path / "spec.json"
+        layout = self.layout
+        if layout is not None:
+            _check_named_inputs(model, layout, self.backend, model_file, spec_file)
+            declared = f"the inputs {spec_file} declares (input.inputs: {describe_layout(layout)})"
+        else:
+            declared = f"inputs of the shape {list(shape)} that {spec_file} declares (input.shape)"
         x = np.zeros((2, *shape), dtype=np.float32)
         try:
-            if self.backend == "onnx":
-                out = np.asarray(model.run(None, {model.get_inputs()[0].name: x})[0])
-            else:
-                import torch
-
-                with torch.inference_mode():
-                    out = model(torch.from_numpy(x).to(torch.device(self.device))).float().cpu().numpy()
+            out = self._forward(model, x)
         except Exception as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ArtifactError(f"{model_file}: the network does not accept inputs of the shape {list(shape)} that "
-                                f"{spec_file} declares (input.shape); a dummy batch failed: {first}") from err
+            raise ArtifactError(f"{model_file}: the network does not accept {declared}; a dummy batch failed: "
+                                f"{_error_line(err)}") from err
         n_classes = len(self.class_names)
         if out.shape != (2, n_classes):
             raise ArtifactError(f"{model_file}: the network returns {list(out.shape[1:])} values per input, but "
                                 f"{spec_file} declares {n_classes} classes {self.class_names}")
+
+    def _forward(self, model, batch: np.ndarray) -> np.ndarray:
+        """The network's raw outputs for one micro-batch (packed named inputs split here)."""
+        layout = self.layout
+        arrays = split_inputs(layout, batch) if layout is not None else [batch]
+        if self.backend == "onnx":
+            if layout is not None:
+                feed = {name: a for (name, _), a in zip(layout, arrays)}
+            else:
+                feed = {model.get_inputs()[0].name: arrays[0]}
+            output = (self.spec.get("files") or {}).get("onnx_output")
+            return np.asarray(model.run([output] if output else None, feed)[0], dtype=np.float32)
+        import torch
+
+        device = torch.device(self.device)
+        with torch.inference_mode():
+            return model(*(torch.from_numpy(a).to(device) for a in arrays)).float().cpu().numpy()
 
     def _set_threads(self):
         if self.num_threads is None:
@@ -331,9 +369,20 @@ class Tagger:
         return self._key() in _CACHE
 
     # -- evaluation -------------------------------------------------------------------------
-    def logits(self, x) -> np.ndarray:
-        """Logits ``(n, n_classes)`` float32 for inputs ``x`` of shape ``(n, *input.shape)``."""
-        x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+    def _as_input(self, x) -> np.ndarray:
+        """One float32 array of ``x``: packed from a dict of named inputs, else as given."""
+        if isinstance(x, dict):
+            layout = self.layout
+            if layout is None:
+                raise ValueError(f"{self.name}: the model takes one input array, got named inputs {list(x)}")
+            return pack_inputs(layout, x, where=self.name)
+        return np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+
+    def outputs(self, x) -> np.ndarray:
+        """The network's raw outputs ``(n, n_classes)`` float32 (logits, or probabilities when the
+        spec's ``output`` says so) for inputs ``x`` of shape ``(n, *input.shape)``, or a dict of
+        the named inputs ``{name: (n, *shape)}`` of a multi-input network."""
+        x = self._as_input(x)
         n_classes = len(self.class_names)
         shape = self.input_spec.get("shape")
         if shape is not None and x.ndim >= 1 and tuple(x.shape[1:]) != tuple(shape):
@@ -341,13 +390,20 @@ class Tagger:
         if len(x) == 0:
             return np.zeros((0, n_classes), dtype=np.float32)
         if self.server is not None:
-            return self._served_logits(x)
+            return self._served_outputs(x)
         model = self._model()
         if self.backend == "onnx":
-            name = model.get_inputs()[0].name
-            outs = [model.run(None, {name: x[i:i + self.batch_size]})[0] for i in range(0, len(x), self.batch_size)]
+            outs = [self._forward(model, x[i:i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
             return np.concatenate(outs).astype(np.float32, copy=False)
         return self._torch_logits(model, x)
+
+    def logits(self, x) -> np.ndarray:
+        """Logits ``(n, n_classes)`` float32 (the log of the probabilities of a network that
+        returns probabilities); ``x`` as in :meth:`outputs`."""
+        y = self.outputs(x)
+        if self.output_kind == "probabilities":
+            return np.log(np.maximum(y, np.finfo(np.float32).tiny)).astype(np.float32)
+        return y
 
     def _torch_logits(self, model, x: np.ndarray) -> np.ndarray:
         import torch
@@ -356,8 +412,7 @@ class Tagger:
         device = torch.device(self.device)
 
         def run(batch: np.ndarray) -> np.ndarray:
-            t = torch.from_numpy(batch).to(device)
-            return model(t).float().cpu().numpy()
+            return self._forward(model, batch)
 
         def on_oom(err) -> bool:
             if device.type == "cuda" and _is_cuda_oom(err):
@@ -370,8 +425,10 @@ class Tagger:
         return out
 
     def predict(self, x) -> np.ndarray:
-        """Class probabilities (softmax of the logits), float32 ``(n, n_classes)``."""
-        return softmax(self.logits(x))
+        """Class probabilities (softmax of the logits, or the network's own probabilities),
+        float32 ``(n, n_classes)``; ``x`` as in :meth:`outputs`."""
+        y = self.outputs(x)
+        return y.astype(np.float32, copy=False) if self.output_kind == "probabilities" else softmax(y)
 
     __call__ = predict
 
@@ -380,10 +437,18 @@ class Tagger:
         return self.predict(x)[:, self.signal_index]
 
     def inputs_for(self, events_or_constituents, jets: str | None = None, **kwargs) -> np.ndarray:
-        """The network inputs for eager events or constituents (:func:`coffea_jetimg.inputs.build_inputs`)."""
+        """The network inputs for eager events or constituents (:func:`coffea_jetimg.inputs.build_inputs`);
+        packed for a multi-input network (:meth:`named_inputs` splits them)."""
         from .inputs import build_inputs
 
         return build_inputs(self.input_spec, events_or_constituents, jets, **kwargs)
+
+    def named_inputs(self, x) -> dict[str, np.ndarray]:
+        """The named arrays ``{name: (n, *shape)}`` of packed inputs ``x`` of a multi-input network."""
+        layout = self.layout
+        if layout is None:
+            raise ValueError(f"{self.name}: the model takes one input array, not named inputs")
+        return {name: a for (name, _), a in zip(layout, split_inputs(layout, self._as_input(x)))}
 
     def scores_for(self, events_or_constituents, jets: str | None = None, **kwargs) -> np.ndarray:
         """Signal-class probability per jet (per event for event-image models), ``(n,)``."""
@@ -468,7 +533,7 @@ class Tagger:
             self.model_name, self.model_version, as_json=True, client_timeout=t))["config"]
         return _ServedModel.from_server(self, meta, config)
 
-    def _served_logits(self, x: np.ndarray) -> np.ndarray:
+    def _served_outputs(self, x: np.ndarray) -> np.ndarray:
         import tritonclient.grpc as grpcclient
 
         served = self.check_server()
@@ -478,13 +543,17 @@ class Tagger:
         n_batches = -(-n // bs)
         out = np.empty((n, len(self.class_names)), dtype=np.float32)
         requested = [grpcclient.InferRequestedOutput(served.output)]
+        layout = self.layout
         for k, i in enumerate(range(0, n, bs)):
             batch = x[i:i + bs]
-            inp = grpcclient.InferInput(served.input, list(batch.shape), "FP32")
-            inp.set_data_from_numpy(batch)
+            inps = []
+            for name, arr in zip(served.inputs, split_inputs(layout, batch) if layout is not None else [batch]):
+                inp = grpcclient.InferInput(name, list(arr.shape), "FP32")
+                inp.set_data_from_numpy(arr)
+                inps.append(inp)
             what = f"scoring micro-batch {k + 1} of {n_batches} (inputs {i}-{i + len(batch) - 1} of {n})"
-            res = self._retrying(what, lambda inp=inp: client.infer(
-                self.model_name, [inp], model_version=self.model_version, outputs=requested,
+            res = self._retrying(what, lambda inps=inps: client.infer(
+                self.model_name, inps, model_version=self.model_version, outputs=requested,
                 client_timeout=self.timeout))
             y = res.as_numpy(served.output)
             if y is None or y.shape != (len(batch), out.shape[1]):
@@ -530,6 +599,58 @@ def run_batched(fn, x: np.ndarray, n_out: int, batch_size: int, on_oom=lambda er
             raise
         i = stop
     return out, bs
+
+
+def _error_line(err: BaseException) -> str:
+    """The telling line of an error: its first, or for the TorchScript interpreter's traceback
+    ("The following operation failed ...") its last."""
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    if not lines:
+        return type(err).__name__
+    return lines[-1] if "TorchScript interpreter" in lines[0] else lines[0]
+
+
+def _check_named_inputs(model, layout, backend: str, model_file, spec_file) -> None:
+    """Before the dummy batch: the network's inputs are the spec's named inputs (ONNX: the same
+    names, FP32, the declared dims; TorchScript: as many positional arguments, every required one
+    given). ArtifactError naming the spec input / model input that differ."""
+    names = [name for name, _ in layout]
+    if backend == "onnx":
+        model_inputs = {i.name: i for i in model.get_inputs()}
+        missing = [n for n in names if n not in model_inputs]
+        extra = [n for n in model_inputs if n not in names]
+        if missing or extra:
+            raise ArtifactError(
+                f"{model_file}: the ONNX model's inputs are {list(model_inputs)}, {spec_file} input.inputs "
+                f"names {names}" + (f"; spec input(s) {missing} are not inputs of the model" if missing else "")
+                + (f"; model input(s) {extra} are missing from input.inputs" if extra else ""))
+        for name, shape in layout:
+            i = model_inputs[name]
+            if i.type != "tensor(float)":
+                raise ArtifactError(f"{model_file}: model input {name!r} is {i.type}, the tagger sends float32")
+            dims = list(i.shape)
+            if dims and isinstance(dims[0], int) and dims[0] not in (-1, 0):
+                raise ArtifactError(f"{model_file}: model input {name!r} has a fixed batch size {dims[0]}; export it "
+                                    "with a dynamic batch axis (torch.onnx.export(..., dynamic_axes=...))")
+            fixed = [(k, d) for k, d in enumerate(dims[1:]) if isinstance(d, int) and d > 0]
+            if len(dims) != len(shape) + 1 or any(d != shape[k] for k, d in fixed):
+                rows, length = shape
+                raise ArtifactError(f"{model_file}: model input {name!r} takes {dims[1:]} per jet, but {spec_file} "
+                                    f"input.inputs.{name} declares {list(shape)} ({rows} vars × length {length})")
+        return
+    try:
+        args = list(model.forward.schema.arguments)[1:]  # without self
+    except Exception:  # pragma: no cover - a module without a readable schema: the dummy batch decides
+        return
+    arg_names = [a.name for a in args]
+    if len(layout) > len(args):
+        raise ArtifactError(f"{model_file}: {spec_file} input.inputs names {len(names)} inputs {names}, the network's "
+                            f"forward takes {len(args)} ({', '.join(arg_names)})")
+    required = [a.name for a in args[len(layout):] if not a.has_default_value()]
+    if required:
+        raise ArtifactError(f"{model_file}: the network's forward({', '.join(arg_names)}) argument(s) {required} "
+                            f"have no input in {spec_file} input.inputs {names} (list the inputs in the order "
+                            "forward takes them)")
 
 
 def _pid() -> int:  # for tests: which process evaluated
@@ -589,10 +710,12 @@ def _served_models(client, timeout: float) -> list[str]:
 
 
 class _ServedModel:
-    """A model as a server serves it, checked against an artifact's spec."""
+    """A model as a server serves it, checked against an artifact's spec: its input names (in the
+    order of the spec's named inputs), output name and max batch size."""
 
-    def __init__(self, input: str, output: str, max_batch: int):
-        self.input, self.output, self.max_batch = input, output, int(max_batch)
+    def __init__(self, inputs: list[str], output: str, max_batch: int):
+        self.inputs, self.output, self.max_batch = list(inputs), output, int(max_batch)
+        self.input = self.inputs[0]
 
     @classmethod
     def from_server(cls, tagger: Tagger, meta: dict, config: dict) -> "_ServedModel":
@@ -601,23 +724,45 @@ class _ServedModel:
                               f"(artifact {tagger.path})")
 
         inputs, outputs = meta.get("inputs", []), meta.get("outputs", [])
-        if len(inputs) != 1 or len(outputs) != 1:
+        layout = tagger.layout
+        n_in = 1 if layout is None else len(layout)
+        if len(inputs) != n_in or len(outputs) != 1:
+            want = "a tagger has one of each" if layout is None else \
+                f"the artifact's network takes {n_in} named inputs ({describe_layout(layout)}) and gives one output"
             fail(f"serves {len(inputs)} input(s) and {len(outputs)} output(s) "
-                 f"({[t['name'] for t in inputs]} -> {[t['name'] for t in outputs]}); a tagger has one of each")
+                 f"({[t['name'] for t in inputs]} -> {[t['name'] for t in outputs]}); {want}")
         max_batch = int(config.get("max_batch_size", 0) or 0)
 
         def dims(t):  # without the batch axis Triton adds when the model batches
             d = [int(v) for v in t.get("shape", [])]
             return d[1:] if max_batch > 0 else d[1:] if d and d[0] == -1 else d
 
-        (i,), (o,) = inputs, outputs
-        want_in = list(tagger.input_spec.get("shape") or dims(i))
+        (o,) = outputs
+        if layout is None:
+            ordered = [(inputs[0], list(tagger.input_spec.get("shape") or dims(inputs[0])), "input.shape")]
+        else:
+            by_name = {t["name"]: t for t in inputs}
+            if all(name in by_name for name, _ in layout):  # pytriton, or onnxruntime: the spec's names
+                served = [by_name[name] for name, _ in layout]
+            else:  # libtorch's <name>__<index> convention: by index
+                index = {}
+                for t in inputs:
+                    head, sep, k = t["name"].rpartition("__")
+                    if sep and k.isdigit():
+                        index[int(k)] = t
+                if sorted(index) != list(range(n_in)):
+                    fail(f"serves inputs {[t['name'] for t in inputs]}, the artifact's spec names "
+                         f"{[name for name, _ in layout]} (neither the same names nor <name>__<index>)")
+                served = [index[k] for k in range(n_in)]
+            ordered = [(t, list(shape), f"input.inputs.{name}") for t, (name, shape) in zip(served, layout)]
         want_out = [len(tagger.class_names)]
-        if i.get("datatype") != "FP32" or o.get("datatype") != "FP32":
-            fail(f"serves {i.get('datatype')} -> {o.get('datatype')}, expected FP32 -> FP32")
-        if dims(i) != want_in:
-            fail(f"input {i['name']!r} has shape {dims(i)} per item, the artifact's spec has input.shape {want_in}")
+        for i, _, _ in ordered:
+            if i.get("datatype") != "FP32" or o.get("datatype") != "FP32":
+                fail(f"serves {i.get('datatype')} -> {o.get('datatype')}, expected FP32 -> FP32")
+        for i, want_in, key in ordered:
+            if dims(i) != want_in:
+                fail(f"input {i['name']!r} has shape {dims(i)} per item, the artifact's spec has {key} {want_in}")
         if dims(o) != want_out:
             fail(f"output {o['name']!r} has shape {dims(o)} per item, the artifact has {want_out[0]} classes "
                  f"{tagger.class_names}")
-        return cls(i["name"], o["name"], max_batch)
+        return cls([i["name"] for i, _, _ in ordered], o["name"], max_batch)
