@@ -52,9 +52,10 @@ def main(args) -> int:
     if not args.artifacts:
         raise SystemExit("coffea-jetimg serve: give one or more ARTIFACT directories (or --setup)")
     from .artifact import load_artifact
+    from .serving.launch import check_servable
 
     for a in args.artifacts:  # a bad artifact fails here, in words, before the server starts
-        load_artifact(a)
+        check_servable(load_artifact(a))
     try:
         cmd, env = server_command(server_args(
             args.artifacts, host=args.host, grpc_port=args.port, http_port=args.http_port,

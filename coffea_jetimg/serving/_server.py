@@ -13,7 +13,9 @@ analysis environment), and only read here.
 pytriton serves Python callables through Triton's Python backend: Triton's dynamic batcher
 gathers the clients' requests (up to ``--max-batch`` inputs, waiting at most
 ``--queue-delay-us``), hands them to :func:`_make_infer`'s callable, which concatenates them, runs
-the network once and splits the logits back. Every ``--log-every`` seconds one line per model
+the network once and splits the logits back. A network with several named inputs (a wrapped
+weaver-style model: ``points``, ``features``, ``mask``) is served with those inputs, under the
+spec's names and shapes. Every ``--log-every`` seconds one line per model
 says requests/s, jets/s and the batch sizes. SIGINT/SIGTERM stop the server cleanly.
 """
 
@@ -86,22 +88,35 @@ class _Stats:
                 f"({self.total_jets} jets in all)")
 
 
+def _input_tensors(tagger) -> list[tuple[str, tuple[int, ...]]]:
+    """The served inputs: ``input`` of the spec's shape, or the network's named inputs (a
+    multi-input network, e.g. ``points``, ``features``, ``mask``) with their shapes."""
+    return tagger.layout or [(INPUT_NAME, tuple(tagger.input_spec["shape"]))]
+
+
 def _make_infer(tagger, stats: _Stats):
     import numpy as np
 
+    names = [name for name, _ in _input_tensors(tagger)]
+    output = _output_name(tagger)
+
     def infer(requests):
-        xs = [r[INPUT_NAME] for r in requests]
-        sizes = [len(x) for x in xs]
-        x = xs[0] if len(xs) == 1 else np.concatenate(xs)
-        y = tagger.logits(x)
-        stats.add(len(requests), len(x))
+        sizes = [len(r[names[0]]) for r in requests]
+        cat = {n: (requests[0][n] if len(requests) == 1 else np.concatenate([r[n] for r in requests])) for n in names}
+        y = tagger.outputs(cat if tagger.layout else cat[INPUT_NAME])
+        stats.add(len(requests), int(sum(sizes)))
         out, i = [], 0
         for n in sizes:
-            out.append({OUTPUT_NAME: y[i:i + n]})
+            out.append({output: y[i:i + n]})
             i += n
         return out
 
     return infer
+
+
+def _output_name(tagger) -> str:
+    """``logits``, or ``probabilities`` for a network that returns them (the spec's ``output``)."""
+    return "probabilities" if tagger.output_kind == "probabilities" else OUTPUT_NAME
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"coffea-jetimg serve: two artifacts named {t.name!r} ({taggers[t.name].path}, {t.path})")
         t._model()
         taggers[t.name] = t
-        _say(f"loaded {t.name} from {t.path} on {device}: input {t.input_spec.get('shape')}, "
+        shown = ", ".join(f"{n} {list(s)}" for n, s in _input_tensors(t))
+        _say(f"loaded {t.name} from {t.path} on {device}: input {shown}, "
              f"{len(t.class_names)} classes {t.class_names}")
 
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
@@ -162,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         stats[name] = _Stats()
         infer = [_make_infer(t, stats[name]) for _ in range(max(1, args.instances))]
         triton.bind(model_name=name, infer_func=infer if len(infer) > 1 else infer[0],
-                    inputs=[Tensor(name=INPUT_NAME, dtype=np.float32, shape=tuple(t.input_spec["shape"]))],
-                    outputs=[Tensor(name=OUTPUT_NAME, dtype=np.float32, shape=(len(t.class_names),))],
+                    inputs=[Tensor(name=n, dtype=np.float32, shape=tuple(shape)) for n, shape in _input_tensors(t)],
+                    outputs=[Tensor(name=_output_name(t), dtype=np.float32, shape=(len(t.class_names),))],
                     config=ModelConfig(max_batch_size=args.max_batch,
                                        batcher=DynamicBatcher(max_queue_delay_microseconds=args.queue_delay_us)))
 

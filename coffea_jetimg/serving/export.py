@@ -12,6 +12,12 @@ The libtorch backend names tensors ``<name>__<index>`` (``input__0`` → ``logit
 graph keeps the names :func:`~coffea_jetimg.artifact.save_artifact` gave it (``input`` →
 ``logits``). :class:`~coffea_jetimg.inference.Tagger` reads the names from the server's model
 metadata, so a client works with either.
+
+A network with several named inputs (a wrapped weaver-style model) declares each of them: for
+libtorch ``<name>__<index>`` in the order ``forward`` takes them (``pf_points__0``,
+``pf_features__1``, ``pf_mask__2``), for onnxruntime the graph's own input names; the output is
+the graph's output name (recorded when the model was wrapped), ``probabilities__0`` for a
+libtorch network whose spec says ``"output": "probabilities"``.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import shutil
 from pathlib import Path
 
 from ..artifact import Artifact, ArtifactError, load_artifact
+from ..model_inputs import input_layout
 
 __all__ = ["export_triton", "BACKENDS", "config_pbtxt"]
 
@@ -33,20 +40,22 @@ _ALIASES = {"torch": "pytorch_libtorch", "libtorch": "pytorch_libtorch", "onnx":
 
 
 def config_pbtxt(name: str, backend: str, input_shape, n_classes: int, *, max_batch: int = 2048,
-                 queue_delay_us: int = 200, labels: bool = True) -> str:
-    """The ``config.pbtxt`` text (Triton's ``ModelConfig`` protobuf, text format) of one model."""
+                 queue_delay_us: int = 200, labels: bool = True, inputs=None, output: str | None = None) -> str:
+    """The ``config.pbtxt`` text (Triton's ``ModelConfig`` protobuf, text format) of one model.
+
+    ``inputs``: ``[(name, dims), ...]`` of a model with several named inputs (replacing the one
+    input of ``input_shape``); ``output``: the output's name (default the backend's)."""
     _, inp, out = BACKENDS[backend]
-    dims = ", ".join(str(int(d)) for d in input_shape)
+    out = output or out
+    tensors = [(n, d) for n, d in inputs] if inputs else [(inp, input_shape)]
+    blocks = ",\n".join("  {\n" f'    name: "{n}"\n    data_type: TYPE_FP32\n'
+                         f'    dims: [ {", ".join(str(int(v)) for v in d)} ]\n' "  }" for n, d in tensors)
     label = '\n    label_filename: "labels.txt"' if labels else ""
     return f"""name: "{name}"
 backend: "{backend}"
 max_batch_size: {int(max_batch)}
 input [
-  {{
-    name: "{inp}"
-    data_type: TYPE_FP32
-    dims: [ {dims} ]
-  }}
+{blocks}
 ]
 output [
   {{
@@ -112,11 +121,23 @@ def export_triton(artifact, repo, *, backends=("pytorch_libtorch",), name: str |
     base = name or art.name
     repo = Path(repo)
     written = []
+    layout = input_layout(art.input_spec)
+    files = art.spec.get("files") or {}
     for backend in dict.fromkeys(chosen):
         model_file, _, _ = BACKENDS[backend]
-        src = art.torchscript_path if backend == "pytorch_libtorch" else art.onnx_path
+        if backend == "pytorch_libtorch":
+            src = art.torchscript_path if art.has_torchscript else None
+        else:
+            src = art.onnx_path
         if src is None:
-            raise ArtifactError(f"{art.path / 'model.onnx'}: missing, cannot export for the onnxruntime backend")
+            missing, other = ("model.onnx", "torch") if backend == "onnxruntime" else ("model.ts", "onnx")
+            raise ArtifactError(f"{art.path / missing}: missing, cannot export for the {backend} backend "
+                                f"(--backend {other})")
+        if backend == "pytorch_libtorch":
+            inputs = [(f"{n}__{k}", shape) for k, (n, shape) in enumerate(layout)] if layout else None
+            output = "probabilities__0" if art.spec.get("output") == "probabilities" else None
+        else:
+            inputs, output = (list(layout) if layout else None), files.get("onnx_output")
         model_name = base if len(chosen) == 1 or backend == "pytorch_libtorch" else f"{base}_onnx"
         d = repo / model_name
         if d.exists():
@@ -128,6 +149,7 @@ def export_triton(artifact, repo, *, backends=("pytorch_libtorch",), name: str |
         (d / "labels.txt").write_text("".join(f"{c}\n" for c in art.class_names))
         (d / "spec.json").write_text(json.dumps(art.spec, indent=2) + "\n")
         (d / "config.pbtxt").write_text(config_pbtxt(model_name, backend, shape, len(art.class_names),
-                                                     max_batch=max_batch, queue_delay_us=queue_delay_us))
+                                                     max_batch=max_batch, queue_delay_us=queue_delay_us,
+                                                     inputs=inputs, output=output))
         written.append(d)
     return written

@@ -18,7 +18,18 @@ from pathlib import Path
 from ..errors import ServerError
 from .env import server_command
 
-__all__ = ["ServerProcess", "server_args", "free_port"]
+__all__ = ["ServerProcess", "server_args", "free_port", "check_servable"]
+
+
+def check_servable(art) -> None:
+    """Raise :class:`~coffea_jetimg.errors.ArtifactError` for an artifact the server cannot run:
+    it serves TorchScript, and a wrapped ONNX-only artifact has none."""
+    from ..artifact import ArtifactError
+
+    if not art.has_torchscript:
+        raise ArtifactError(f"{art.path}: holds only model.onnx; `coffea-jetimg serve` runs TorchScript (model.ts). "
+                            "Serve it from a Triton with the onnxruntime backend: `coffea-jetimg export-triton "
+                            f"{art.path} --backend onnx -o REPO`")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -83,7 +94,10 @@ class ServerProcess:
                  metrics_port: int | None = None, host: str = "127.0.0.1", venv=None, log=None, **options):
         from ..artifact import load_artifact
 
-        self.artifacts = [load_artifact(a).path for a in artifacts]  # validated here, read by the server
+        arts = [load_artifact(a) for a in artifacts]  # validated here, read by the server
+        for art in arts:
+            check_servable(art)
+        self.artifacts = [a.path for a in arts]
         self.host = host
         self.grpc_port = grpc_port or free_port()
         self.http_port = http_port or free_port()
