@@ -77,6 +77,25 @@ def generated_w(tmp_path_factory) -> str:
     return _generated(tmp_path_factory, "w", 100, 13)
 
 
+# ---- the Triton server's environment (served taggers: test_serving, test_byom) ------------------
+
+@pytest.fixture(scope="session")
+def triton_venv() -> Path:
+    """The server venv (.venv-triton); made here (minutes, from PyPI) when absent; the test is
+    skipped only if that fails."""
+    from coffea_jetimg.serving.env import ServerEnvError, find_server_env, setup_server_env
+
+    try:
+        return find_server_env()
+    except ServerEnvError:
+        pass
+    try:
+        setup_server_env(ROOT / ".venv-triton")
+        return find_server_env(ROOT / ".venv-triton")
+    except ServerEnvError as err:
+        pytest.skip(f"the Triton server environment (.venv-triton) cannot be created here: {err}")
+
+
 # ---- tiny networks and specs for artifacts (shared by the artifact, inference, processor, serving
 # and fault tests) ------------------------------------------------------------------------------
 

@@ -27,23 +27,6 @@ from coffea_jetimg.errors import JetImgError, ServerError  # noqa: E402
 from coffea_jetimg.inference import Tagger  # noqa: E402
 from coffea_jetimg.processors.jet_tagging import JetTaggingProcessor  # noqa: E402
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
-
-
-def _server_env():
-    """The server venv; made here (minutes, from PyPI) when absent; skip only if that fails."""
-    from coffea_jetimg.serving.env import ServerEnvError, find_server_env, setup_server_env
-
-    try:
-        return find_server_env()
-    except ServerEnvError:
-        pass
-    try:
-        setup_server_env(ROOT / ".venv-triton")
-        return find_server_env(ROOT / ".venv-triton")
-    except ServerEnvError as err:
-        pytest.skip(f"the Triton server environment (.venv-triton) cannot be created here: {err}")
-
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory, generated_top, generated_qcd, tiny_cnn):
@@ -86,12 +69,11 @@ def _event_image_artifact(d):
 
 
 @pytest.fixture(scope="module")
-def server(artifacts):
+def server(artifacts, triton_venv):
     from coffea_jetimg.serving import ServerProcess
 
-    venv = _server_env()
-    srv = ServerProcess([artifacts["cnn"], artifacts["lola"], artifacts["ev"]], venv=venv, device="cpu", max_batch=256,
-                        queue_delay_us=100, log_every=0.5)
+    srv = ServerProcess([artifacts["cnn"], artifacts["lola"], artifacts["ev"]], venv=triton_venv, device="cpu",
+                        max_batch=256, queue_delay_us=100, log_every=0.5)
     srv.start(timeout=240)
     yield srv
     rc = srv.stop()
@@ -198,7 +180,7 @@ def test_shape_mismatch_is_refused_before_the_first_batch(artifacts, server, tmp
         Tagger(three, server=server.url)
 
 
-def test_server_gone_mid_run_fails_naming_the_batches_or_recovers(artifacts):
+def test_server_gone_mid_run_fails_naming_the_batches_or_recovers(artifacts, triton_venv):
     """A server that goes away after the check: every micro-batch is retried with back-off, then
     the call fails naming the server, the model and the inputs that were not scored; a server
     back on the same port within the retries (still loading its models at first) is used again."""
@@ -206,7 +188,7 @@ def test_server_gone_mid_run_fails_naming_the_batches_or_recovers(artifacts):
 
     from coffea_jetimg.serving import ServerProcess, free_port
 
-    venv = _server_env()
+    venv = triton_venv
     ports = dict(grpc_port=free_port(), http_port=free_port(), metrics_port=free_port())
     x = np.random.default_rng(4).normal(size=(120, 1, 8, 8)).astype(np.float32)
     with ServerProcess([artifacts["cnn"]], venv=venv, device="cpu", max_batch=64, **ports) as srv:
