@@ -4,18 +4,19 @@
 the shape given by ``input_shape`` (without the batch axis) and returns logits
 ``(batch, n_classes)``, and scripts with :func:`torch.jit.script` / exports to ONNX.
 
-=============  ===========  ====================================================================
-name           input kind   network
-=============  ===========  ====================================================================
-``qg``         image        3 conv + max-pool, dense 128 (quark/gluon, arXiv:1612.01551)
-``deeptop``    image        4 conv 8×4×4, pools, dense 64-256-256 (arXiv:1701.08784)
-``wtag``       image        11×11 then 3×3 conv, dropout (W vs QCD, arXiv:1511.05190)
-``lola``       lorentz      CoLa + LoLa, dense 100-50 (arXiv:1707.08966)
-``fc``         any          5 × 500 ReLU, dropout 0.5
-``maxout``     any          MaxOut 256/128 (5 pieces), dense 64-25
-``resnet18``   event_image  ResNet-18 (also ``resnet34``, ``resnet50``), 3 classes by default
-``pfn``        particles    Particle Flow Network / Deep Sets, Φ 100-100-128, F 100-100-100 (arXiv:1810.05165)
-=============  ===========  ====================================================================
+===============  ===========  ====================================================================
+name             input kind   network
+===============  ===========  ====================================================================
+``qg``           image        3 conv + max-pool, dense 128 (quark/gluon, arXiv:1612.01551)
+``deeptop``      image        4 conv 8×4×4, pools, dense 64-256-256 (arXiv:1701.08784)
+``wtag``         image        11×11 then 3×3 conv, dropout (W vs QCD, arXiv:1511.05190)
+``lola``         lorentz      CoLa + LoLa, dense 100-50 (arXiv:1707.08966)
+``fc``           any          5 × 500 ReLU, dropout 0.5
+``maxout``       any          MaxOut 256/128 (5 pieces), dense 64-25
+``resnet18``     event_image  ResNet-18 (also ``resnet34``, ``resnet50``), 3 classes by default
+``pfn``          particles    Particle Flow Network / Deep Sets, Φ 100-100-128, F 100-100-100 (arXiv:1810.05165)
+``particlenet``  particles    ParticleNet-Lite, EdgeConv k=7 3×32 then 3×64, mean pool, dense 128 (arXiv:1902.08570)
+===============  ===========  ====================================================================
 
 Non-neural: :class:`BDTTagger` (features) and :class:`LikelihoodRatioTagger` (2 observables).
 """
@@ -36,7 +37,7 @@ _LAZY = {
     "FCNet": "dense", "MaxOut": "dense", "MaxOutNet": "dense",
     "CoLa": "lola", "LoLa": "lola", "LoLaNet": "lola",
     "RESNETS": "resnet", "BasicBlock": "resnet", "Bottleneck": "resnet", "ResNet": "resnet",
-    "ParticleFlowNetwork": "pfn",
+    "ParticleFlowNetwork": "pfn", "ParticleNet": "particlenet",
     "resnet18": "resnet", "resnet34": "resnet", "resnet50": "resnet",
 }
 
@@ -55,7 +56,7 @@ __all__ = [
     "JetCNN", "qg_cnn", "deeptop_cnn", "wtag_cnn",
     "CoLa", "LoLa", "LoLaNet",
     "ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50",
-    "FCNet", "MaxOut", "MaxOutNet", "ParticleFlowNetwork",
+    "FCNet", "MaxOut", "MaxOutNet", "ParticleFlowNetwork", "ParticleNet",
     "BDTTagger", "LikelihoodRatioTagger", "CNN_PRESETS", "RESNETS",
 ]
 
@@ -66,7 +67,7 @@ ARCHITECTURES: dict[str, str] = {
     "lola": "lorentz",
     "fc": "any", "maxout": "any",
     "resnet18": "event_image", "resnet34": "event_image", "resnet50": "event_image",
-    "pfn": "particles",
+    "pfn": "particles", "particlenet": "particles",
 }
 
 
