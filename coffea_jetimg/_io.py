@@ -262,7 +262,7 @@ _SCHEMAS: dict = {}
 #: The message for a NanoAOD file without event-ID branches ({missing}: their names).
 MISSING_EVENT_IDS = ("has no event-ID branches ({missing}); coffea refuses such files by default "
                      "(they cannot be matched to runs/lumi sections or other files). To open it anyway pass "
-                     "allow_missing_event_ids=True (coffea-jetimg run: --allow-missing-event-ids)")
+                     "allow_missing_event_ids=True (coffea-jetimg run/train: --allow-missing-event-ids)")
 
 
 def missing_event_ids(branches, schema) -> list[str]:

@@ -36,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--background", nargs="+", required=True, metavar="FILE",
                    help="ROOT files with background jets (class 0)")
     g.add_argument("--jets", default="FatJet", help="jet collection to tag")
+    g.add_argument("--allow-missing-event-ids", action="store_true",
+                   help="read NanoAOD files without run/luminosityBlock/event (coffea refuses them by default)")
     g.add_argument("--label-from", choices=("file", "truth"), default="file",
                    help="'file': the class is the file list a jet came from (signal files need truthLabel == "
                         "--signal-truth, background files --background-truth, when the jets have truthLabel); "
@@ -156,6 +158,7 @@ def config_from_args(args):
         decorrelate=None if args.decorrelate == "none" else args.decorrelate,
         lam=_lambda(args), mass_bins=args.mass_bins, jes_smear=args.jes_smear,
         max_seconds=None if args.max_minutes is None else 60 * args.max_minutes, name=args.name,
+        allow_missing_event_ids=args.allow_missing_event_ids,
     )
 
 

@@ -112,6 +112,48 @@ def test_train_cli_on_inline_pfnano(inline_file, pfnano_file, tmp_path, capsys):
     assert spec["training"]["n_jets"]["train"] > 50
 
 
+def _without_event_ids(src_path, dst_path, collections=("Jet", "JetPFCands", "PFCands", "PV")) -> str:
+    """A copy of ``collections`` of a real NanoAOD file, without run/luminosityBlock/event."""
+    src = uproot.open(src_path)["Events"]
+    arrs = src.arrays([k for k in src.keys() if k.split("_")[0] in collections and "_" in k], library="ak", how=dict)
+    out: dict = {}
+    for coll in collections:
+        fields = {k[len(coll) + 1:]: v for k, v in arrs.items() if k.startswith(coll + "_")}
+        if arrs[next(k for k in arrs if k.startswith(coll + "_"))].ndim == 1:  # per event (PV_npvs, ...)
+            out.update({f"{coll}_{k}": v for k, v in fields.items()})
+        else:
+            out[coll] = ak.zip(fields)
+    with uproot.recreate(dst_path) as f:
+        f["Events"] = out
+    assert not {"run", "luminosityBlock", "event"} & set(uproot.open(dst_path)["Events"].keys())
+    return str(dst_path)
+
+
+def test_train_cli_allow_missing_event_ids(inline_file, pfnano_file, tmp_path, capsys):
+    """train on a file without event-ID branches: refused naming the file and the option, trained
+    with --allow-missing-event-ids (the jets read are those of the full file)."""
+    from coffea_jetimg.cli import main
+
+    noid = _without_event_ids(pfnano_file, tmp_path / "pfnano_no_event_ids.root")
+    argv = ["train", "--signal", noid, "--background", inline_file, "--jets", "Jet", "--model", "qg",
+            "--signal-truth", "-1", "--background-truth", "-1", "--pt-min", "20", "--epochs", "1",
+            "--batch-size", "64", "--no-progress"]
+    assert main(argv + ["-o", str(tmp_path / "refused")]) == 2
+    err = capsys.readouterr().err
+    assert "--allow-missing-event-ids" in err and noid in err and "run, luminosityBlock, event" in err
+    assert not (tmp_path / "refused" / "spec.json").exists()
+    out = tmp_path / "qg"
+    with pytest.warns(RuntimeWarning, match="no event-ID branches"):
+        rc = main(argv + ["--allow-missing-event-ids", "-o", str(out)])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    spec = json.loads((out / "spec.json").read_text())
+    assert spec["training"]["config"]["allow_missing_event_ids"] is True
+    ev = open_events(pfnano_file, mode="virtual")
+    n_sig = int(ak.sum((ev.Jet.pt >= 20) & (abs(ev.Jet.eta) < 2.0)))
+    assert n_sig > 0 and f"({n_sig} top, " in cap.out  # every selected jet of the copy was read
+
+
 @pytest.mark.parametrize("executor", ["iterative", "dask"])
 def test_run_cli_on_rntuple_equals_ttree(pfnano_file, tmp_path, executor, capsys, tiny_cnn):
     """The processor over an RNTuple copy of pfnano.root (written by uproot >= 5.7) fills the

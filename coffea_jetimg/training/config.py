@@ -20,7 +20,7 @@ __all__ = ["TrainConfig", "RESUMABLE_CHANGES"]
 
 #: Fields a resumed run may change: how long it goes on, where it runs, when it stops early.
 #: Any other difference from the checkpoint's config is refused, naming the field.
-RESUMABLE_CHANGES = frozenset({"epochs", "max_seconds", "device", "patience"})
+RESUMABLE_CHANGES = frozenset({"epochs", "max_seconds", "device", "patience", "allow_missing_event_ids"})
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,9 @@ class TrainConfig(JsonSpec):
     max_jets_per_class : int or None
     class_names : (background name, signal name)
     split : (train, validation, test) fractions, seeded by ``seed``.
+    allow_missing_event_ids : bool
+        Read NanoAOD/PFNano files without ``run``/``luminosityBlock``/``event`` (coffea refuses
+        them by default; see :func:`coffea_jetimg.open_events`).
 
     Optimisation (used by :func:`~coffea_jetimg.training.fit`)
     ---------------------------------------------------------
@@ -106,6 +109,7 @@ class TrainConfig(JsonSpec):
     max_jets_per_class: int | None = None
     class_names: tuple[str, str] = (TruthLabel.QCD.class_name, TruthLabel.TOP.class_name)
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    allow_missing_event_ids: bool = False
     # optimisation
     epochs: int = 20
     batch_size: int = 128

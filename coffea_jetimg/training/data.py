@@ -98,7 +98,8 @@ def _smeared(cands: Any, jes_smear: float, rng: np.random.Generator) -> Any:
 def load_inputs(files: Iterable[Any], input_specs: Mapping[str, dict], *, jets: str = "FatJet",
                 pt_range: tuple[float, float] | None = None,
                 abs_eta_max: float | None = None, truth_label: int | None = None, max_jets: int | None = None,
-                jes_smear: float = 0.0, seed: int = 0) -> tuple[dict[str, np.ndarray], dict]:
+                jes_smear: float = 0.0, seed: int = 0,
+                allow_missing_event_ids: bool = False) -> tuple[dict[str, np.ndarray], dict]:
     """Network inputs of several specs, and jet quantities, for the same selected jets of ``files``.
 
     Each file is opened once and its constituents are built once for all specs (with the union
@@ -125,6 +126,8 @@ def load_inputs(files: Iterable[Any], input_specs: Mapping[str, dict], *, jets: 
     jes_smear : float
         If > 0, each jet's constituents have pt and mass scaled by ``1 + jes_smear·N(0,1)``
         before the inputs are built (a JES-varied copy for "hardened" training), seeded by ``seed``.
+    allow_missing_event_ids : bool
+        Read files without ``run``/``luminosityBlock``/``event`` (:func:`coffea_jetimg.open_events`).
 
     Returns
     -------
@@ -155,7 +158,7 @@ def load_inputs(files: Iterable[Any], input_specs: Mapping[str, dict], *, jets: 
     warned = False
     for fi, path in enumerate(files):
         # virtual: only the branches the inputs touch are read (eager reads the whole file)
-        events = open_events(str(path), mode="virtual")
+        events = open_events(str(path), mode="virtual", allow_missing_event_ids=allow_missing_event_ids)
         if event_level:
             (key,) = specs
             X_ev = plan.build(events)[typed[key].key]
@@ -206,7 +209,7 @@ def load_inputs(files: Iterable[Any], input_specs: Mapping[str, dict], *, jets: 
 def load_jets(files: Iterable[Any], input_spec: dict, *, jets: str = "FatJet",
               pt_range: tuple[float, float] | None = None, abs_eta_max: float | None = None,
               truth_label: int | None = None, max_jets: int | None = None, jes_smear: float = 0.0,
-              seed: int = 0) -> tuple[np.ndarray, dict]:
+              seed: int = 0, allow_missing_event_ids: bool = False) -> tuple[np.ndarray, dict]:
     """Network inputs and jet quantities of the selected jets of ``files``, for one input spec.
 
     :func:`load_inputs` with one spec: returns ``(X, info)`` with ``X`` the float32 inputs
@@ -214,7 +217,8 @@ def load_jets(files: Iterable[Any], input_spec: dict, *, jets: str = "FatJet",
     ``truthLabel`` and ``file_index``.
     """
     X, info = load_inputs(files, {"x": input_spec}, jets=jets, pt_range=pt_range, abs_eta_max=abs_eta_max,
-                          truth_label=truth_label, max_jets=max_jets, jes_smear=jes_smear, seed=seed)
+                          truth_label=truth_label, max_jets=max_jets, jes_smear=jes_smear, seed=seed,
+                          allow_missing_event_ids=allow_missing_event_ids)
     return X["x"], info
 
 
@@ -238,7 +242,8 @@ def load_labelled(signal_files: Sequence[Any], background_files: Sequence[Any], 
     from ..inputs import input_from_spec
 
     smear = c.jes_smear > 0 and not input_from_spec(input_spec).smear_per_epoch
-    sel: dict[str, Any] = dict(jets=c.jets, pt_range=c.pt_range, abs_eta_max=c.abs_eta_max)
+    sel: dict[str, Any] = dict(jets=c.jets, pt_range=c.pt_range, abs_eta_max=c.abs_eta_max,
+                               allow_missing_event_ids=c.allow_missing_event_ids)
     if c.label_from == "file":
         Xs, info_s = load_jets(signal_files, input_spec, truth_label=c.signal_truth, max_jets=c.max_jets_per_class,
                                **sel)
