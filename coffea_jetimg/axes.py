@@ -18,7 +18,7 @@ from __future__ import annotations
 from .selection import OTHER, TruthLabel
 
 __all__ = [
-    "CLASS", "SCORE", "PT", "MSD", "ABS_ETA", "NPV", "CHANNEL", "IY", "IX", "PREDICTED",
+    "CLASS", "SCORE", "PT", "MSD", "ABS_ETA", "NPV", "CHANNEL", "IY", "IX", "PREDICTED", "SYSTEMATIC", "MOMENT",
     "JET_AXES", "PIXEL_AXES", "MASS_LABELS", "mass_label", "CLASS_NOTES",
 ]
 
@@ -32,6 +32,8 @@ CHANNEL = "channel"      #: image channel index
 IY = "iy"                #: image pixel row (η')
 IX = "ix"                #: image pixel column (φ')
 PREDICTED = "predicted"  #: predicted class index (argmax of the class probabilities)
+SYSTEMATIC = "systematic"  #: ``nominal`` or ``<variation>Up`` / ``<variation>Down`` (StrCategory)
+MOMENT = "moment"        #: k of a moment histogram's Σ w yᵏ
 
 #: The per-jet variables of a score histogram, after ``class`` and ``score``.
 JET_AXES: tuple[str, ...] = (PT, MSD, ABS_ETA, NPV)

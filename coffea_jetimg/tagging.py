@@ -24,6 +24,7 @@ from ._constituents import constituents
 from .inputs import InputPlan, input_from_spec
 from .metrics import ensemble_mean
 from .selection import DEFAULT_SELECTION, OTHER, TRUTH_NAMES, select_jets
+from .systematics import DIRECTIONS, EventWeights, JetResolution, JetScale, Variation, WeightVariation
 
 if TYPE_CHECKING:  # pragma: no cover
     from .inference import Tagger
@@ -109,18 +110,20 @@ def _pixel_table(flat: Mapping[str, np.ndarray], n_rows: int, models: Sequence[s
     """Flat pixel columns (:func:`_pixel_columns`) → ``n_rows * var * {cls, c, iy, ix, v, y_*}``."""
     counts = np.bincount(np.asarray(flat["row"], np.int64), minlength=n_rows).astype(np.int64)
     keep = {"cls": np.int32, "c": np.int32, "iy": np.int32, "ix": np.int32, "v": np.float64,
-            **{f"y_{m}": np.float64 for m in models}}
+            **{f"y_{m}": np.float64 for m in models}, "w": np.float64}
     return ak.unflatten(ak.zip({f: np.asarray(flat[f], dt) for f, dt in keep.items()}, depth_limit=1), counts)
 
 
 def pixel_records(x: np.ndarray, cls: np.ndarray, scores: Mapping[str, np.ndarray], rows: np.ndarray,
-                  n_rows: int) -> ak.Array:
+                  n_rows: int, weights: np.ndarray | None = None) -> ak.Array:
     """Non-zero pixels of images ``x`` ``(n, C, H, W)`` of table rows ``rows`` as
-    ``n_rows * var * {cls, c, iy, ix, v, y_*}`` (rows without an image get no pixels); ``cls`` and
-    ``scores`` are per table row."""
+    ``n_rows * var * {cls, c, iy, ix, v, y_*, w}`` (rows without an image get no pixels); ``cls``,
+    ``scores`` and ``weights`` (the jets' event weights, default 1) are per table row."""
     rows = np.asarray(rows, np.int64)
-    return _pixel_table(_pixel_columns(x, np.asarray(cls)[rows], {m: np.asarray(s)[rows] for m, s in scores.items()},
-                                       rows), n_rows, list(scores))
+    cols = _pixel_columns(x, np.asarray(cls)[rows], {m: np.asarray(s)[rows] for m, s in scores.items()}, rows)
+    w = np.ones(n_rows) if weights is None else np.asarray(weights, np.float64)
+    cols["w"] = w[cols["row"]]
+    return _pixel_table(cols, n_rows, list(scores))
 
 
 def _classes(flat: ak.Array, n: int, class_names: Sequence[str], truth_names: Mapping[int, str],
@@ -145,7 +148,8 @@ def jet_table(events: ak.Array, *, taggers: Mapping[str, Tagger], jets: str = "F
               truth_names: Mapping[int, str] | None = None, dataset_class: str | None = None,
               image_refs: Mapping[str, Sequence[str]] | None = None,
               ensembles: Mapping[str, Sequence[str]] | None = None, plan: InputPlan | None = None,
-              mask: ak.Array | None = None, batch_size: int | None = None) -> ak.Array:
+              mask: ak.Array | None = None, batch_size: int | None = None, weights: EventWeights | None = None,
+              is_mc: bool = True, variations: Sequence[Variation] = ()) -> ak.Array:
     """Select jets, build each distinct input once, score with every tagger; one row per selected jet.
 
     Parameters
@@ -175,13 +179,24 @@ def jet_table(events: ak.Array, *, taggers: Mapping[str, Tagger], jets: str = "F
     batch_size : int, optional
         Jets whose inputs are built and scored together (default: the taggers' largest
         ``batch_size``): the chunk's network inputs are never all in memory at once.
+    weights : EventWeights, optional
+        The events' weights (column ``w``, per jet); default 1.
+    is_mc : bool
+        Data (False) get weight 1 and no variations.
+    variations : sequence of Variation
+        Systematic variations (:mod:`coffea_jetimg.systematics`), MC only.
 
     Returns
     -------
     ak.Array
-        ``n_selected_jets * {cls, scored, <JET_VARIABLES>, s_<model>, pred_<model>, px_<k>}``:
+        ``n_jets * {cls, <JET_VARIABLES>, sel, w, sel_<var>, f_<var>, w_<var>, scored, s_<model>,
+        pred_<model>, s_<model>__<var>, px_<k>}``, one row per jet selected nominally (``sel``) or
+        by a jet variation ``<var>`` (``sel_<var>``; ``f_<var>`` its factor on the jet's pT and
+        mass); ``w`` is the jet's event weight, ``w_<var>`` that of a weight variation;
+        ``s_<model>__<var>`` the score with the variation propagated into the inputs (``inputs=True``).
         ``scored`` is False for jets whose constituents the file does not store (their scores
-        are NaN and their pixels empty); ``px_<k>`` are the non-zero pixels of image input ``k``.
+        are NaN and their pixels empty); ``px_<k>`` are the non-zero pixels of image input ``k``
+        (with their jet's weight ``w``).
     """
     selection = DEFAULT_SELECTION if selection is None else selection
     truth_names = TRUTH_NAMES if truth_names is None else truth_names
@@ -189,32 +204,108 @@ def jet_table(events: ak.Array, *, taggers: Mapping[str, Tagger], jets: str = "F
     fj = events[jets]
     if mask is None:
         mask = select_jets(fj, **selection)
-    flat = ak.flatten(fj[mask], axis=1)
+    # jet variations (MC only): each direction's factors and selection; the table's rows are the
+    # jets selected nominally or by any variation, ``sel``/``sel_<var>`` say which
+    jet_vars, weight_vars = _split_variations(variations, is_mc)
+    factors: dict[str, Any] = {}
+    var_masks: dict[str, Any] = {}
+    rows_mask = mask
+    if jet_vars:
+        counts_all = ak.num(fj.pt, axis=1)
+        for jv in jet_vars:
+            for d, f in jv.factors(events, jets).items():
+                key = f"{jv.name}{d}"
+                factors[key] = ak.unflatten(f, counts_all)
+                var_masks[key] = select_jets(_scaled_jets(fj, factors[key]), **selection)
+                rows_mask = rows_mask | var_masks[key]
+    flat = ak.flatten(fj[rows_mask], axis=1)
     n = len(flat)
     cols: dict[str, np.ndarray] = {"cls": _classes(flat, n, class_names, truth_names, dataset_class)}
     for v in JET_VARIABLES:
-        cols[v.name] = _np(v.value(events, jets, mask, flat), np.float64)
+        cols[v.name] = _np(v.value(events, jets, rows_mask, flat), np.float64)
+    cols["sel"] = _np(ak.flatten(mask[rows_mask], axis=1), bool) if n else np.zeros(0, bool)
+    counts = np.asarray(ak.to_numpy(ak.num(fj.pt[rows_mask], axis=1)), np.int64)
+    w_event = weights.of(events, is_mc) if weights is not None else np.ones(len(counts))
+    cols["w"] = np.repeat(w_event, counts)
+    for key in factors:
+        cols[f"sel_{key}"] = _np(ak.flatten(var_masks[key][rows_mask], axis=1), bool)
+        cols[f"f_{key}"] = _np(ak.flatten(factors[key][rows_mask], axis=1), np.float64)
+    for wv in weight_vars:
+        for d, r in wv.relative(events, _where(events)).items():
+            cols[f"w_{wv.name}{d}"] = cols["w"] * np.repeat(r, counts)
 
     # jets whose constituents the file does not store are not scored (an all-zero image would
     # give every one of them the same score)
-    cands, scored_mask = None, mask
+    cands, scored_mask = None, rows_mask
     jf = fields_of(fj)
     if plan.needs_constituents(jf):
         cands = constituents(events, jets, fields=plan.constituent_fields(jf), layout=plan.layout(events))
-        scored_mask = mask & (ak.num(cands, axis=2) > 0)
-    scored = _np(ak.flatten(scored_mask[mask], axis=1), bool) if n else np.zeros(0, bool)
+        scored_mask = rows_mask & (ak.num(cands, axis=2) > 0)
+    scored = _np(ak.flatten(scored_mask[rows_mask], axis=1), bool) if n else np.zeros(0, bool)
     rows = np.flatnonzero(scored)
     cols["scored"] = scored
-    n_missing = n - len(rows)
+    n_missing = int((cols["sel"] & ~scored).sum())
     if n_missing:
-        warnings.warn(f"{_where(events)}: {n_missing} of {n} selected {jets} jets have no stored constituents; "
-                      "they are counted in the cutflow (jets_without_constituents) and not scored", RuntimeWarning,
-                      stacklevel=2)
+        warnings.warn(f"{_where(events)}: {n_missing} of {int(cols['sel'].sum())} selected {jets} jets have no stored "
+                      "constituents; they are counted in the cutflow (jets_without_constituents) and not scored",
+                      RuntimeWarning, stacklevel=2)
 
-    # inputs built and scored in micro-batches of the scored jets: a worker holds one batch of
-    # network inputs at a time (its peak memory follows batch_size, not the chunk size)
     bs = int(batch_size or max([t.batch_size for t in taggers.values()] + [1]))
     ctx = plan.context(events, scored_mask, cands=cands)
+    probs_of, pix_parts = _score(plan, ctx, rows, taggers, ensembles or {}, image_refs or {}, cols["cls"], bs,
+                                 _where(events), jets)
+    for name, probs in probs_of.items():
+        head = taggers[name] if name in taggers else taggers[(ensembles or {})[name][0]]
+        s = np.full(n, np.nan)
+        s[rows] = np.minimum(probs[:, head.signal_index], SCORE_MAX)
+        pred = np.full(n, -1, np.int32)
+        pred[rows] = np.argmax(probs, axis=1) if len(probs) else np.zeros(0, np.int32)
+        cols[f"s_{name}"], cols[f"pred_{name}"] = s, pred
+    # variations propagated into the inputs: the scaled jets' inputs built and scored again
+    with_cands = plan.needs_constituents(jf)
+    for jv in jet_vars:
+        if not jv.inputs:
+            continue
+        for d in DIRECTIONS:
+            key = f"{jv.name}{d}"
+            vctx = ctx.scaled(cols[f"f_{key}"][rows], with_cands)
+            vprobs, _ = _score(plan, vctx, rows, taggers, ensembles or {}, {}, cols["cls"], bs, _where(events), jets)
+            for name, probs in vprobs.items():
+                head = taggers[name] if name in taggers else taggers[(ensembles or {})[name][0]]
+                s = np.full(n, np.nan)
+                s[rows] = np.minimum(probs[:, head.signal_index], SCORE_MAX)
+                cols[f"s_{name}__{key}"] = s
+    for k, (key, models) in enumerate((image_refs or {}).items()):
+        names = ("row", "cls", "c", "iy", "ix", "v", *(f"y_{m}" for m in models))
+        pflat = {f: (np.concatenate(pix_parts[f"{k}:{f}"]) if f"{k}:{f}" in pix_parts else
+                     np.zeros(0, np.int64 if f in ("row",) else np.float64)) for f in names}
+        pflat["w"] = cols["w"][np.asarray(pflat["row"], np.int64)]
+        cols[f"px_{k}"] = _pixel_table(pflat, n, models)
+    return ak.zip(cols, depth_limit=1)
+
+
+def _split_variations(variations: Sequence[Variation],
+                      is_mc: bool) -> tuple[list[JetScale | JetResolution], list[WeightVariation]]:
+    """(jet variations, weight variations); none for data."""
+    if not is_mc:
+        return [], []
+    return ([v for v in variations if isinstance(v, (JetScale, JetResolution))],
+            [v for v in variations if isinstance(v, WeightVariation)])
+
+
+def _scaled_jets(fj: ak.Array, f: ak.Array) -> ak.Array:
+    """``fj`` with pT and masses times ``f`` (the fields :func:`select_jets` reads)."""
+    m = mass_field(fields_of(fj))
+    return ak.zip({"pt": fj.pt * f, "eta": fj.eta, m: fj[m] * f})
+
+
+def _score(plan: InputPlan, ctx: Any, rows: np.ndarray, taggers: Mapping[str, Tagger],
+           ensembles: Mapping[str, Sequence[str]], image_refs: Mapping[str, Sequence[str]], cls: np.ndarray,
+           bs: int, where: str, jets: str) -> tuple[dict[str, np.ndarray], dict[str, list[np.ndarray]]]:
+    """Class probabilities of the jets ``rows`` of ``ctx`` for every tagger and ensemble, and the
+    pixel columns of ``image_refs``. Inputs are built and scored in micro-batches of ``bs`` jets: a
+    worker holds one batch of network inputs at a time (its peak memory follows the batch size,
+    not the chunk size)."""
     probs_parts: dict[str, list[np.ndarray]] = {name: [] for name in taggers}
     pix_parts: dict[str, list[np.ndarray]] = {}
     bad: dict[str, int] = {}
@@ -225,52 +316,57 @@ def jet_table(events: ak.Array, *, taggers: Mapping[str, Tagger], jets: str = "F
             bad[name] = bad.get(name, 0) + _n_non_finite(x)
             batch_probs[name] = tagger.predict(x)
             probs_parts[name].append(batch_probs[name])
-        for name, members in (ensembles or {}).items():
+        for name, members in ensembles.items():
             batch_probs[name] = ensemble_mean([batch_probs[m] for m in members])
-        for k, (key, models) in enumerate((image_refs or {}).items()):
+        for k, (key, models) in enumerate(image_refs.items()):
             heads = {m: taggers[m] for m in models}
             x = built[key]
             r = rows[start:start + len(x)]
-            part = _pixel_columns(x, cols["cls"][r], {m: np.minimum(batch_probs[m][:, t.signal_index], SCORE_MAX)
-                                                      for m, t in heads.items()}, r)
+            part = _pixel_columns(x, cls[r], {m: np.minimum(batch_probs[m][:, t.signal_index], SCORE_MAX)
+                                              for m, t in heads.items()}, r)
             for f, arr in part.items():
                 pix_parts.setdefault(f"{k}:{f}", []).append(arr)
     for name, count in bad.items():
         if count:
-            warnings.warn(f"{_where(events)}: {count} of {len(rows)} selected {jets} jets have non-finite inputs for "
+            warnings.warn(f"{where}: {count} of {len(rows)} selected {jets} jets have non-finite inputs for "
                           f"model {name!r}; their scores are NaN and land in the histograms' overflow bins",
-                          RuntimeWarning, stacklevel=2)
+                          RuntimeWarning, stacklevel=3)
     n_cls = {name: len(t.class_names) for name, t in taggers.items()}
     probs_of = {name: (np.concatenate(v) if v else np.zeros((0, n_cls[name]), np.float32))
                 for name, v in probs_parts.items()}
-    for name, members in (ensembles or {}).items():  # members share class names (checked by the processor)
+    for name, members in ensembles.items():  # members share class names (checked by the processor)
         probs_of[name] = ensemble_mean([probs_of[m] for m in members])
-    for name, probs in probs_of.items():
-        head = taggers[name] if name in taggers else taggers[(ensembles or {})[name][0]]
-        s = np.full(n, np.nan)
-        s[rows] = np.minimum(probs[:, head.signal_index], SCORE_MAX)
-        pred = np.full(n, -1, np.int32)
-        pred[rows] = np.argmax(probs, axis=1) if len(probs) else np.zeros(0, np.int32)
-        cols[f"s_{name}"], cols[f"pred_{name}"] = s, pred
-    for k, (key, models) in enumerate((image_refs or {}).items()):
-        names = ("row", "cls", "c", "iy", "ix", "v", *(f"y_{m}" for m in models))
-        flat = {f: (np.concatenate(pix_parts[f"{k}:{f}"]) if f"{k}:{f}" in pix_parts else
-                    np.zeros(0, np.int64 if f in ("row",) else np.float64)) for f in names}
-        cols[f"px_{k}"] = _pixel_table(flat, n, models)
-    return ak.zip(cols, depth_limit=1)
+    return probs_of, pix_parts
 
 
-def empty_table(scored_names: Iterable[str], image_refs: Mapping[str, Sequence[str]]) -> ak.Array:
-    """A length-zero :func:`jet_table` of the models and ensembles ``scored_names``, built without
-    running (or loading) any network: the dask meta."""
-    cols = {"cls": np.zeros(0, np.int32), "scored": np.zeros(0, bool)}
+def empty_table(scored_names: Iterable[str], image_refs: Mapping[str, Sequence[str]],
+                variations: Sequence[Variation] = (), is_mc: bool = True) -> ak.Array:
+    """A length-zero :func:`jet_table` of the models and ensembles ``scored_names`` (and the
+    ``variations`` of an MC dataset), built without running (or loading) any network: the dask meta."""
+    scored_names = list(scored_names)
+    jet_vars, weight_vars = _split_variations(variations, is_mc)
+    cols = {"cls": np.zeros(0, np.int32)}
     cols.update({v.name: np.zeros(0, np.float64) for v in JET_VARIABLES})
+    cols.update({"sel": np.zeros(0, bool), "w": np.zeros(0, np.float64)})
+    for jv in jet_vars:
+        for d in DIRECTIONS:
+            cols[f"sel_{jv.name}{d}"] = np.zeros(0, bool)
+            cols[f"f_{jv.name}{d}"] = np.zeros(0, np.float64)
+    for wv in weight_vars:
+        for d in DIRECTIONS:
+            cols[f"w_{wv.name}{d}"] = np.zeros(0, np.float64)
+    cols["scored"] = np.zeros(0, bool)
     for name in scored_names:
         cols[f"s_{name}"] = np.zeros(0, np.float64)
         cols[f"pred_{name}"] = np.zeros(0, np.int32)
+    for jv in jet_vars:
+        if jv.inputs:
+            for d in DIRECTIONS:
+                cols.update({f"s_{name}__{jv.name}{d}": np.zeros(0, np.float64) for name in scored_names})
     for k, (key, models) in enumerate(image_refs.items()):
         cols[f"px_{k}"] = pixel_records(np.zeros((0, 1, 1, 1), np.float32), np.zeros(0, np.int32),
-                                        {m: np.zeros(0) for m in models}, np.zeros(0, np.int64), 0)
+                                        {m: np.zeros(0) for m in models}, np.zeros(0, np.int64), 0,
+                                        np.zeros(0, np.float64))
     return ak.zip(cols, depth_limit=1)
 
 
@@ -321,19 +417,25 @@ def check_ensembles(ensembles: Mapping[str, str | Sequence[str]],
     return out
 
 
-def add_pixel_sums(h_image: hist.Hist, h_xy: Mapping[str, hist.Hist], p: ak.Array) -> None:
-    """The eager fast path of the pixel fills: Σv, Σv² and Σv·y per (class, channel, iy, ix), one
-    ``bincount`` each, added into the histograms' views (the same sums as ``fill``; ~100k pixels
-    per chunk make a ``fill`` per class the largest cost of filling)."""
+def add_pixel_sums(h_image: hist.Hist, h_xy: Mapping[str, hist.Hist], p: ak.Array,
+                   h_x2: hist.Hist | None = None) -> None:
+    """The eager fast path of the pixel fills: Σwv, Σw²v², Σwv² and Σwv·y per (class, channel, iy,
+    ix), one ``bincount`` each, added into the histograms' views (the same sums as ``fill``; ~100k
+    pixels per chunk make a ``fill`` per class the largest cost of filling). ``w`` is the pixel's
+    jet weight (1 when the records have none)."""
     view: Any = h_image.view(flow=False)  # a WeightedSum record view
     shape = view.shape
     cls, c, iy, ix = (np.asarray(p[f], np.int64) for f in ("cls", "c", "iy", "ix"))
     ok = (cls >= 0) & (cls < shape[0])
     idx = np.ravel_multi_index((cls[ok], c[ok], iy[ok], ix[ok]), shape)
     v = np.asarray(p.v, np.float64)[ok]
+    w = np.asarray(p.w, np.float64)[ok] if "w" in fields_of(p) else np.ones_like(v)
+    wv = w * v
     n = int(np.prod(shape))
-    view.value += np.bincount(idx, weights=v, minlength=n).reshape(shape)
-    view.variance += np.bincount(idx, weights=v * v, minlength=n).reshape(shape)
+    view.value += np.bincount(idx, weights=wv, minlength=n).reshape(shape)
+    view.variance += np.bincount(idx, weights=wv * wv, minlength=n).reshape(shape)
+    if h_x2 is not None:
+        h_x2.view(flow=False)[...] += np.bincount(idx, weights=wv * v, minlength=n).reshape(shape)
     for m, h in h_xy.items():
-        h.view(flow=False)[...] += np.bincount(idx, weights=v * np.asarray(p[f"y_{m}"], np.float64)[ok],
+        h.view(flow=False)[...] += np.bincount(idx, weights=wv * np.asarray(p[f"y_{m}"], np.float64)[ok],
                                                minlength=n).reshape(shape)

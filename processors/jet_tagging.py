@@ -13,18 +13,28 @@ once, each distinct input built once for all models), the taggers
 
 Per dataset it fills (all addable, so chunks and datasets merge with coffea's ``accumulate``):
 
+Every fill is weighted by the jet's event weight ``w`` (:class:`~coffea_jetimg.systematics.EventWeights`:
+``genWeight`` for MC, 1 for data; negative weights are summed as they are), Weight storage
+(Σw, Σw²) unless said:
+
 ``score[model]``     ``hist``: truth class × score × every :data:`JET_VARIABLES` axis (jet pT [GeV],
                      jet mass [GeV], |η|, n PV); also for each ensemble (mean class probabilities)
+``score_syst[model]`` only with ``systematics``: truth class × systematic (``nominal``,
+                     ``<name>Up``/``Down``) × score × pT × mass, the variations of an MC dataset
+                     (data fill ``nominal`` only)
 ``predicted[model]`` truth class × predicted class index (arg-max; names in the axis metadata)
-``score_moments[model]`` truth class × pT, Weight storage of weight = score: Σy, Σy²
-``image[key]``       truth class × channel × iy × ix, Weight storage of weight = pixel intensity
-``pixel_xy[model]``  truth class × channel × iy × ix, Σ x·y (pixel intensity × score)
-``njets``            truth class × pT: n, the number of scored jets
+``score_moments[model]`` truth class × pT × moment k ∈ {1, 2}, Double storage: Σ w yᵏ
+``image[key]``       truth class × channel × iy × ix, weight w·x (x the pixel intensity)
+``image_x2[key]``    the same axes, Double storage: Σ w x²
+``pixel_xy[model]``  the same axes, Double storage: Σ w x·y (pixel intensity × score)
+``njets``            truth class × pT: Σw of the scored jets
 ``cutflow``          dict of counts (``jets_without_constituents``: selected jets whose
-                     constituents the file does not store; they are not scored)
+                     constituents the file does not store; they are not scored) and weighted sums
+                     (``sumw``/``sumw2``: Σw, Σw² of all events, the normalisation of
+                     ``xsec × lumi / sumw``; ``sumw_jets_<step>``: Σw of the jets passing each cut)
 
-With ``n``, Σx, Σx², Σy, Σy², Σxy the per-pixel Pearson correlation between intensity and score
-follows for any number of merged chunks (:func:`coffea_jetimg.metrics.pearson_map`).
+With Σw, Σwx, Σwx², Σwy, Σwy², Σwxy the per-pixel (weighted) Pearson correlation between
+intensity and score follows for any number of merged chunks (:func:`coffea_jetimg.metrics.pearson_map`).
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ from coffea_jetimg.errors import ConstituentsError
 from coffea_jetimg.inference import Tagger
 from coffea_jetimg.inputs import ImageInput, InputPlan, input_from_spec
 from coffea_jetimg.selection import DEFAULT_SELECTION, OTHER, TRUTH_NAMES, select_jets
+from coffea_jetimg.systematics import EventWeights, Variation, is_mc, variation_names
 from coffea_jetimg.tagging import (DEFAULT_AXES, JET_VARIABLES, JetVariable, add_pixel_sums, check_ensembles,
                                    empty_table, jet_table, mass_field, parse_ensembles)
 
@@ -87,13 +98,22 @@ class JetTaggingProcessor(processor.ProcessorABC):
         Ensemble name → names of two or more of ``models`` with the same class names and signal
         class; scored by the mean of their class probabilities and histogrammed like a model
         (``score``, ``predicted``, ``score_moments``; no pixel maps).
+    weights : EventWeights or None
+        Event weights of MC datasets (default ``genWeight``); ``None``: every event weighs 1.
+        A dataset is data when its metadata say ``is_mc: false`` or (without that key) when its
+        events have no generator-weight branch; data weigh 1.
+    systematics : sequence of Variation
+        Systematic variations (:mod:`coffea_jetimg.systematics`: :class:`~coffea_jetimg.systematics.JetScale`,
+        :class:`~coffea_jetimg.systematics.JetResolution`, :class:`~coffea_jetimg.systematics.WeightVariation`)
+        filled into ``score_syst`` for MC datasets.
     """
 
     def __init__(self, models: Any, jets: str = "FatJet", selection: dict[str, Any] | None = None,
                  labels: dict[str, str] | None = None, truth_names: dict[int, str] | None = None,
                  device: str | None = None, backend: str = "torch", batch_size: int = 512,
                  num_threads: int | None = 1, axes: dict[str, Any] | None = None, pixel_maps: bool = True,
-                 ensembles: Mapping[str, str | Sequence[str]] | None = None, server: str | None = None) -> None:
+                 ensembles: Mapping[str, str | Sequence[str]] | None = None, server: str | None = None,
+                 weights: EventWeights | None = EventWeights(), systematics: Sequence[Variation] = ()) -> None:
         if not isinstance(models, dict):
             models = {None: models}
         self.taggers: OrderedDict[str, Tagger] = OrderedDict()
@@ -117,6 +137,11 @@ class JetTaggingProcessor(processor.ProcessorABC):
         self.truth_names = dict(TRUTH_NAMES if truth_names is None else truth_names)
         self.axes = {**DEFAULT_AXES, **(axes or {})}
         self.pixel_maps = pixel_maps
+        self.weights = weights
+        self.systematics = tuple(systematics)
+        names = [v.name for v in self.systematics]
+        if len(set(names)) != len(names):
+            raise ValueError(f"systematic variations with the same name: {names}")
         self.plan = InputPlan([t.input_spec for t in self.taggers.values()], jets=jets)
         self._input_models: dict[str, list[str]] = {}
         for name, t in self.taggers.items():
@@ -174,41 +199,49 @@ class JetTaggingProcessor(processor.ProcessorABC):
         self.plan.check(events, names=self._input_models)
 
     # -- histograms -------------------------------------------------------------------------
-    def _hists(self, classes: list[str], jet_fields: list[str], dask: bool) -> dict[str, Any]:
+    def _hists(self, classes: list[str], jet_fields: list[str], dask: bool,
+               systematics: Sequence[str] = ()) -> dict[str, Any]:
         H: Any = hist.Hist
         if dask:
             import hist.dask as hda
 
             H = hda.Hist
+        W, D = hist.storage.Weight(), hist.storage.Double()
         ax = self.axes
         cls = hist.axis.StrCategory(classes, name=A.CLASS, label="Truth class")
         jet_axes = {v.name: v.axis(ax.get(v.binning_key, v.binning), jet_fields) for v in tagging.JET_VARIABLES}
         pt_ax = jet_axes[A.PT]
-        out: dict[str, Any] = {"score": {}, "predicted": {}, "score_moments": {}, "image": {}, "pixel_xy": {},
-               "njets": H(cls, pt_ax, storage=hist.storage.Int64())}
+        moment = hist.axis.Integer(1, 3, name=A.MOMENT, label="moment k of the score (sum of w y^k)", flow=False)
+        out: dict[str, Any] = {"score": {}, "predicted": {}, "score_moments": {}, "image": {}, "image_x2": {},
+                               "pixel_xy": {}, "njets": H(cls, pt_ax, storage=W)}
+        if systematics:
+            out["score_syst"] = {}
+            syst_ax = hist.axis.StrCategory(list(systematics), name=A.SYSTEMATIC, label="Systematic variation")
         for name in self.scored_names():
             t = self._head(name)
             score_ax = hist.axis.Regular(ax["score_bins"], 0.0, 1.0, name=A.SCORE, label=f"{name} P({t.signal_class})",
                                          flow=False, metadata={"model": name, "signal_class": t.signal_class,
                                                                "class_names": t.class_names})
-            out["score"][name] = H(cls, score_ax, *jet_axes.values(), storage=hist.storage.Int64())
+            out["score"][name] = H(cls, score_ax, *jet_axes.values(), storage=W)
+            if systematics:
+                out["score_syst"][name] = H(cls, syst_ax, score_ax, pt_ax, jet_axes[A.MSD], storage=W)
             out["predicted"][name] = H(cls, hist.axis.Integer(0, len(t.class_names), name=A.PREDICTED, flow=False,
                                                               label=f"{name} predicted class",
-                                                              metadata={"class_names": t.class_names}),
-                                       storage=hist.storage.Int64())
-            out["score_moments"][name] = H(cls, pt_ax, storage=hist.storage.Weight())
+                                                              metadata={"class_names": t.class_names}), storage=W)
+            out["score_moments"][name] = H(cls, pt_ax, moment, storage=D)
         for k, (key, models) in enumerate(self.image_refs.items()):
             inp = self.plan.inputs[key]
             assert isinstance(inp, ImageInput)
             spec = inp.image_spec
-            C, (Hh, W) = len(spec.channels), spec.npix
+            C, (Hh, Wd) = len(spec.channels), spec.npix
             meta = {"channels": list(spec.channels), "intensity": spec.intensity, "normalize": spec.normalize}
             pix = [hist.axis.Integer(0, C, name=A.CHANNEL, flow=False, metadata=meta),
                    hist.axis.Integer(0, Hh, name=A.IY, label="pixel row", flow=False),
-                   hist.axis.Integer(0, W, name=A.IX, label="pixel column", flow=False)]
-            out["image"][f"img{k}"] = H(cls, *pix, storage=hist.storage.Weight())
+                   hist.axis.Integer(0, Wd, name=A.IX, label="pixel column", flow=False)]
+            out["image"][f"img{k}"] = H(cls, *pix, storage=W)
+            out["image_x2"][f"img{k}"] = H(cls, *pix, storage=D)
             for m in models:
-                out["pixel_xy"][m] = H(cls, *pix, storage=hist.storage.Double())
+                out["pixel_xy"][m] = H(cls, *pix, storage=D)
         return out
 
     # -- the work ---------------------------------------------------------------------------
@@ -218,15 +251,19 @@ class JetTaggingProcessor(processor.ProcessorABC):
         self.check(events)  # before reading anything
         dask = is_dask(events)
         classes = self.classes_for(events)
+        mc = is_mc(events, self.weights)
+        variations = self.systematics if mc else ()
         fj = events[self.jets]
         mask, steps = select_jets(fj, **self.selection, return_steps=True)
         kwargs = self._table_kwargs(classes, self._dataset_class(events))
+        kwargs.update(weights=self.weights, is_mc=mc, variations=variations)
         table = map_partitions(lambda ev, m: jet_table(ev, mask=m, **kwargs), events, mask,
-                               touch=[sorted(self._needed_columns(events)), None],
-                               meta=empty_table(self.scored_names(), self.image_refs), label="jet-tagging-table")
-        hists = self._hists(classes, fields_of(fj), dask)
-        self._fill(hists, table, classes, dask)
-        hists["cutflow"] = self._cutflow(fj, steps, table, dask)
+                               touch=[self._needed_columns(events), None],
+                               meta=empty_table(self.scored_names(), self.image_refs, variations, mc),
+                               label="jet-tagging-table")
+        hists = self._hists(classes, fields_of(fj), dask, variation_names(self.systematics) if self.systematics else ())
+        self._fill(hists, table, classes, dask, variations)
+        hists["cutflow"] = self._cutflow(events, fj, steps, table, dask, mc)
         return {dataset: hists}
 
     def _table_kwargs(self, classes: list[str], dataset_class: str) -> dict[str, Any]:
@@ -236,71 +273,130 @@ class JetTaggingProcessor(processor.ProcessorABC):
 
     def _needed_columns(self, events: Any) -> list[tuple[str | None, str]]:
         """(collection, field) pairs the per-chunk work reads: the selection's, the jet variables',
-        the truth label and the input plan's."""
+        the truth label, the weights', the variations' and the input plan's."""
         jf = fields_of(events[self.jets])
         want: set[tuple[str | None, str]] = set()
         for v in tagging.JET_VARIABLES:
             for c in v.reads(jf):
                 want.add(c if isinstance(c, tuple) else (self.jets, c))
         want |= {(self.jets, f) for f in ("pt", "eta", "truthLabel") if f in jf}
-        if self.selection.get("msd") is not None:
+        if self.selection.get("msd") is not None or self.systematics:
             want.add((self.jets, mass_field(jf)))
+        mc = is_mc(events, self.weights)
+        if self.weights is not None:
+            want |= self.weights.columns(events, mc)
+        for var in self.systematics if mc else ():
+            want |= var.columns(events, self.jets)
+            if var.kind == "jet" and getattr(var, "inputs", False):  # the scaled jets' pT and masses
+                want |= {(self.jets, f) for f in ("pt", "mass", "msoftdrop")}
         want |= self.plan.columns(events)
         have = fields_of(events)
-        want = {(c, f) for c, f in want if c in have and f in fields_of(events[c])}
-        return sorted(want, key=lambda x: (x[0] or "", x[1]))
+        got: set[tuple[str | None, str]] = set()
+        for c, f in want:
+            if c is None:
+                if f in have:
+                    got.add((c, f))
+            elif c in have and f in fields_of(events[c]):
+                got.add((c, f))
+        return sorted(got, key=lambda x: (x[0] or "", x[1]))
 
-    def _fill(self, h: dict[str, Any], table: Any, classes: list[str], dask: bool) -> dict[str, Any]:
+    def _fill(self, h: dict[str, Any], table: Any, classes: list[str], dask: bool,
+              variations: Sequence[Variation] = ()) -> dict[str, Any]:
         """One fill path for eager tables and dask-awkward tables."""
         flatten: Any = ak.flatten
         if dask:
             import dask_awkward as dak
 
             flatten = dak.flatten
-        scored = table[table.scored]
-        pix = {k: flatten(scored[f"px_{k}"], axis=1) for k in range(len(self.image_refs))}
-        names = ["cls", *(v.name for v in tagging.JET_VARIABLES),
+        nominal = table[table.scored & table.sel]
+        pix = {k: flatten(nominal[f"px_{k}"], axis=1) for k in range(len(self.image_refs))}
+        names = ["cls", "w", *(v.name for v in tagging.JET_VARIABLES),
                  *(f"{p}_{n}" for n in self.scored_names() for p in ("s", "pred"))]
         # eager: the scalar columns as numpy once (masking a record array per class costs more)
-        col = {f: scored[f] if dask else ak.to_numpy(scored[f]) for f in names}
+        col = {f: nominal[f] if dask else ak.to_numpy(nominal[f]) for f in names}
         for i, c in enumerate(classes):
             m = col["cls"] == i
             sel = {f: col[f][m] for f in names}
-            h["njets"].fill(c, sel[A.PT])
+            w = sel["w"]
+            h["njets"].fill(c, sel[A.PT], weight=w)
             jet_cols = [sel[v.name] for v in tagging.JET_VARIABLES]
             for name in self.scored_names():
-                h["score"][name].fill(c, sel[f"s_{name}"], *jet_cols)
-                h["predicted"][name].fill(c, sel[f"pred_{name}"])
-                h["score_moments"][name].fill(c, sel[A.PT], weight=sel[f"s_{name}"])
+                y = sel[f"s_{name}"]
+                h["score"][name].fill(c, y, *jet_cols, weight=w)
+                h["predicted"][name].fill(c, sel[f"pred_{name}"], weight=w)
+                h["score_moments"][name].fill(c, sel[A.PT], 1, weight=w * y)
+                h["score_moments"][name].fill(c, sel[A.PT], 2, weight=w * y * y)
             for k, (key, models) in enumerate(self.image_refs.items()):
                 if not dask:
                     continue  # eager: all classes at once below
                 p = pix[k][pix[k].cls == i]
-                h["image"][f"img{k}"].fill(c, p.c, p.iy, p.ix, weight=p.v)
+                h["image"][f"img{k}"].fill(c, p.c, p.iy, p.ix, weight=p.w * p.v)
+                h["image_x2"][f"img{k}"].fill(c, p.c, p.iy, p.ix, weight=p.w * p.v * p.v)
                 for m in models:
-                    h["pixel_xy"][m].fill(c, p.c, p.iy, p.ix, weight=p.v * p[f"y_{m}"])
+                    h["pixel_xy"][m].fill(c, p.c, p.iy, p.ix, weight=p.w * p.v * p[f"y_{m}"])
         if not dask:
             for k, (key, models) in enumerate(self.image_refs.items()):
-                add_pixel_sums(h["image"][f"img{k}"], {m: h["pixel_xy"][m] for m in models}, pix[k])
+                add_pixel_sums(h["image"][f"img{k}"], {m: h["pixel_xy"][m] for m in models}, pix[k],
+                               h["image_x2"][f"img{k}"])
+        if "score_syst" in h:
+            self._fill_systematics(h["score_syst"], table, classes, dask, variations)
         return h
 
-    def _cutflow(self, fj: Any, steps: list[tuple[str, Any]], table: Any, dask: bool) -> dict[str, Any]:
+    def _fill_systematics(self, h: dict[str, Any], table: Any, classes: list[str], dask: bool,
+                          variations: Sequence[Variation]) -> None:
+        """``score_syst``: the nominal, then per variation direction the jets it selects, with its
+        pT and mass (jet variations; and its scores when propagated into the inputs) or its weight
+        (weight variations). A variation that only re-bins costs one fill of the scored table."""
+        fields = set(table.fields)
+        runs: list[tuple[str, str, str | None, str]] = [("nominal", "sel", None, "w")]  # (label, sel, factor, w)
+        for v in variations:
+            for d in ("Up", "Down"):
+                key = f"{v.name}{d}"
+                if v.kind == "jet":
+                    runs.append((key, f"sel_{key}", f"f_{key}", "w"))
+                else:
+                    runs.append((key, "sel", None, f"w_{key}"))
+        msd = A.MSD
+        for label, sel_f, f_f, w_f in runs:
+            t = table[table.scored & table[sel_f]]
+            col = {f: t[f] if dask else ak.to_numpy(t[f]) for f in
+                   ["cls", w_f, A.PT, msd, *([f_f] if f_f else []),
+                    *(f"s_{n}__{label}" if f"s_{n}__{label}" in fields else f"s_{n}" for n in self.scored_names())]}
+            for i, c in enumerate(classes):
+                m = col["cls"] == i
+                scale: Any = col[f_f][m] if f_f else 1.0
+                pt, mass = col[A.PT][m] * scale, col[msd][m] * scale
+                for name in self.scored_names():
+                    sname = f"s_{name}__{label}" if f"s_{name}__{label}" in fields else f"s_{name}"
+                    h[name].fill(c, label, col[sname][m], pt, mass, weight=col[w_f][m])
+
+    def _cutflow(self, events: Any, fj: Any, steps: list[tuple[str, Any]], table: Any, dask: bool,
+                 mc: bool) -> dict[str, Any]:
         lib: Any = ak
         if dask:
             import dask_awkward as dak
 
             lib = dak
-        out: dict[str, Any] = {"events": lib.num(fj.pt, axis=0), "jets": lib.sum(lib.num(fj.pt, axis=1))}
+        n_jets = lib.num(fj.pt, axis=1)
+        ones = n_jets * 0 + 1.0
+        w_ev = self.weights.array(events, mc, ones) if self.weights is not None else ones
+        w_jet = lib.broadcast_arrays(w_ev, fj.pt)[0]
+        out: dict[str, Any] = {"events": lib.num(fj.pt, axis=0), "jets": lib.sum(n_jets),
+                               "sumw": lib.sum(w_ev), "sumw2": lib.sum(w_ev * w_ev)}
+        out["events_mc"] = out["events"] if mc else 0  # addable: a dataset is MC when it counted MC events
         last = None
         for name, m in steps:
             out[f"jets_{name}"] = lib.sum(m)
+            out[f"sumw_jets_{name}"] = lib.sum(w_jet[m])
             last = m
         if last is not None:
             out["events_with_selected_jet"] = lib.sum(lib.any(last, axis=1))
-        out["jets_without_constituents"] = lib.sum(~table.scored)
-        out["jets_scored"] = lib.sum(table.scored)
+        nominal = table.sel
+        out["jets_without_constituents"] = lib.sum(nominal & ~table.scored)
+        out["jets_scored"] = lib.sum(nominal & table.scored)
+        out["sumw_jets_scored"] = lib.sum(table.w[nominal & table.scored])
         if not dask:
-            out = {k: int(v) for k, v in out.items()}
+            out = {k: (float(v) if k.startswith("sumw") else int(v)) for k, v in out.items()}
         return out
 
     def postprocess(self, accumulator: Any) -> Any:

@@ -156,7 +156,7 @@ def test_processor_scores_equal_the_hand_computation(byom, generated_top):
     np.testing.assert_allclose(np.asarray(table.s_pnet), want, rtol=1e-5, atol=1e-6)
     assert np.std(want) > 1e-3  # the scores differ from jet to jet
     # the histograms hold those scores: every scored jet once, Σ score = Σ hand scores
-    assert out["cutflow"]["jets_scored"] == len(want) == out["score"]["pnet"].sum(flow=True)
+    assert out["cutflow"]["jets_scored"] == len(want) == out["score"]["pnet"].sum(flow=True).value
     assert out["score_moments"]["pnet"].sum(flow=True).value == pytest.approx(float(want.sum()), rel=1e-5)
     assert proc.model_info()["pnet"]["input_kind"] == "weaver"
 

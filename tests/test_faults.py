@@ -161,7 +161,7 @@ def test_worker_killed_mid_run_same_histograms(cnn_artifact, generated_top, gene
     assert n_hists >= 6  # score, predicted, score_moments, image, pixel_xy, njets per dataset
     for ds in ("top", "qcd"):
         assert out[ds]["cutflow"]["jets_scored"] > 0
-        assert out[ds]["njets"].sum(flow=True) == ref[ds]["cutflow"]["jets_scored"]
+        assert out[ds]["njets"].sum(flow=True).value == ref[ds]["cutflow"]["jets_scored"]
 
 
 # ---- `coffea-jetimg run` under bad input and failing chunks (issue 19) -------------------------

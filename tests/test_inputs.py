@@ -143,7 +143,7 @@ def test_pfn_on_particles_trains_and_runs_through_the_processor(pfn_artifact, ge
     for ds in ("top", "qcd"):
         h_it, h_dk = it[ds]["score"]["pfn"], dk[ds]["score"]["pfn"]
         np.testing.assert_array_equal(h_it.values(flow=True), h_dk.values(flow=True))
-        assert h_it.sum(flow=True) == it[ds]["cutflow"]["jets_scored"] > 0
+        assert h_it.sum(flow=True).value == it[ds]["cutflow"]["jets_scored"] > 0
     # top jets score higher than QCD jets
     top = it["top"]["score"]["pfn"][{"class": "top"}].project("score").values()
     qcd = it["qcd"]["score"]["pfn"][{"class": "qcd"}].project("score").values()

@@ -113,9 +113,9 @@ def test_executors_and_dask_agree_on_pfnano(models, pfnano_file):
     _assert_same(it, dk)
     h = it["qcd"]
     n = h["cutflow"]["jets_scored"]
-    assert n > 0 and h["njets"].sum(flow=True) == n
+    assert n > 0 and h["njets"].sum(flow=True).value == n
     for name in ("cnn", "feat", "lola"):
-        assert h["score"][name].sum(flow=True) == n
+        assert h["score"][name].sum(flow=True).value == n
     # image sums: each sum-normalised image contributes 1 (empty jets 0)
     assert 0 < h["image"]["img0"].sum().value <= n + 1e-6
     # two CNNs with the same image spec share one image histogram
@@ -189,7 +189,7 @@ def test_generated_executors_agree(models, generated_top, generated_qcd):
     dk = _run_dask(fs, proc)
     _assert_same(it, dk)
     # truthLabel drives the class: top jets in the top sample
-    top_counts = it["top"]["njets"][{"class": "top"}].sum(flow=True)
+    top_counts = it["top"]["njets"][{"class": "top"}].sum(flow=True).value
     assert top_counts > 0
 
 
@@ -204,7 +204,7 @@ def test_ensemble_is_the_mean_of_its_members_eager_and_dask(models, generated_to
     _assert_same(it, _run_dask(fs, proc))
     h = it["top"]
     assert set(h["score"]) == {"cnn", "lola", "feat", "cnn_lola"} and "cnn_lola" not in h["pixel_xy"]
-    assert h["score"]["cnn_lola"].sum(flow=True) == h["cutflow"]["jets_scored"] > 0
+    assert h["score"]["cnn_lola"].sum(flow=True).value == h["cutflow"]["jets_scored"] > 0
     assert proc.model_info()["cnn_lola"]["ensemble_of"] == ["cnn", "lola"]
     # per jet: the ensemble's score is the mean of the members' (the table the dask path builds)
     ev = NanoEventsFactory.from_root({generated_top: "Events"}, schemaclass=PFNanoAODSchema, mode="eager").events()
@@ -257,7 +257,7 @@ def test_empty_chunk(models, pfnano_file):
     proc = JetTaggingProcessor({k: models[k] for k in ("cnn", "feat", "lola")})
     out = proc.process(ev[:0])["d"]
     assert out["cutflow"]["events"] == 0 and out["cutflow"]["jets_scored"] == 0
-    assert out["score"]["cnn"].sum(flow=True) == 0
+    assert out["score"]["cnn"].sum(flow=True).value == 0
     none_pass = JetTaggingProcessor({"cnn": models["cnn"]}, selection={"pt": (1e5, None)}).process(ev)["d"]
     assert none_pass["cutflow"]["jets_scored"] == 0 and none_pass["image"]["img0"].sum().value == 0
 
@@ -382,7 +382,7 @@ def test_jets_without_stored_constituents_are_counted_not_scored(models, cms_dir
     assert cf["jets_scored"] == cf["jets_abs_eta"] - missing
     for name in ("cnn", "lola"):
         h = out["score"][name]
-        assert h.sum(flow=True) == cf["jets_scored"]
+        assert h.sum(flow=True).value == cf["jets_scored"]
     # every scored jet has a real image (each sums to 1): no all-zero image among them
     assert out["image"]["img0"][{"class": "qcd"}].sum().value == pytest.approx(cf["jets_scored"], rel=1e-5)
     fs = {"qcd": {"files": {path: "Events"}, "metadata": {"label": "qcd"}}}

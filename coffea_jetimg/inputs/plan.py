@@ -117,6 +117,26 @@ class BuildContext:
         sub._selected_jets = self.selected_jets()[start:stop]
         return sub
 
+    def scaled(self, factor: np.ndarray, with_cands: bool = True) -> BuildContext:
+        """This context with every selected jet's energy scaled by ``factor`` (one per selected
+        jet): the jet's pT and masses and its constituents' pT and masses times the factor, η and φ
+        kept (a jet-energy-scale variation propagated into the network inputs)."""
+        f = ak.Array(np.asarray(factor, np.float64))
+        sub = BuildContext(self.events, self.jets, None, layout=self.layout, cand_fields=self.cand_fields,
+                           jets_array=self._jets_array)
+        if with_cands:
+            c = self.cands()
+            for name in ("pt", "mass"):
+                if name in fields_of(c):
+                    c = ak.with_field(c, c[name] * f, name)
+            sub._selected_cands = c
+        j = self.selected_jets()
+        for name in ("pt", "mass", "msoftdrop"):
+            if name in fields_of(j):
+                j = ak.with_field(j, j[name] * f, name)
+        sub._selected_jets = j
+        return sub
+
     def jet_axes(self, coordinate: str = "eta") -> tuple[np.ndarray, np.ndarray]:
         """The selected jets' stored axes, float64: (eta or rapidity, phi)."""
         self._require_events("image_spec axis 'jet'")

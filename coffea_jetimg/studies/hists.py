@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import metrics
-from ..axes import CHANNEL, CLASS, MSD, PREDICTED, PT, SCORE
+from ..axes import CHANNEL, CLASS, MOMENT, MSD, PREDICTED, PT, SCORE
 
 if TYPE_CHECKING:  # pragma: no cover
     from hist import Hist
@@ -78,7 +78,8 @@ def merge_class_hists(hists: Iterable[Any]) -> Hist | None:
 def merge_datasets(output: dict[str, Any]) -> dict[str, Any]:
     """Combine ``{dataset: {...}}`` into one ``{...}`` with the union of truth classes.
 
-    Cutflows are summed key by key; ``{name: hist}`` dicts are merged per name.
+    Cutflows are summed key by key (counts stay integers, weighted sums floats); ``{name: hist}``
+    dicts are merged per name.
     """
     datasets = [v for v in output.values() if isinstance(v, dict)]
     if not datasets:
@@ -90,10 +91,10 @@ def merge_datasets(output: dict[str, Any]) -> dict[str, Any]:
     for k in keys:
         vals = [d[k] for d in datasets if k in d]
         if k == "cutflow":
-            cf: dict[str, int] = {}
+            cf: dict[str, Any] = {}
             for v in vals:
                 for a, b in v.items():
-                    cf[a] = cf.get(a, 0) + int(b)
+                    cf[a] = cf.get(a, 0) + (float(b) if isinstance(b, float) or a.startswith("sumw") else int(b))
             merged[k] = cf
         elif isinstance(vals[0], dict):
             names: list[str] = []
@@ -302,23 +303,32 @@ def average_images(h_image: Hist, h_njets: Hist) -> dict[str, np.ndarray]:
 
 
 def pearson_maps(h_image: Hist, h_xy: Hist, h_moments: Hist, h_njets: Hist,
-                 classes: Sequence[str] | None = None) -> np.ndarray:
-    """Pearson map ``(C, H, W)`` of pixel intensity vs score over the jets of ``classes`` (all by default).
+                 classes: Sequence[str] | None = None, h_x2: Hist | None = None) -> np.ndarray:
+    """Pearson map ``(C, H, W)`` of pixel intensity vs score over the jets of ``classes`` (all by
+    default), each jet weighted by its event weight.
 
-    ``h_image`` holds Σx (values) and Σx² (variances), ``h_xy`` Σxy, ``h_moments`` Σy and Σy²
-    per class; :func:`coffea_jetimg.metrics.pearson_map` combines them.
+    ``h_njets`` holds Σw, ``h_image`` Σwx (values), ``h_x2`` Σwx² (without it: the image's
+    variances, which are Σw²x², equal when every weight is 1), ``h_xy`` Σwxy, ``h_moments`` Σwy and
+    Σwy² per class (a ``moment`` axis; or, in outputs without it, values and variances of Weight
+    storage); :func:`coffea_jetimg.metrics.pearson_map` combines them.
     """
     img: Any = h_image.view(flow=False)
-    x, x2 = np.asarray(img["value"], np.float64), np.asarray(img["variance"], np.float64)
+    x = np.asarray(img["value"], np.float64)
+    x2 = (np.asarray(h_x2.view(flow=False), np.float64) if h_x2 is not None
+          else np.asarray(img["variance"], np.float64))
     xy = np.asarray(h_xy.view(flow=False), dtype=np.float64)
-    m: Any = h_moments.view(flow=True)
     cats = list(h_image.axes[CLASS])
     classes = cats if classes is None else list(classes)
     idx = [cats.index(c) for c in classes]
     mi = [h_moments.axes[CLASS].index(c) for c in classes]
     n = sum(_class_count(h_njets, c) for c in classes)
-    sy = float(np.asarray(m["value"])[mi].sum())
-    sy2 = float(np.asarray(m["variance"])[mi].sum())
+    if MOMENT in [ax.name for ax in h_moments.axes]:
+        mv = np.asarray(h_moments.project(CLASS, MOMENT).view(flow=False), np.float64)  # (class, k=1..2)
+        sy, sy2 = float(mv[mi, 0].sum()), float(mv[mi, 1].sum())
+    else:
+        m: Any = h_moments.view(flow=True)
+        sy = float(np.asarray(m["value"])[mi].sum())
+        sy2 = float(np.asarray(m["variance"])[mi].sum())
     return metrics.pearson_map(n, x[idx].sum(0), x2[idx].sum(0), sy, sy2, xy[idx].sum(0))
 
 

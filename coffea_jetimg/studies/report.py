@@ -311,7 +311,8 @@ def _plots(merged: dict, summary: dict, plots: Path, model_info: dict | None, by
             chans = image_channel_names(h_img, key, model_info)
             users = _image_models(key, model_info)
             src = f" ({'/'.join(users)} input)" if users and model not in users else ""
-            r = pearson_maps(h_img, hxy, merged["score_moments"][model], njets)
+            r = pearson_maps(h_img, hxy, merged["score_moments"][model], njets,
+                             h_x2=(merged.get("image_x2") or {}).get(key))
             for ch in range(r.shape[0]):
                 p = plots / f"pearson_{model}_ch{ch}.png"
                 plot_image(r[ch], f"Pearson r(pixel, {model} score), channel '{chans[ch]}'{src}", p, cmap="RdBu_r",
