@@ -23,6 +23,7 @@ COMMANDS = {
     "serve": "coffea_jetimg._serve_cli",
     "export-triton": "coffea_jetimg.serving._export_cli",
     "wrap": "coffea_jetimg._wrap_cli",
+    "fit": "coffea_jetimg._fit_cli",
 }
 
 
