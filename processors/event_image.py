@@ -8,12 +8,15 @@ pT > 20 GeV, at least ``n_jets_min`` jets with pT > 30 GeV and |η| < 2.4, at le
 Per dataset (the dataset is the truth class, from ``labels``, the metadata ``label`` or the
 dataset name) it fills:
 
-``ink``            class × channel × iy × ix, Weight storage of ``background − pixel`` over
-                   the pixels an object was drawn on: average image = background − Σ/n
-``nevents``        class: n selected events
+Every fill is weighted by the event weight (:class:`~coffea_jetimg.systematics.EventWeights`:
+``genWeight`` for MC, 1 for data), Weight storage (Σw, Σw²):
+
+``ink``            class × channel × iy × ix, weight w × (``background − pixel``) over the
+                   pixels an object was drawn on: average image = background − Σ/Σw
+``nevents``        class: Σw of the selected events
 ``class_score[k]`` class × P(k) for each output class k of the model
 ``predicted``      class × predicted class index (confusion matrix; names in axis metadata)
-``cutflow``        dict of counts
+``cutflow``        dict of counts, ``sumw`` / ``sumw2`` of all events, ``sumw_selected``
 
 With ``model=None`` only the images, counts and cutflow are filled.
 """
@@ -31,6 +34,7 @@ from coffea_jetimg.event_images import EventImageSpec, event_images, needed_colu
 from coffea_jetimg.inference import Tagger
 from coffea_jetimg._bridge import fields_of as _fields, is_dask as _is_dask, map_partitions
 from coffea_jetimg.inputs import EventImageInput, input_from_spec
+from coffea_jetimg.systematics import EventWeights, is_mc
 
 __all__ = ["EventImageProcessor", "select_events", "event_table"]
 
@@ -93,17 +97,21 @@ def select_events(events: Any, lepton_pt_min: float = 20.0, jet_pt_min: float = 
 
 
 def event_table(events: ak.Array, *, mask: ak.Array, spec: EventImageSpec, tagger: Tagger | None,
-                class_index: int) -> ak.Array:
-    """Images of the selected events (ink pixels) and model probabilities; one row per event."""
+                class_index: int, weights: EventWeights | None = None, mc: bool = True) -> ak.Array:
+    """Images of the selected events (ink pixels, with their event's weight ``w``), the event
+    weights ``w`` and model probabilities; one row per selected event."""
     sel = events[mask]
+    w_all = weights.of(events, mc) if weights is not None else np.ones(len(events))
+    w = w_all[np.asarray(ak.to_numpy(mask), bool)]
     img = event_images(sel, spec)
     n = len(img)
     ink = np.float32(spec.background) - img
     j, c, iy, ix = np.nonzero(ink)
     counts = np.bincount(j, minlength=n).astype(np.int64) if n else np.zeros(0, np.int64)
     px = ak.unflatten(ak.zip({"c": c.astype(np.int32), "iy": iy.astype(np.int32), "ix": ix.astype(np.int32),
-                              "v": ink[j, c, iy, ix].astype(np.float64)}, depth_limit=1), counts)
-    cols: dict[str, Any] = {"cls": np.full(n, class_index, np.int32), "px": px}
+                              "v": ink[j, c, iy, ix].astype(np.float64), "w": w[j].astype(np.float64)},
+                             depth_limit=1), counts)
+    cols: dict[str, Any] = {"cls": np.full(n, class_index, np.int32), "w": w.astype(np.float64), "px": px}
     if tagger is not None:
         probs = tagger.predict(img)
         for k in range(len(tagger.class_names)):
@@ -127,13 +135,16 @@ class EventImageProcessor(processor.ProcessorABC):
         Keywords of :func:`select_events`.
     device, backend, batch_size :
         Passed to :class:`~coffea_jetimg.inference.Tagger`.
+    weights : EventWeights or None
+        Event weights of MC datasets (default ``genWeight``; data weigh 1); ``None``: unweighted.
     """
 
     def __init__(self, model: Any = None, spec: EventImageSpec | dict[str, Any] | None = None,
                  labels: dict[str, str] | None = None, selection: dict[str, Any] | None = None,
                  device: str | None = None, backend: str = "torch", batch_size: int = 64,
-                 num_threads: int | None = 1) -> None:
+                 num_threads: int | None = 1, weights: EventWeights | None = EventWeights()) -> None:
         self.tagger: Tagger | None = None
+        self.weights = weights
         if model is not None:
             self.tagger = model if isinstance(model, Tagger) else Tagger(model, device=device, backend=backend,
                                                                         batch_size=batch_size, num_threads=num_threads)
@@ -169,7 +180,9 @@ class EventImageProcessor(processor.ProcessorABC):
 
     def _needed_columns(self, events: Any) -> list[tuple[str, str]]:
         """The images' columns plus the lepton isolation and ID the selection reads."""
-        want = needed_columns(events, self.spec)
+        want: list[Any] = list(needed_columns(events, self.spec))
+        if self.weights is not None:
+            want += sorted(self.weights.columns(events, is_mc(events, self.weights)), key=lambda x: x[1])
         for name, extra in (("Muon", ("pfRelIso04_all", "tightId")), ("Electron", ("pfRelIso03_all", "cutBased"))):
             if name in _fields(events):
                 have = _fields(events[name])
@@ -189,15 +202,15 @@ class EventImageProcessor(processor.ProcessorABC):
                      hist.axis.Integer(0, h, name="iy", label="phi pixel", flow=False),
                      hist.axis.Integer(0, w, name="ix", label="eta pixel", flow=False), storage=hist.storage.Weight()),
         }
-        out["nevents"] = H(cls, hist.axis.Integer(0, 1, name="n", flow=False), storage=hist.storage.Int64())
+        out["nevents"] = H(cls, hist.axis.Integer(0, 1, name="n", flow=False), storage=hist.storage.Weight())
         if self.tagger is not None:
             names = self.tagger.class_names
             out["class_score"] = {
                 k: H(cls, hist.axis.Regular(40, 0.0, 1.0, name="score", label=f"P({k})", flow=False),
-                     storage=hist.storage.Int64()) for k in names}
+                     storage=hist.storage.Weight()) for k in names}
             out["predicted"] = H(cls, hist.axis.Integer(0, len(names), name="predicted", flow=False,
                                                         metadata={"class_names": names}),
-                                 storage=hist.storage.Int64())
+                                 storage=hist.storage.Weight())
         return out
 
     def process(self, events: Any) -> dict[str, dict[str, Any]]:
@@ -208,7 +221,8 @@ class EventImageProcessor(processor.ProcessorABC):
         dask = _is_dask(events)
         cls_name = self._class(events)
         mask, steps = select_events(events, return_steps=True, **self.selection)
-        kwargs: dict[str, Any] = dict(spec=self.spec, tagger=self.tagger, class_index=0)
+        mc = is_mc(events, self.weights)
+        kwargs: dict[str, Any] = dict(spec=self.spec, tagger=self.tagger, class_index=0, weights=self.weights, mc=mc)
         table = map_partitions(lambda ev, m: event_table(ev, mask=m, **kwargs), events, mask,
                                touch=[self._needed_columns(events), None], meta=self._empty_table(),
                                label="event-image-table")
@@ -219,26 +233,31 @@ class EventImageProcessor(processor.ProcessorABC):
 
             flatten, lib = dak.flatten, dak
         h = self._hists(cls_name, dask)
-        h["nevents"].fill(cls_name, table.cls)
+        h["nevents"].fill(cls_name, table.cls, weight=table.w)
         px = flatten(table.px, axis=1)
-        h["ink"].fill(cls_name, px.c, px.iy, px.ix, weight=px.v)
+        h["ink"].fill(cls_name, px.c, px.iy, px.ix, weight=px.v * px.w)
         if self.tagger is not None:
             for k, name in enumerate(self.tagger.class_names):
-                h["class_score"][name].fill(cls_name, table[f"p{k}"])
-            h["predicted"].fill(cls_name, table.pred)
+                h["class_score"][name].fill(cls_name, table[f"p{k}"], weight=table.w)
+            h["predicted"].fill(cls_name, table.pred, weight=table.w)
         cutflow: dict[str, Any] = {"events": lib.num(mask, axis=0)}
         for name, m in steps:
             cutflow[name] = lib.sum(m)
+        one = mask * 0 + 1.0  # per event
+        w_ev = self.weights.array(events, mc, one) if self.weights is not None else one
+        cutflow["sumw"], cutflow["sumw2"] = lib.sum(w_ev), lib.sum(w_ev * w_ev)
+        cutflow["sumw_selected"] = lib.sum(w_ev[mask])
+        cutflow["events_mc"] = cutflow["events"] if mc else 0
         if not dask:
-            cutflow = {k: int(v) for k, v in cutflow.items()}
+            cutflow = {k: (float(v) if k.startswith("sumw") else int(v)) for k, v in cutflow.items()}
         h["cutflow"] = cutflow
         return {dataset: h}
 
     def _empty_table(self) -> ak.Array:
-        cols: dict[str, Any] = {"cls": np.zeros(0, np.int32),
+        cols: dict[str, Any] = {"cls": np.zeros(0, np.int32), "w": np.zeros(0),
                 "px": ak.unflatten(ak.zip({"c": np.zeros(0, np.int32), "iy": np.zeros(0, np.int32),
-                                           "ix": np.zeros(0, np.int32), "v": np.zeros(0)}, depth_limit=1),
-                                   np.zeros(0, np.int64))}
+                                           "ix": np.zeros(0, np.int32), "v": np.zeros(0), "w": np.zeros(0)},
+                                          depth_limit=1), np.zeros(0, np.int64))}
         if self.tagger is not None:
             for k in range(len(self.tagger.class_names)):
                 cols[f"p{k}"] = np.zeros(0)
