@@ -4,7 +4,9 @@ Measures, in one run and on the same files:
   full     the processor (selection, constituents, images, CNN forward, hist fills), IterativeExecutor
   read     a processor that only reads the same columns (ak.materialize of them)
   forward  the bare TorchScript forward on ready tensors of the same jets
-and Dask LocalCluster throughput with 2 workers vs 1 (threads_per_worker=1).
+and Dask LocalCluster throughput with 2 workers vs 1 (threads_per_worker=1), and the cost of
+systematic variations (re-binning jet variations, weight variations, a JES variation propagated
+into the tagger inputs) against the same processor without them.
 
 Ends with: RESULT overhead_vs_model=<full/(read+forward)> dask_scaling=<2 workers / 1 worker>
 
@@ -147,6 +149,7 @@ def main(argv=None):
     print(f"full={t_full:.2f}s ({n_jets / t_full:.0f} jets/s/core)  read-only={t_read:.2f}s  "
           f"forward={t_fwd:.2f}s ({n_jets / t_fwd:.0f} jets/s)  beyond read+forward={t_full - t_read - t_fwd:.2f}s")
     _breakdown(files[0], proc, args.chunksize)
+    _systematics_cost(art, run, it, args.repeats)
 
     rates = {}
     import dask
@@ -172,6 +175,36 @@ def main(argv=None):
               f"{rates[nw]:.0f} jets/s, {rates[nw] / nw:.0f} jets/s/worker")
     overhead = t_full / (t_read + t_fwd)
     print(f"RESULT overhead_vs_model={overhead:.2f} dask_scaling={rates[2] / rates[1]:.2f}")
+
+
+def _systematics_cost(art, run, executor, repeats):
+    """The cost of systematic variations, as the issue asks: each configuration against the same
+    processor without variations, interleaved repeats, medians. A jet variation without
+    ``inputs`` re-selects and re-bins the scored jets (no network pass); with ``inputs`` it builds
+    and scores the scaled jets' inputs again (one more network pass per direction); a weight
+    variation is one more weighted fill."""
+    from coffea_jetimg.processors.jet_tagging import JetTaggingProcessor
+    from coffea_jetimg.systematics import JetResolution, JetScale, WeightVariation
+
+    configs = {
+        "none": [],
+        "jes (re-bin)": [JetScale("jes", 0.02)],
+        "jes+jer (re-bin)": [JetScale("jes", 0.02), JetResolution("jer", 0.1)],
+        "isr+fsr weights": [WeightVariation("isr", "PSWeight"), WeightVariation("fsr", "PSWeight")],
+        "jes into inputs": [JetScale("jes", 0.02, inputs=True)],
+    }
+    procs = {k: JetTaggingProcessor({"cnn": str(art)}, selection={"pt": (200.0, None)}, systematics=v)
+             for k, v in configs.items()}
+    for p in procs.values():
+        run(p, executor)  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in procs}
+    for _ in range(repeats):
+        for k, p in procs.items():
+            times[k].append(run(p, executor)[1])
+    base = float(np.median(times["none"]))
+    for k, ts in times.items():
+        t = float(np.median(ts))
+        print(f"systematics {k:18s}: {t:.2f}s  x{t / base:.2f} of no variations  ({t - base:+.2f}s)")
 
 
 def _events(f, start=0, stop=None, dataset="bench"):
@@ -245,7 +278,7 @@ def _breakdown(f, proc, chunksize, repeats=3):
         t = tick("hist booking", t)
         proc._fill(h, table, classes, False)
         t = tick("hist fill + pixel moments", t)
-        proc._cutflow(fj, steps, table, False)
+        proc._cutflow(ev, fj, steps, table, False, True)
         t = tick("cutflow", t)
         n_jets = len(x)
     med = {k: float(np.median(v)) for k, v in st.items()}
