@@ -484,15 +484,13 @@ def build_processor(args):
 
 
 def _check_device(args) -> None:
-    from .errors import JetImgError
+    """``--device`` refused before any chunk when this machine lacks it (not with ``--scheduler``:
+    the workers may have GPUs the client has not; the taggers check there on first use)."""
+    from .inference import check_device
 
-    dev = (args.device or "").lower()
-    if dev.startswith("cuda") and not args.scheduler:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise JetImgError(f"--device {args.device}: torch sees no CUDA device on this machine "
-                              f"(torch {torch.__version__}); use --device cpu or leave --device out")
+    if args.device is not None and not args.scheduler:
+        check_device(args.device, getattr(args, "backend", "torch"), what=f"--device {args.device}",
+                     instead="--device cpu or leave --device out")
 
 
 def _chunk_dict(item, error: str | None = None) -> dict:

@@ -18,6 +18,7 @@ __all__ = [
     "ArtifactError",
     "TrainingError",
     "ServerError",
+    "DeviceError",
 ]
 
 
@@ -59,6 +60,10 @@ class ArtifactError(JetImgError):
 
 class TrainingError(JetImgError):
     """Training cannot start or go on with the given samples or settings."""
+
+
+class DeviceError(JetImgError):
+    """The device asked for (``'cuda'``, ``'cuda:N'``) is not on this machine, or is not a device."""
 
 
 class ServerError(JetImgError):

@@ -37,11 +37,11 @@ from pathlib import Path
 import numpy as np
 
 from .artifact import Artifact, ArtifactError, load_artifact
-from .errors import ServerError
+from .errors import DeviceError, ServerError
 from .model_inputs import describe_layout, input_layout, pack_inputs, split_inputs
 
-__all__ = ["Tagger", "softmax", "clear_cache", "default_device", "run_batched", "artifact_fingerprint",
-           "ServerError"]
+__all__ = ["Tagger", "softmax", "clear_cache", "default_device", "check_device", "run_batched",
+           "artifact_fingerprint", "ServerError", "DeviceError"]
 
 _CACHE: dict[tuple[str, str, str], object] = {}
 _CACHE_LOCK = threading.Lock()
@@ -113,6 +113,59 @@ def default_device() -> str:
         return "cpu"
 
 
+def check_device(device: str | None, backend: str = "torch", what: str | None = None,
+                 instead: str = "device='cpu', or leave device out (CUDA when available)") -> str:
+    """``device`` resolved (``None``/``'auto'``: :func:`default_device`), after checking that this
+    machine has it.
+
+    Parameters
+    ----------
+    device : str or None
+        ``'cpu'``, ``'cuda'``, ``'cuda:N'``, ``'auto'`` or None.
+    backend : {'torch', 'onnx'}
+        What will run there: torch must see the CUDA device; ONNX Runtime must have its CUDA provider.
+    what : str, optional
+        How the message names the setting (default ``device 'cuda'``; the CLI: ``--device cuda``).
+    instead : str
+        The advice the message ends with.
+
+    Raises
+    ------
+    DeviceError
+        ``device`` is not a device, or a CUDA device this machine does not have (no CUDA at all,
+        an index past the GPUs torch sees, or ONNX Runtime without its CUDA provider).
+    """
+    if device is None or str(device).lower() == "auto":
+        return default_device()
+    what = what or f"device {device!r}"
+    import torch
+
+    try:
+        dev = torch.device(str(device))
+    except (RuntimeError, ValueError) as err:
+        raise DeviceError(f"{what}: not a device ({err}); use 'cpu', 'cuda' or 'cuda:N'") from err
+    if dev.type != "cuda":
+        return str(device)
+    if backend == "onnx":
+        try:
+            import onnxruntime as ort
+        except ImportError:  # Tagger says what to install when it loads the model
+            return str(device)
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise DeviceError(f"{what}: ONNX Runtime (onnxruntime {ort.__version__}) has no CUDA execution "
+                              f"provider on this machine (providers: {', '.join(ort.get_available_providers())}); "
+                              f"use {instead}")
+        return str(device)
+    if not torch.cuda.is_available():
+        raise DeviceError(f"{what}: torch sees no CUDA device on this machine (torch {torch.__version__}); "
+                          f"use {instead}")
+    n = torch.cuda.device_count()
+    if dev.index is not None and dev.index >= n:
+        raise DeviceError(f"{what}: torch sees {n} CUDA device(s) on this machine (cuda:0..cuda:{n - 1}); "
+                          f"use one of those, or {instead}")
+    return str(device)
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax of ``(n, n_classes)`` logits, computed stably in float64 → float32."""
     z = np.asarray(logits, dtype=np.float64)
@@ -140,7 +193,9 @@ class Tagger:
     artifact : str, Path or Artifact
         Artifact directory (``model.ts``, ``model.onnx``, ``spec.json``).
     device : str, optional
-        ``'cpu'``, ``'cuda'``, ``'cuda:1'``...; default: CUDA when available, else CPU.
+        ``'cpu'``, ``'cuda'``, ``'cuda:1'``...; default: CUDA when available, else CPU. A device
+        the machine does not have is a :class:`~coffea_jetimg.errors.DeviceError` on first use
+        (:func:`check_device`; first use, since a client without GPUs may make the tagger for workers with them).
     backend : {'torch', 'onnx'}
         TorchScript through torch, or ONNX Runtime (``model.onnx``; CUDA provider on GPU). An
         artifact holding only ``model.onnx`` (a wrapped ONNX model) is always run by ONNX Runtime.
@@ -288,6 +343,8 @@ class Tagger:
         return model
 
     def _load(self):
+        if self._device is not None:  # on the machine that runs it (a client without GPUs may make it)
+            check_device(self._device, self.backend)
         if self.backend == "onnx":
             try:
                 import onnxruntime as ort

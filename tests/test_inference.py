@@ -177,3 +177,30 @@ def test_spec_that_disagrees_with_its_network_is_refused_at_load(art, tmp_path):
     if art[0].joinpath("model.onnx").exists() and pytest.importorskip("onnxruntime"):
         with pytest.raises(ArtifactError, match=r"model\.onnx: .*3 classes"):
             Tagger(three, device="cpu", backend="onnx").predict(x)
+
+
+def test_cuda_device_without_cuda_is_a_device_error(art):
+    """Tagger(device='cuda') where torch sees no GPU: a DeviceError naming the device on first use
+    (not torch's deserialisation traceback, nor "the file may be corrupt"); cpu still scores."""
+    from coffea_jetimg.errors import DeviceError, JetImgError
+    from coffea_jetimg.inference import check_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    path, _ = art
+    x = np.zeros((2, 1, 8, 8), np.float32)
+    for device in ("cuda", "cuda:1"):
+        tagger = Tagger(path, device=device)  # may be made on a client for GPU workers
+        with pytest.raises(DeviceError, match=rf"device '{device}': torch sees no CUDA device") as err:
+            tagger.predict(x)
+        assert isinstance(err.value, JetImgError) and "may be corrupt" not in str(err.value)
+        assert err.value.__cause__ is None  # raised before torch tried to load the module
+    assert inference._LOAD_COUNT == {}
+    with pytest.raises(DeviceError, match="not a device"):
+        Tagger(path, device="gpu").predict(x)
+    assert Tagger(path, device="cpu").predict(x).shape == (2, 2)
+    assert check_device(None) == check_device("auto") == "cpu" and check_device("cpu") == "cpu"
+    ort = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():  # no silent fallback to the CPU
+        with pytest.raises(DeviceError, match="ONNX Runtime .* has no CUDA execution provider"):
+            Tagger(path, device="cuda", backend="onnx").predict(x)

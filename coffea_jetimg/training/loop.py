@@ -27,14 +27,11 @@ __all__ = ["fit", "predict", "resolve_device", "TrainState", "default_callbacks"
 
 
 def resolve_device(device: str | None = "auto") -> str:
-    """``'auto'`` → ``'cuda'`` when available, else ``'cpu'``; other strings pass through."""
-    import torch
+    """``'auto'`` → ``'cuda'`` when available, else ``'cpu'``; a device this machine lacks is a
+    :class:`~coffea_jetimg.errors.DeviceError` (:func:`coffea_jetimg.inference.check_device`)."""
+    from ..inference import check_device
 
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError(f"device {device!r} asked for, but torch sees no CUDA device")
-    return str(device)
+    return check_device(device, what=f"training device {device!r}", instead="device='cpu' or 'auto'")
 
 
 def predict(model: Any, X: Any, batch_size: int = 512, device: str = "cpu") -> np.ndarray:
