@@ -185,7 +185,8 @@ def check_fileset(fileset: dict, skip_bad: bool, processor=None, schema: str = "
     schema_class : type
         The coffea schema class for the run.
     empty : list of str
-        Files with no events, left out (they would add nothing); also in ``bad`` with ``skip_bad``.
+        The files of ``bad`` with no events (only with ``skip_bad``: without it a file with no
+        events is an error, as any bad file).
 
     Raises
     ------
@@ -228,10 +229,9 @@ def check_fileset(fileset: dict, skip_bad: bool, processor=None, schema: str = "
         if verdicts[key] is not None:
             reject(path, verdicts[key])
             continue
-        if n == 0:
+        if n == 0:  # nothing to tag: a bad file like the others (the flag skips it)
+            reject(path, "has no events")
             empty.append(str(path))
-            if skip_bad:
-                bad[str(path)] = "has no events"
             continue
         good.setdefault(ds, {"files": {}, "metadata": fileset[ds]["metadata"]})["files"][path] = name
     return good, bad, cls, empty
@@ -612,14 +612,11 @@ def run(args) -> dict:
     good, bad, schema, empty = check_fileset(fileset, args.skip_bad_files, proc, args.schema, allow_ids)
     for path, reason in bad.items():
         print(f"coffea-jetimg run: skipping bad file {path}: {reason}", file=sys.stderr)
-    for path in empty:
-        if path not in bad:
-            print(f"coffea-jetimg run: {path} has no events; it adds nothing", file=sys.stderr)
     if not good:
         from .errors import InputFileError
 
         raise InputFileError(args.fileset, "no file in the fileset can be run" +
-                             (f" ({len(bad)} bad, {len(empty)} without events)" if bad or empty else ""))
+                             (f" ({len(bad)} bad, {len(empty)} of them without events)" if bad else ""))
     executor, client = make_executor(args)
     tmp = outdir.with_name(f".{outdir.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

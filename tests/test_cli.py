@@ -124,3 +124,40 @@ def test_unwrap_error_finds_the_package_message():
         assert unwrap_error(wrapped) == "no jet constituents for 'FatJet'"
         # across Dask only the text survives: the package's message is still found in it
         assert unwrap_error(Exception(str(wrapped))) == "no jet constituents for 'FatJet'"
+
+
+def test_zero_event_file_is_a_preflight_error(tmp_path, capsys, monkeypatch, pfnano_file, bad_dir, tiny_cnn):
+    """A file with no events in a run's fileset: without --skip-bad-files one line naming it, exit 2,
+    before any chunk runs and with no output; with the flag it is skipped and listed in summary.json."""
+    torch = pytest.importorskip("torch")
+    import json
+
+    import coffea.processor
+
+    from coffea_jetimg.artifact import save_artifact
+    from coffea_jetimg.images import JetImageSpec
+
+    img = JetImageSpec(npix=(8, 8), pixel_size=(0.1, 0.1)).to_dict()
+    art = save_artifact(tmp_path / "cnn", tiny_cnn().eval(), {"name": "cnn", "architecture": "tiny",
+                        "input": {"kind": "image", "image_spec": img}, "class_names": ["qcd", "top"],
+                        "signal_class": "top"}, torch.randn(2, 1, 8, 8))
+    empty = str(bad_dir / "zero_events.root")
+    fs = tmp_path / "fs.json"
+    fs.write_text(json.dumps({"qcd": [pfnano_file, empty]}))
+    argv = ["run", "--fileset", str(fs), "--model", str(art), "--executor", "iterative", "--pt-min", "200",
+            "--no-plots", "--no-progress"]
+    real_runner = coffea.processor.Runner
+
+    def no_chunks(*a, **k):
+        raise AssertionError("a chunk ran")
+
+    monkeypatch.setattr(coffea.processor, "Runner", no_chunks)
+    assert main(argv + ["-o", str(tmp_path / "noflag")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"{empty}: has no events" in line and "--skip-bad-files" in line, line
+    assert not (tmp_path / "noflag").exists()
+    monkeypatch.setattr(coffea.processor, "Runner", real_runner)
+    assert main(argv + ["--skip-bad-files", "-o", str(tmp_path / "skip")]) == 0
+    summary = json.loads((tmp_path / "skip" / "summary.json").read_text())
+    assert summary["bad_files"] == {empty: "has no events"} and summary["empty_files"] == [empty]
+    assert summary["complete"] is True and summary["datasets"]["qcd"]["cutflow"]["events"] == 10
