@@ -77,6 +77,32 @@ def add_arguments(parser) -> None:
     parser.add_argument("--signal", default=None, help="signal class for the studies (default: the model's)")
     parser.add_argument("--no-plots", action="store_true", help="write histograms and summary only, no PNGs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (coffea's included)")
+    g = parser.add_argument_group(
+        "weights, systematics and fit templates",
+        "MC events weigh their generator weight (data, i.e. datasets with metadata is_mc false or without the "
+        "generator-weight branch, weigh 1); fileset metadata may give each dataset its xsec (pb), is_mc and "
+        "process (the template name; default the dataset). hists.root then holds the templates "
+        "REGION/PROCESS, REGION/PROCESS_SYSTUp|Down and REGION/data_obs of one model (coffea-jetimg fit reads them)")
+    g.add_argument("--syst", action="append", default=[], metavar="SPEC",
+                   help="a systematic variation (repeatable): jes=0.02 (flat JES), jes=FILE.json.gz:KEY (correctionlib "
+                        "uncertainty of the jets' eta and pt), jer=0.1 (extra smearing), with +inputs to propagate a "
+                        "jet variation into the tagger inputs (re-scored), NAME=BRANCH:UP:DOWN (a weight vector), "
+                        "generator (muR, muF from LHEScaleWeight, isr, fsr from PSWeight)")
+    g.add_argument("--generator-weight", default="genWeight", metavar="BRANCH",
+                   help="the MC generator-weight branch; 'none' for unweighted MC")
+    g.add_argument("--weight-branch", action="append", default=[], metavar="BRANCH",
+                   help="a further per-event MC weight multiplied in (repeatable), e.g. puWeight")
+    g.add_argument("--lumi", type=float, default=None, metavar="PB-1",
+                   help="integrated luminosity: MC templates scaled to xsec x lumi / sum of weights")
+    g.add_argument("--template-model", default=None, metavar="NAME", help="the model of the templates (default: "
+                   "the first)")
+    g.add_argument("--template-observable", choices=("msd", "score"), default="msd",
+                   help="msd: jet-mass templates in pass/fail regions at --template-wp (several: score-binned mass "
+                        "regions score0, score1, ...); score: the tagger score in one region 'all'")
+    g.add_argument("--template-wp", type=float, action="append", default=None, metavar="SCORE",
+                   help="working point(s) on the template model's score, on a score-bin edge (default 0.5)")
+    g.add_argument("--score-bins", type=_positive_int, default=40, help="score bins of the histograms (0 to 1)")
+    g.add_argument("--msd-bins", default="30,0,300", metavar="N,LO,HI", help="jet-mass bins of the histograms (GeV)")
     parser.add_argument("-o", "--output", required=True, help="output directory")
 
 
@@ -471,16 +497,75 @@ def build_processor(args):
     selection = {"pt": (args.pt_min, args.pt_max), "abs_eta": args.abs_eta_max}
     if args.msd_min is not None or args.msd_max is not None:
         selection["msd"] = (args.msd_min, args.msd_max)
+    weights, variations, axes = weights_options(args)
     try:
         from .inference import Tagger  # --triton: served taggers, checked against the server here
 
         models = {n: Tagger(a, server=args.triton, batch_size=args.batch_size) if getattr(args, "triton", None)
                   else a.path for n, a in arts.items()}
-        return JetTaggingProcessor(models, jets=args.jets, device=args.device,
+        proc = JetTaggingProcessor(models, jets=args.jets, device=args.device,
                                    backend=args.backend, batch_size=args.batch_size, selection=selection,
-                                   ensembles=parse_ensembles(args.ensemble))
+                                   ensembles=parse_ensembles(args.ensemble), weights=weights,
+                                   systematics=variations, axes=axes)
     except ValueError as err:  # a bad --ensemble (the names and models come from the command line)
         raise SystemExit(f"coffea-jetimg run: {err}") from None
+    template_options(args, proc)
+    return proc
+
+
+def weights_options(args):
+    """``(EventWeights or None, variations, axes overrides)`` of the weight/systematics options;
+    :class:`~coffea_jetimg.systematics.SystematicsError` (exit 2) naming the option that is wrong.
+    A correctionlib file is read here, before any chunk runs."""
+    from .systematics import EventWeights, JetScale, SystematicsError, _load_correction, parse_systematics
+
+    gen = getattr(args, "generator_weight", "genWeight")
+    extra = tuple(getattr(args, "weight_branch", []) or ())
+    weights = None if (gen or "").lower() == "none" and not extra else EventWeights(
+        None if (gen or "").lower() == "none" else gen, extra)
+    variations = parse_systematics(getattr(args, "syst", []) or [])
+    for v in variations:
+        if isinstance(v, JetScale) and v.correction is not None:
+            _load_correction(v.correction, v.key, v.name)
+    axes: dict = {"score_bins": int(getattr(args, "score_bins", 40))}
+    text = getattr(args, "msd_bins", "30,0,300")
+    try:
+        n, lo, hi = (float(x) for x in text.split(","))
+        if n < 1 or n != int(n) or not hi > lo:
+            raise ValueError
+    except ValueError:
+        raise SystematicsError(f"--msd-bins {text!r}: expected N,LO,HI with N >= 1 and HI > LO") from None
+    axes["msd"] = (int(n), lo, hi)
+    return weights, variations, axes
+
+
+def template_options(args, proc) -> dict | None:
+    """The fit-template settings (checked before any chunk runs): model, observable, working
+    points on score-bin edges, luminosity."""
+    from .systematics import SystematicsError
+
+    names = proc.scored_names()
+    model = getattr(args, "template_model", None) or names[0]
+    if model not in names:
+        raise SystematicsError(f"--template-model {model!r}: the models are {names}")
+    obs = getattr(args, "template_observable", "msd")
+    wps = getattr(args, "template_wp", None)
+    if wps is None:
+        wps = [0.5] if obs == "msd" else []
+    bins = int(getattr(args, "score_bins", 40))
+    for wp in wps:
+        k = wp * bins
+        if not 0 < wp < 1 or abs(k - round(k)) > 1e-9:
+            raise SystematicsError(f"--template-wp {wp}: a working point must be a score-bin edge "
+                             f"strictly between 0 and 1 (with --score-bins {bins}: multiples of {1 / bins:g})")
+    if obs == "score" and wps:
+        raise SystematicsError("--template-wp makes mass regions; --template-observable score has one "
+                         "region (leave --template-wp out)")
+    lumi = getattr(args, "lumi", None)
+    if lumi is not None and not lumi > 0:
+        raise SystematicsError(f"--lumi {lumi}: must be > 0 (pb^-1)")
+    args._templates = {"model": model, "observable": obs, "wps": list(wps), "lumi": lumi}
+    return args._templates
 
 
 def _check_device(args) -> None:
@@ -551,12 +636,15 @@ def _swap_into_place(tmp: Path, outdir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_outputs(proc, output, outdir: Path, args, extra: dict) -> dict:
+def _write_outputs(proc, output, outdir: Path, args, extra: dict, datasets: dict | None = None) -> dict:
     if hasattr(proc, "model_info"):
         from .studies import run_studies
 
+        templates = dict(getattr(args, "_templates", None) or {})
+        if templates:
+            templates["datasets"] = datasets or {}
         return run_studies(output, outdir, signal=args.signal, model_info=proc.model_info(), extra_summary=extra,
-                           make_plots=not args.no_plots)
+                           make_plots=not args.no_plots, templates=templates or None)
     from .studies import save_event_outputs
 
     return save_event_outputs(output, outdir, extra_summary=extra)
@@ -677,7 +765,8 @@ def run(args) -> dict:
     tmp.mkdir(parents=True)
     try:
         if output:
-            summary = _write_outputs(proc, output, tmp, args, extra)
+            summary = _write_outputs(proc, output, tmp, args, extra,
+                                     {ds: v.get("metadata") or {} for ds, v in good.items()})
         else:
             summary = dict(extra)
             (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")

@@ -12,6 +12,9 @@ Modules
     PNG plots; each function returns what it drew.
 :mod:`.files`
     ``hists.coffea`` (coffea's format), ``hists.root`` (uproot), JSON.
+:mod:`.templates`
+    Fit templates ``{region}/{process}[_{syst}Up|Down]``, ``data_obs`` (combine / cabinetry / pyhf
+    names), normalised to ``xsec × lumi / Σw``; :mod:`coffea_jetimg.fit` fits them.
 :mod:`.report`
     :func:`summarize` and :func:`run_studies` (and :func:`save_event_outputs` for event images).
 
@@ -28,6 +31,7 @@ from .hists import (average_images, channel_meta, classes_by_dataset, confusion_
                     merge_class_hists, merge_datasets, pearson_maps, pick_classes, project, score_counts, score_roc,
                     sliced_mass)
 from .plots import class_label, plot_confusion, plot_decorrelation, plot_image, plot_roc, plot_sliced_mass
+from .templates import dataset_scales, make_templates, read_templates, write_templates
 from .report import (WORKING_POINTS, format_rejection, image_channel_names, image_colorbar_label, run_studies,
                      save_event_outputs, summarize)
 
@@ -43,6 +47,8 @@ __all__ = [
     "class_label", "plot_roc", "plot_sliced_mass", "plot_image", "plot_confusion", "plot_decorrelation",
     # files
     "save_hists", "load_hists", "write_root", "write_json",
+    # templates
+    "make_templates", "write_templates", "read_templates", "dataset_scales",
     # report
     "WORKING_POINTS", "summarize", "run_studies", "save_event_outputs", "format_rejection",
     "image_channel_names", "image_colorbar_label",

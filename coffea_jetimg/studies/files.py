@@ -57,12 +57,14 @@ def _safe(s: Any) -> str:
     return "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in str(s))
 
 
-def write_root(merged: dict[str, Any], path: str | Path) -> list[str]:
+def write_root(merged: dict[str, Any], path: str | Path, templates: dict[str, Any] | None = None) -> list[str]:
     """1D/2D histograms per class for fits, with uproot.
 
     Per model and class ``{model}/{class}/``: ``{axis}`` for every axis of the score histogram,
     ``score_vs_{axis}`` for every axis but ``score``, ``msd_pass`` / ``msd_fail`` (score ≥ 0.8 /
-    < 0.2); per image ``images/{key}/{class}_ch{k}_sum``; and ``cutflow``.
+    < 0.2); per image ``images/{key}/{class}_ch{k}_sum``; and ``cutflow``. ``templates``
+    (:func:`~coffea_jetimg.studies.templates.make_templates`) are written as they are named,
+    ``{region}/{process}[_{syst}Up|Down]`` one directory deep, for combine and cabinetry.
 
     Returns
     -------
@@ -92,6 +94,9 @@ def write_root(merged: dict[str, Any], path: str | Path) -> list[str]:
                     name = f"images/{_safe(key)}/{_safe(c)}_ch{ch}_sum"
                     f[name] = _to_weight_hist(h[{CLASS: c, CHANNEL: ch}])
                     names.append(name)
+        for name, h in (templates or {}).items():
+            f[name] = h
+            names.append(name)
         cf = merged.get("cutflow") or {}
         if cf:
             vals = np.array([float(v) for v in cf.values()])

@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import metrics
 from ..axes import CLASS, PT, SCORE
+from .templates import dataset_scales, make_templates
 from .files import save_hists, write_json, write_root
 from .hists import (average_images, channel_meta, classes_by_dataset, confusion_matrix, decorrelation,
                     merge_datasets, pearson_maps, pick_classes, score_roc)
@@ -219,7 +220,8 @@ def image_colorbar_label(h_image: Hist, key: str, channel: str, model_info: dict
 
 def run_studies(output: dict, outdir: str | Path, signal: str | None = None,
                 background: str | Sequence[str] | None = None, model_info: dict | None = None,
-                extra_summary: dict | None = None, make_plots: bool = True) -> dict:
+                extra_summary: dict | None = None, make_plots: bool = True,
+                templates: dict | None = None) -> dict:
     """Write every study of a :class:`JetTaggingProcessor` output to ``outdir``.
 
     Writes ``hists.coffea``, ``hists.root``, ``summary.json`` and PNGs under ``plots/``.
@@ -236,6 +238,10 @@ def run_studies(output: dict, outdir: str | Path, signal: str | None = None,
     extra_summary : dict, optional
         Merged into the summary.
     make_plots : bool
+    templates : dict, optional
+        Fit templates to write into ``hists.root``: keywords of
+        :func:`~coffea_jetimg.studies.templates.make_templates` (``model``, ``observable``, ``wps``,
+        ``lumi``, ``datasets``: the fileset's metadata per dataset).
 
     Returns
     -------
@@ -249,6 +255,15 @@ def run_studies(output: dict, outdir: str | Path, signal: str | None = None,
     merged = merge_datasets(output)
     summary = summarize(merged, signal, background)
     summary["datasets"] = {ds: {"cutflow": v.get("cutflow", {})} for ds, v in output.items() if isinstance(v, dict)}
+    tdict = None
+    if templates is not None:
+        meta = templates.get("datasets") or {}
+        for ds, info in dataset_scales(output, meta, templates.get("lumi")).items():
+            summary["datasets"].setdefault(ds, {}).update(info)
+        tdict = make_templates(output, templates["model"], observable=templates.get("observable", "msd"),
+                               wps=templates.get("wps", ()), lumi=templates.get("lumi"), datasets=meta)
+        summary["templates"] = {k: templates.get(k) for k in ("model", "observable", "wps", "lumi")}
+        summary["templates"]["names"] = list(tdict)
     if model_info:
         summary["model_info"] = model_info
     if extra_summary:
@@ -256,7 +271,7 @@ def run_studies(output: dict, outdir: str | Path, signal: str | None = None,
     files: list[Path] = []
     if make_plots:
         files = _plots(merged, summary, plots, model_info, classes_by_dataset(output))
-    summary["root_objects"] = write_root(merged, outdir / "hists.root")
+    summary["root_objects"] = write_root(merged, outdir / "hists.root", templates=tdict)
     summary["plots"] = [str(p.relative_to(outdir)) for p in files]
     write_json(summary, outdir / "summary.json")
     return summary
