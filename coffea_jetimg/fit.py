@@ -224,15 +224,20 @@ def fit(ws: Mapping[str, Any], templates: Templates | None = None) -> FitResult:
     """Fit the workspace to its observations (pyhf, iminuit); μ̂ with its Hesse uncertainty."""
     import pyhf
 
-    pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(verbose=0))
     workspace = pyhf.Workspace(dict(ws))
     model = workspace.model()
     data = workspace.data(model)
     init = np.asarray(model.config.suggested_init(), np.float64)
-    try:
-        best, twice_nll = pyhf.infer.mle.fit(data, model, return_uncertainties=True, return_fitted_val=True)
-    except Exception as err:  # noqa: BLE001  # pyhf raises its own FailedMinimization and others: one message
-        raise FitError(f"the fit did not converge: {err}") from None
+    err: Exception | None = None
+    for strategy in (None, 2):  # MIGRAD's default, then its careful strategy (a minimum near a bound)
+        pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(verbose=0, strategy=strategy))
+        try:
+            best, twice_nll = pyhf.infer.mle.fit(data, model, return_uncertainties=True, return_fitted_val=True)
+            break
+        except Exception as exc:  # noqa: BLE001  # pyhf raises its own FailedMinimization and others: one message
+            err = exc
+    else:
+        raise FitError(f"the fit did not converge (MIGRAD strategies 1 and 2): {err}") from None
     best = np.asarray(best, np.float64)
     params: dict[str, tuple[float, float]] = {}
     for name in model.config.par_order:
@@ -244,6 +249,7 @@ def fit(ws: Mapping[str, Any], templates: Templates | None = None) -> FitResult:
             for i, (v, e) in enumerate(vals):
                 params[f"{name}[{i}]"] = (float(v), float(e))
     regions = list(model.config.channels)
+    parsed = _parse(templates)[0] if templates is not None else None
     pre, post = _by_sample(model, init), _by_sample(model, best[:, 0])
     obs = np.asarray(data[: model.config.nmaindata])
     samples = list(model.config.samples)
@@ -257,11 +263,10 @@ def fit(ws: Mapping[str, Any], templates: Templates | None = None) -> FitResult:
         prefit[ch] = {s: pre[i, sl] for i, s in enumerate(samples) if pre[i, sl].any()}
         postfit[ch] = {s: post[i, sl] for i, s in enumerate(samples) if pre[i, sl].any()}
         dat[ch] = obs[sl]
-        if templates is not None:
-            e = next(np.asarray(t[0]) for n, t in templates.items() if n.rpartition("/")[0] == ch)
-            tot = sum(np.asarray(t[1]) for n, t in templates.items()
-                      if n.rpartition("/")[0] == ch and "_" not in n.rpartition("/")[2].replace(DATA_OBS, ""))
-            edges[ch], kept[ch] = e, np.flatnonzero(np.asarray(tot) > 0)
+        if parsed is not None and ch in parsed:  # the bins build_workspace kept (nominal prediction > 0)
+            r = parsed[ch]
+            tot = np.sum([v for v, _ in r["nominal"].values()], axis=0)
+            edges[ch], kept[ch] = np.asarray(r["edges"]), np.flatnonzero(tot > 0)
     mu, mu_err = params["mu"]
     return FitResult(mu=mu, mu_err=mu_err, params=params, twice_nll=float(twice_nll), regions=regions, edges=edges,
                      data=dat, prefit=prefit, postfit=postfit, kept=kept)

@@ -377,3 +377,47 @@ def test_fit_errors_name_what_is_missing(syst_output):
     del t["pass/data_obs"]
     with pytest.raises(FitError, match="region 'pass' has no 'data_obs'"):
         build_workspace(t, "ttbar")
+
+
+def test_run_cli_writes_templates_and_fit_cli_fits_them(tmp_path, arts, generated_top, generated_qcd, capsys):
+    from coffea_jetimg.cli import main
+
+    # closure: the "data" are the MC events themselves, and xsec × lumi / Σw = 1
+    fs = {"ttbar": {"files": {generated_top: "Events"}, "metadata": {"label": "top", "xsec": 30.0}},
+          "qcd": {"files": {generated_qcd: "Events"}, "metadata": {"label": "qcd", "xsec": 30.0}},
+          "data": {"files": {generated_top: "Events", generated_qcd: "Events"},
+                   "metadata": {"label": "qcd", "is_mc": False}}}
+    (tmp_path / "fs.json").write_text(json.dumps(fs))
+    base = ["run", "--fileset", str(tmp_path / "fs.json"), "--model", arts["cnn"], "--model", arts["lola"],
+            "--executor", "iterative", "--no-plots", "--no-progress"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rc = main(base + ["--syst", "jes=0.05", "--syst", "jer=0.1", "--lumi", "10", "--template-model", "cnn",
+                          "--template-wp", "0.5", "--score-bins", "10", "--msd-bins", "20,0,300",
+                          "-o", str(tmp_path / "out")])
+    assert rc == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    ds = summary["datasets"]
+    assert ds["ttbar"]["is_mc"] and not ds["data"]["is_mc"] and ds["ttbar"]["sumw"] == 300.0
+    assert ds["ttbar"]["scale"] == pytest.approx(30.0 * 10 / 300.0) == 1.0 and ds["data"]["scale"] == 1.0
+    back = read_templates(tmp_path / "out" / "hists.root")
+    assert set(back) == set(summary["templates"]["names"])
+    assert {"pass/ttbar_jerUp", "fail/qcd_jesDown", "pass/data_obs"} <= set(back)
+    rc = main(["fit", str(tmp_path / "out" / "hists.root"), "--signal", "ttbar", "--free-norm", "qcd",
+               "-o", str(tmp_path / "fit")])
+    assert rc == 0, capsys.readouterr().err
+    res = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert set(res["pulls"]) == {"jes", "jer"} and "norm_qcd" in res["norms"]
+    # data = the MC: mu = 1, no pull, the QCD normalisation 1
+    assert res["mu"] == pytest.approx(1.0, abs=0.02) and 0 < res["mu_err"] < 0.5
+    for v in res["pulls"].values():
+        assert abs(v["value"]) < 0.05
+    assert res["norms"]["norm_qcd"]["value"] == pytest.approx(1.0, abs=0.02)
+    assert (tmp_path / "fit" / "fit.png").stat().st_size > 10_000
+    # bad options: one clear line, exit 2, before any chunk
+    for extra, msg in ((["--template-wp", "0.33"], "score-bin edge"), (["--template-model", "nope"], "the models are"),
+                       (["--syst", "jes=x.json:k"], "cannot read correctionlib file"),
+                       (["--msd-bins", "20,5"], "N,LO,HI")):
+        assert main(base + extra + ["-o", str(tmp_path / "bad")]) == 2
+        assert msg in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
