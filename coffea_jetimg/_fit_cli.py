@@ -23,6 +23,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--free-norm", action="append", default=[], metavar="PROCESS",
                         help="a background process whose normalisation floats freely")
     parser.add_argument("--no-staterror", action="store_true", help="no MC statistical uncertainties")
+    parser.add_argument("--min-mc-events", type=float, default=10.0, metavar="N",
+                        help="prune a sample's variations to nominal in bins with fewer effective MC events")
     parser.add_argument("-o", "--output", default=None, help="directory for fit.json, workspace.json, fit.png")
 
 
@@ -35,7 +37,7 @@ def main(args) -> int:
 
     try:
         res, ws = fit_templates(args.templates, args.signal, free_norms=args.free_norm,
-                                stat_errors=not args.no_staterror)
+                                stat_errors=not args.no_staterror, min_mc_events=args.min_mc_events)
     except (JetImgError, OSError, ValueError) as err:
         print(f"coffea-jetimg fit: {args.templates}: {err}", file=sys.stderr)
         return 2
@@ -46,6 +48,9 @@ def main(args) -> int:
         (out / "fit.json").write_text(json.dumps({"templates": str(args.templates), "signal": args.signal,
                                                   "free_norms": args.free_norm, **res.summary()}, indent=2) + "\n")
         save_workspace(ws, out / "workspace.json")
-        plot_fit(res, out / "fit.png", title=f"signal {'+'.join(args.signal)}")
+        from .studies.templates import template_label
+
+        plot_fit(res, out / "fit.png", title=f"signal {'+'.join(args.signal)}",
+                 xlabel=template_label(args.templates) or "observable", note=str(args.templates))
         print(f"wrote {out / 'fit.json'}, {out / 'workspace.json'}, {out / 'fit.png'}")
     return 0

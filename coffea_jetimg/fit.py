@@ -32,7 +32,7 @@ from .errors import JetImgError
 from .studies.templates import DATA_OBS, read_templates
 
 __all__ = ["FitError", "FitResult", "build_workspace", "fit", "fit_templates", "plot_fit", "save_workspace",
-           "templates_from_hists"]
+           "templates_from_hists", "toys"]
 
 _DIRS = ("Up", "Down")
 
@@ -99,11 +99,16 @@ def _parse(templates: Templates) -> tuple[dict[str, dict[str, Any]], list[str]]:
 
 
 def build_workspace(templates: Templates, signal: str | Sequence[str], free_norms: Sequence[str] = (),
-                    stat_errors: bool = True, mu_bounds: tuple[float, float] = (0.0, 50.0)) -> dict[str, Any]:
+                    stat_errors: bool = True, mu_bounds: tuple[float, float] = (0.0, 50.0),
+                    min_mc_events: float = 10.0) -> dict[str, Any]:
     """A pyhf workspace (JSON dict) of the templates; see the module doc.
 
     Bins where no process predicts anything (nor the data show anything) are left out of the
-    channel: a bin with zero prediction has no likelihood.
+    channel: a bin with zero prediction has no likelihood. In a bin where a sample's template
+    holds fewer than ``min_mc_events`` effective MC events ((Σw)²/Σw²), its
+    variations are pruned to the nominal there: their difference is MC noise (the bin's MC
+    statistical uncertainty covers it), and a variation that empties such a bin would stop the
+    nuisance at the value where that bin's yield reaches zero (see :func:`_histosys_bounds`).
 
     Raises
     ------
@@ -134,9 +139,13 @@ def build_workspace(templates: Templates, signal: str | Sequence[str], free_norm
                 mods.append({"name": "mu", "type": "normfactor", "data": None})
             if proc in free_norms:
                 mods.append({"name": f"norm_{proc}", "type": "normfactor", "data": None})
+            with np.errstate(invalid="ignore", divide="ignore"):
+                n_eff = np.where(var > 0, v * v / np.where(var > 0, var, 1.0), 0.0)
+            noisy = n_eff < min_mc_events
             for sname, dirs in r["syst"].get(proc, {}).items():
+                hi, lo = np.where(noisy, v, dirs["Up"]), np.where(noisy, v, dirs["Down"])
                 mods.append({"name": sname, "type": "histosys",
-                             "data": {"hi_data": dirs["Up"][keep].tolist(), "lo_data": dirs["Down"][keep].tolist()}})
+                             "data": {"hi_data": hi[keep].tolist(), "lo_data": lo[keep].tolist()}})
             if stat_errors:
                 mods.append({"name": f"staterror_{region}", "type": "staterror",
                              "data": np.sqrt(np.maximum(var[keep], 0.0)).tolist()})
@@ -272,16 +281,49 @@ def fit(ws: Mapping[str, Any], templates: Templates | None = None) -> FitResult:
                      data=dat, prefit=prefit, postfit=postfit, kept=kept)
 
 
+def toys(ws: Mapping[str, Any], truth: Mapping[str, float], n: int = 100, seed: int = 0) -> dict[str, np.ndarray]:
+    """Fit ``n`` Poisson pseudo-experiments drawn from the model at ``truth`` (parameter name →
+    value; the others at their nominal values; auxiliary data drawn from the constraints at
+    ``truth`` as well): ``{"mu": μ̂, "mu_err": σ,
+    "<nuisance>": θ̂, "<nuisance>_err": σ_θ}`` arrays of the converged fits, for the bias and
+    coverage of the fit itself (pulls (μ̂ − μ)/σ should have mean 0 and width 1)."""
+    import pyhf
+
+    pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(verbose=0))
+    model = pyhf.Workspace(dict(ws)).model()
+    pars = np.asarray(model.config.suggested_init(), np.float64)
+    for name, v in truth.items():
+        pars[model.config.par_slice(name)] = v
+    # main data Poisson, auxiliary data from the constraints, both at ``truth`` (pyhf's model pdf)
+    np.random.seed(seed)  # pyhf's numpy backend samples through scipy.stats, i.e. numpy's global state
+    sample = np.asarray(model.make_pdf(pyhf.tensorlib.astensor(pars)).sample((int(n),)), np.float64)
+    names = [k for k in model.config.par_order if k == "mu" or not k.startswith("staterror_")]
+    out: dict[str, list[float]] = {}
+    for data in sample:
+        try:
+            best = np.asarray(pyhf.infer.mle.fit(data, model, return_uncertainties=True), np.float64)
+        except Exception:  # noqa: BLE001  # a toy that does not converge is left out (counted by the caller)
+            continue
+        for k in names:
+            v, e = best[model.config.par_slice(k)][0]
+            out.setdefault(k, []).append(float(v))
+            out.setdefault(f"{k}_err", []).append(float(e))
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
 def fit_templates(templates: Templates | str | Path, signal: str | Sequence[str], free_norms: Sequence[str] = (),
-                  stat_errors: bool = True) -> tuple[FitResult, dict[str, Any]]:
-    """Read (a path) or take the templates, build the workspace, fit: ``(result, workspace)``."""
+                  stat_errors: bool = True, min_mc_events: float = 10.0) -> tuple[FitResult, dict[str, Any]]:
+    """Read (a path) or take the templates, build the workspace (:func:`build_workspace`), fit:
+    ``(result, workspace)``."""
     t = read_templates(templates) if isinstance(templates, (str, Path)) else templates
-    ws = build_workspace(t, signal, free_norms=free_norms, stat_errors=stat_errors)
+    ws = build_workspace(t, signal, free_norms=free_norms, stat_errors=stat_errors, min_mc_events=min_mc_events)
     return fit(ws, t), ws
 
 
-def plot_fit(result: FitResult, path: str | Path, title: str = "") -> Path:
-    """Pre-fit (dashed) and post-fit (stacked) yields per region with the data, one panel per region."""
+def plot_fit(result: FitResult, path: str | Path, title: str = "", xlabel: str = "observable",
+             note: str = "") -> Path:
+    """Pre-fit (dashed) and post-fit (stacked) yields per region with the data, one panel per
+    region; ``note`` (the sample and selection) is written in each panel."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -294,10 +336,10 @@ def plot_fit(result: FitResult, path: str | Path, title: str = "") -> Path:
         if ch in result.edges and len(result.kept.get(ch, [])) == nb:
             e = result.edges[ch]
             lo, hi = e[result.kept[ch]], e[result.kept[ch] + 1]
-            xlabel = "observable"
+            xl = xlabel
         else:
             lo, hi = np.arange(nb, dtype=float), np.arange(nb, dtype=float) + 1
-            xlabel = "bin"
+            xl = "bin"
         x = 0.5 * (lo + hi)
         bottom = np.zeros(nb)
         for s, y in result.postfit[ch].items():
@@ -308,7 +350,9 @@ def plot_fit(result: FitResult, path: str | Path, title: str = "") -> Path:
         d = result.data[ch]
         ax.errorbar(x, d, yerr=np.sqrt(np.maximum(d, 0)), fmt="o", color="k", ms=3, label="data")
         ax.set_title(f"region {ch}")
-        ax.set_xlabel(xlabel)
+        if note:
+            ax.text(0.02, 0.98, note, transform=ax.transAxes, fontsize=7, va="top", ha="left")
+        ax.set_xlabel(xl)
         ax.set_ylabel("events / bin")
         ax.legend(fontsize=7)
     head = f"mu = {result.mu:.2f} ± {result.mu_err:.2f}"

@@ -31,7 +31,8 @@ from ..axes import CLASS, MSD, SCORE, SYSTEMATIC
 if TYPE_CHECKING:  # pragma: no cover
     from hist import Hist
 
-__all__ = ["make_templates", "write_templates", "read_templates", "dataset_scales", "DATA_OBS", "OBSERVABLES"]
+__all__ = ["make_templates", "write_templates", "read_templates", "template_label", "dataset_scales", "DATA_OBS",
+           "OBSERVABLES"]
 
 DATA_OBS = "data_obs"
 OBSERVABLES = ("msd", "score")
@@ -198,3 +199,14 @@ def read_templates(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray, 
             out[key] = (np.asarray(h.axis().edges()), np.asarray(h.values(), np.float64),
                         np.asarray(h.variances(), np.float64))
     return out
+
+
+def template_label(path: str | Path) -> str:
+    """The observable's axis title of the templates in a ROOT file (``""`` if none)."""
+    import uproot
+
+    with uproot.open(str(path)) as f:
+        for key, cls in f.classnames(recursive=True, cycle=False).items():
+            if cls.startswith("TH1") and key.count("/") == 1:
+                return str(f[key].axis().member("fTitle") or "")
+    return ""
