@@ -321,7 +321,7 @@ def fit_templates(templates: Templates | str | Path, signal: str | Sequence[str]
 
 
 def plot_fit(result: FitResult, path: str | Path, title: str = "", xlabel: str = "observable",
-             note: str = "") -> Path:
+             note: str = "", ylabel: str = "jets / bin") -> Path:
     """Pre-fit (dashed) and post-fit (stacked) yields per region with the data, one panel per
     region; ``note`` (the sample and selection) is written in each panel."""
     import matplotlib
@@ -353,8 +353,9 @@ def plot_fit(result: FitResult, path: str | Path, title: str = "", xlabel: str =
         if note:
             ax.text(0.02, 0.98, note, transform=ax.transAxes, fontsize=7, va="top", ha="left")
         ax.set_xlabel(xl)
-        ax.set_ylabel("events / bin")
-        ax.legend(fontsize=7)
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(0, 1.25 * max(float(np.max(d + np.sqrt(np.maximum(d, 0)))), float(np.max(bottom)), 1.0))
+        ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.0, 0.88))
     head = f"mu = {result.mu:.2f} ± {result.mu_err:.2f}"
     pulls = ", ".join(f"θ({k}) = {v:+.2f} ± {e:.2f}" for k, (v, e) in result.pulls().items())
     fig.suptitle(f"{title + ': ' if title else ''}{head}" + (f"; {pulls}" if pulls else ""), fontsize=9)
