@@ -74,6 +74,24 @@ def build_markdown(summary: dict, title: str) -> str:
                 lines.append(f"| {b['pt'][0]:.0f}–{b['pt'][1]:.0f} | {b['n_signal']:.0f} | {b['n_background']:.0f} "
                              f"| {_fmt(b['auc'])} | {_rej(b, 0.3, False)} | {_rej(b, 0.5, False)} |")
             lines.append("")
+    if summary.get("data_datasets"):
+        lines += ["## Data", "", "Data datasets (not in the taggers' figures, which are MC truth; in the fit templates "
+                  "as `data_obs`): " + ", ".join(f"`{d}`" for d in summary["data_datasets"]), ""]
+    ds_info = {d: v for d, v in (summary.get("datasets") or {}).items() if "sumw" in v}
+    if ds_info:
+        lines += ["## Normalisation", "", "| dataset | process | MC | Σw | xsec [pb] | lumi [pb⁻¹] | scale |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {d} | {v.get('process')} | {'yes' if v.get('is_mc') else 'data'} | {_fmt(v.get('sumw'))} | "
+                  f"{_fmt(v.get('xsec'))} | {_fmt(v.get('lumi'))} | {_fmt(v.get('scale'))} |"
+                  for d, v in ds_info.items()]
+        lines.append("")
+    t = summary.get("templates")
+    if t:
+        lines += ["## Fit templates", "", f"Model `{t.get('model')}`, observable `{t.get('observable')}`, working "
+                  f"points {t.get('wps')}: {len(t.get('names') or [])} TH1s in `hists.root` "
+                  "(`REGION/PROCESS`, `REGION/PROCESS_SYSTUp|Down`, `REGION/data_obs`; "
+                  "`coffea-jetimg fit` reads them).",
+                  ""]
     if summary.get("cutflow"):
         lines += ["## Cutflow", "", "| step | count |", "| --- | --- |"]
         lines += [f"| {k} | {v} |" for k, v in summary["cutflow"].items()] + [""]

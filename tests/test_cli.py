@@ -14,7 +14,7 @@ def test_all_subcommands_registered():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     assert set(sub.choices) == set(COMMANDS) == {"generate", "train", "run", "report", "demo", "serve",
-                                                 "export-triton", "wrap"}
+                                                 "export-triton", "wrap", "fit"}
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

@@ -400,6 +400,7 @@ def test_run_cli_writes_templates_and_fit_cli_fits_them(tmp_path, arts, generate
     ds = summary["datasets"]
     assert ds["ttbar"]["is_mc"] and not ds["data"]["is_mc"] and ds["ttbar"]["sumw"] == 300.0
     assert ds["ttbar"]["scale"] == pytest.approx(30.0 * 10 / 300.0) == 1.0 and ds["data"]["scale"] == 1.0
+    assert summary["data_datasets"] == ["data"]  # the data stay out of the MC-truth ROC figures
     back = read_templates(tmp_path / "out" / "hists.root")
     assert set(back) == set(summary["templates"]["names"])
     assert {"pass/ttbar_jerUp", "fail/qcd_jesDown", "pass/data_obs"} <= set(back)

@@ -252,8 +252,15 @@ def run_studies(output: dict, outdir: str | Path, signal: str | None = None,
     plots = outdir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     save_hists(output, outdir / "hists.coffea")
-    merged = merge_datasets(output)
+    # the taggers' figures (ROC, rejections, plots) are MC truth: data datasets (metadata
+    # is_mc false, or no MC events counted) stay out of them when there is MC beside them
+    meta_all = (templates or {}).get("datasets") or {}
+    is_data = {ds for ds, info in dataset_scales(output, meta_all).items() if not info["is_mc"]}
+    mc_only = {ds: v for ds, v in output.items() if ds not in is_data}
+    merged = merge_datasets(mc_only if mc_only and is_data else output)
     summary = summarize(merged, signal, background)
+    if mc_only and is_data:
+        summary["data_datasets"] = sorted(is_data)
     summary["datasets"] = {ds: {"cutflow": v.get("cutflow", {})} for ds, v in output.items() if isinstance(v, dict)}
     tdict = None
     if templates is not None:
