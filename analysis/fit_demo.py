@@ -64,7 +64,8 @@ def main(argv=None) -> int:
         logf.write(line + "\n")
         logf.flush()
 
-    log(f"fit demo at git {_git_sha()}, config {args.config}")
+    sha = _git_sha()  # the code that runs (read once: HEAD may move while the demo runs)
+    log(f"fit demo at git {sha}, config {args.config}")
     from coffea_jetimg.generate import generate
 
     files: dict[str, str] = {}
@@ -185,14 +186,14 @@ def main(argv=None) -> int:
     n_pred = {r: {p: float(combined[f"{r}/{p}"][1].sum()) for p in ("ttbar", "qcd")} for r in ("pass", "fail")}
     ok_mu = abs(res.mu - mu_inj) < 2 * res.mu_err
     ok_theta = abs(theta - theta_inj) < 2 * theta_err
-    record = {"git": _git_sha(), "config": cfg, "mu_injected": mu_inj, "theta_injected": theta_inj,
+    record = {"git": sha, "config": cfg, "mu_injected": mu_inj, "theta_injected": theta_inj,
               "xsec_pb": xsec, **res.summary(), "data_jets": n_data, "prefit_jets": n_pred,
               "mu_within_2sigma": bool(ok_mu), "theta_within_2sigma": bool(ok_theta), "toys": toy_rec}
     (res_dir / "fit.json").write_text(json.dumps(record, indent=1) + "\n")
     norm = res.params.get("norm_qcd", (float("nan"), float("nan")))
     md = [
         "# Fit demo: top-tagger pass/fail jet-mass templates, pyhf fit to pseudo-data", "",
-        f"git {_git_sha()}; `python analysis/fit_demo.py --config {Path(args.config).name}` "
+        f"git {sha}; `python analysis/fit_demo.py --config {Path(args.config).name}` "
         "(settings in `analysis/configs/fit_demo.toml`).", "",
         f"MC: {S['mc_top']} top + {S['mc_qcd']} QCD events; pseudo-data: {S['data_top']} top + {S['data_qcd']} QCD "
         f"events (independent seeds), jets scaled by 1 + {theta_inj} × {jes}. "
