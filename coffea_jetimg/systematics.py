@@ -132,6 +132,13 @@ class JetScale:
     inputs : bool
         Also scale the jet's constituents (pT and mass) before its tagger inputs are built, and
         re-score: the scores follow the variation.
+
+    Notes
+    -----
+    The JSON-POG uncertainty is evaluated with correctionlib directly: coffea's
+    ``CorrectedJetsFactory`` / ``JECStack`` re-apply the whole correction chain (raw factors, L1–L3,
+    resolution, per-source uncertainties) and need every level's payload, whereas a variation of
+    already corrected NanoAOD jets needs the one uncertainty correction, as a function of η and pT.
     """
 
     name: str = "jes"
