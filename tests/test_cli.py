@@ -161,3 +161,59 @@ def test_zero_event_file_is_a_preflight_error(tmp_path, capsys, monkeypatch, pfn
     summary = json.loads((tmp_path / "skip" / "summary.json").read_text())
     assert summary["bad_files"] == {empty: "has no events"} and summary["empty_files"] == [empty]
     assert summary["complete"] is True and summary["datasets"]["qcd"]["cutflow"]["events"] == 10
+
+
+def test_ctrl_c_of_a_dask_run_leaves_no_workers(tmp_path, generated_qcd, tiny_cnn):
+    """SIGINT to the run's process group (a terminal's Ctrl-C) while the Dask workers run chunks:
+    exit 130 with summary.json saying complete: false, and no process of the run left alive."""
+    torch = pytest.importorskip("torch")
+    psutil = pytest.importorskip("psutil")
+    import json
+    import os
+    import signal
+    import time
+
+    from coffea_jetimg.artifact import save_artifact
+    from coffea_jetimg.images import JetImageSpec
+
+    img = JetImageSpec(npix=(8, 8), pixel_size=(0.1, 0.1)).to_dict()
+    art = save_artifact(tmp_path / "cnn", tiny_cnn().eval(), {"name": "cnn", "architecture": "tiny",
+                        "input": {"kind": "image", "image_spec": img}, "class_names": ["qcd", "top"],
+                        "signal_class": "top"}, torch.randn(2, 1, 8, 8))
+    fs = tmp_path / "fs.json"
+    fs.write_text(json.dumps({"qcd": [generated_qcd]}))  # 60 chunks: far from done when interrupted
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-m", "coffea_jetimg.cli", "run", "--fileset", str(fs), "--model", str(art),
+                          "--executor", "dask", "--workers", "2", "--chunksize", "5", "--no-plots", "--no-progress",
+                          "-o", str(out)], start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+
+    def alive_in_session():
+        found = []
+        for q in psutil.process_iter():
+            try:
+                if os.getsid(q.pid) == p.pid and q.status() != psutil.STATUS_ZOMBIE:
+                    found.append(q)
+            except (OSError, psutil.Error):
+                pass
+        return found
+
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and p.poll() is None:  # both workers busy (on chunks) for a while
+            workers = [c for c in psutil.Process(p.pid).children() if "resource_tracker" not in " ".join(c.cmdline())]
+            if len(workers) >= 2 and min(sum(w.cpu_times()[:2]) for w in workers) > 3.0:
+                break
+            time.sleep(0.2)
+        assert p.poll() is None, p.communicate()
+        os.killpg(p.pid, signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 130, err[-3000:]
+    assert "interrupted" in err and json.loads((out / "summary.json").read_text())["complete"] is False
+    deadline = time.time() + 2
+    while alive_in_session() and time.time() < deadline:
+        time.sleep(0.1)
+    assert not alive_in_session(), [" ".join(q.cmdline()) for q in alive_in_session()]
