@@ -739,7 +739,11 @@ def run(args) -> dict:
     try:
         runner = processor.Runner(executor=executor, schema=schema, chunksize=args.chunksize,
                                   maxchunks=args.maxchunks, savemetrics=True,
-                                  skipbadfiles=(Exception,) if args.skip_bad_files else False)
+                                  skipbadfiles=(Exception,) if args.skip_bad_files else False,
+                                  # coffea's default cache is process-wide and keyed by (dataset, file,
+                                  # tree) only: a second run of the same file in one process would get
+                                  # the first run's fileset metadata (label, is_mc, xsec; coffea#662)
+                                  metadata_cache={})
         guard = guarded(proc)
         with warnings.catch_warnings(record=True) as caught, _coffea_bars(not getattr(args, "no_progress", False)):
             warnings.simplefilter("always")

@@ -26,6 +26,17 @@ def _data_dir() -> Path | None:
 DATA = _data_dir()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_coffea_metadata_cache():
+    """coffea's Runner caches file metadata process-wide, keyed by (dataset, file, tree) only, and
+    hands a later run the earlier run's fileset metadata (coffea#662): tests that run one file under
+    one dataset name with different metadata must not see each other's."""
+    from coffea.processor import executor
+
+    executor.DEFAULT_METADATA_CACHE.clear()
+    yield
+
+
 @pytest.fixture(scope="session")
 def cms_dir() -> Path:
     if DATA is None:

@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
 import awkward as ak  # noqa: E402
+import hist  # noqa: E402
 from coffea import processor  # noqa: E402
 from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema  # noqa: E402
 
@@ -157,7 +158,9 @@ def test_processor_scores_equal_the_hand_computation(byom, generated_top):
     assert np.std(want) > 1e-3  # the scores differ from jet to jet
     # the histograms hold those scores: every scored jet once, Σ score = Σ hand scores
     assert out["cutflow"]["jets_scored"] == len(want) == out["score"]["pnet"].sum(flow=True).value
-    assert out["score_moments"]["pnet"].sum(flow=True).value == pytest.approx(float(want.sum()), rel=1e-5)
+    mom = out["score_moments"]["pnet"]
+    assert mom[{"moment": hist.loc(1)}].sum(flow=True) == pytest.approx(float(want.sum()), rel=1e-5)
+    assert mom[{"moment": hist.loc(2)}].sum(flow=True) == pytest.approx(float((want ** 2).sum()), rel=1e-5)
     assert proc.model_info()["pnet"]["input_kind"] == "weaver"
 
     # the tagger also takes the named arrays, and hands them back from the packed inputs

@@ -217,3 +217,29 @@ def test_ctrl_c_of_a_dask_run_leaves_no_workers(tmp_path, generated_qcd, tiny_cn
     while alive_in_session() and time.time() < deadline:
         time.sleep(0.1)
     assert not alive_in_session(), [" ".join(q.cmdline()) for q in alive_in_session()]
+
+
+def test_second_run_in_one_process_reads_its_own_metadata(tmp_path, pfnano_file, tiny_cnn):
+    """coffea's process-wide metadata cache would hand the second run the first run's fileset
+    metadata (coffea#662): the run CLI gives each run its own cache, so label and is_mc follow."""
+    torch = pytest.importorskip("torch")
+    import json
+
+    from coffea.util import load
+
+    from coffea_jetimg.artifact import save_artifact
+    from coffea_jetimg.images import JetImageSpec
+
+    img = JetImageSpec(npix=(8, 8), pixel_size=(0.1, 0.1)).to_dict()
+    art = save_artifact(tmp_path / "cnn", tiny_cnn().eval(), {"name": "cnn", "architecture": "tiny",
+                        "input": {"kind": "image", "image_spec": img}, "class_names": ["qcd", "top"],
+                        "signal_class": "top"}, torch.randn(2, 1, 8, 8))
+    got = {}
+    for name, meta in (("a", {"label": "qcd"}), ("b", {"label": "top", "is_mc": False})):
+        fs = tmp_path / f"{name}.json"
+        fs.write_text(json.dumps({"ds": {"files": [pfnano_file], "metadata": meta}}))
+        assert main(["run", "--fileset", str(fs), "--model", str(art), "--executor", "iterative", "--no-plots",
+                     "--no-progress", "-o", str(tmp_path / name)]) == 0
+        out = load(str(tmp_path / name / "hists.coffea"))["ds"]
+        got[name] = (list(out["score"]["cnn"].axes["class"]), out["cutflow"]["events_mc"])
+    assert got["a"] == (["qcd"], 10) and got["b"] == (["top"], 0), got

@@ -165,8 +165,8 @@ def test_run_cli_on_rntuple_equals_ttree(pfnano_file, tmp_path, executor, capsys
 
     src = uproot.open(pfnano_file)["Events"]
     keep = [k for k in src.keys() if k.split("_")[0] in ("FatJet", "FatJetPFCands", "PFCands", "PV", "nFatJet",
-                                                          "nFatJetPFCands", "nPFCands", "run", "luminosityBlock",
-                                                          "event")]
+                                                          "genWeight", "nFatJetPFCands", "nPFCands", "run",
+                                                          "luminosityBlock", "event")]
     rn = tmp_path / "pfnano_rntuple.root"
     with uproot.recreate(rn) as f:
         f["Events"] = src.arrays(keep, library="ak", how=dict)
