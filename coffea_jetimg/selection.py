@@ -11,6 +11,7 @@ import enum
 from typing import Any
 
 import awkward as ak
+import numpy as np
 
 __all__ = ["TruthLabel", "TRUTH_NAMES", "OTHER", "DEFAULT_SELECTION", "select_jets", "truth_help"]
 
@@ -56,7 +57,7 @@ def select_jets(jets: Any, pt: _Window | None = (200.0, None), abs_eta: float | 
 
     Parameters
     ----------
-    jets : ak.Array or dask_awkward.Array
+    jets : ak.Array or dask_awkward.Array, or an object with numpy ``pt``, ``eta`` (and ``fields``)
         ``[n_events * var *] {pt, eta, msoftdrop}`` (``msoftdrop`` only with ``msd``; plain ``mass``
         is used when the jets have no ``msoftdrop``).
     pt : (float or None, float or None) or None
@@ -73,7 +74,8 @@ def select_jets(jets: Any, pt: _Window | None = (200.0, None), abs_eta: float | 
     mask : same shape as ``jets.pt``, bool
     steps : list of (name, mask), only with ``return_steps``
     """
-    mask = ak.ones_like(jets.pt, dtype=bool)
+    # numpy columns (flat jets) stay numpy; awkward and dask-awkward stay theirs
+    mask = np.ones(len(jets.pt), bool) if isinstance(jets.pt, np.ndarray) else ak.ones_like(jets.pt, dtype=bool)
     steps: list[tuple[str, Any]] = []
     if pt is not None:
         mask = _window(mask, jets.pt, *pt)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import awkward as ak
@@ -207,17 +208,21 @@ def jet_table(events: ak.Array, *, taggers: Mapping[str, Tagger], jets: str = "F
     # jet variations (MC only): each direction's factors and selection; the table's rows are the
     # jets selected nominally or by any variation, ``sel``/``sel_<var>`` say which
     jet_vars, weight_vars = _split_variations(variations, is_mc)
-    factors: dict[str, Any] = {}
-    var_masks: dict[str, Any] = {}
+    factors: dict[str, np.ndarray] = {}  # per variation direction, on the flattened jets of the chunk
+    var_masks: dict[str, np.ndarray] = {}
     rows_mask = mask
     if jet_vars:
-        counts_all = ak.num(fj.pt, axis=1)
+        # on flat numpy columns: one jagged→flat conversion, not an awkward record per direction
+        counts_all = np.asarray(ak.to_numpy(ak.num(fj.pt, axis=1)), np.int64)
+        base = _flat_jets(fj)
+        rows_flat = _np(ak.flatten(mask, axis=1), bool).copy()
         for jv in jet_vars:
             for d, f in jv.factors(events, jets).items():
                 key = f"{jv.name}{d}"
-                factors[key] = ak.unflatten(f, counts_all)
-                var_masks[key] = select_jets(_scaled_jets(fj, factors[key]), **selection)
-                rows_mask = rows_mask | var_masks[key]
+                factors[key] = np.asarray(f, np.float64)
+                var_masks[key] = np.asarray(select_jets(_flat_jets(fj, base, factors[key]), **selection), bool)
+                rows_flat |= var_masks[key]
+        rows_mask = ak.unflatten(rows_flat, counts_all)
     flat = ak.flatten(fj[rows_mask], axis=1)
     n = len(flat)
     cols: dict[str, np.ndarray] = {"cls": _classes(flat, n, class_names, truth_names, dataset_class)}
@@ -228,8 +233,8 @@ def jet_table(events: ak.Array, *, taggers: Mapping[str, Tagger], jets: str = "F
     w_event = weights.of(events, is_mc) if weights is not None else np.ones(len(counts))
     cols["w"] = np.repeat(w_event, counts)
     for key in factors:
-        cols[f"sel_{key}"] = _np(ak.flatten(var_masks[key][rows_mask], axis=1), bool)
-        cols[f"f_{key}"] = _np(ak.flatten(factors[key][rows_mask], axis=1), np.float64)
+        cols[f"sel_{key}"] = var_masks[key][rows_flat]
+        cols[f"f_{key}"] = factors[key][rows_flat]
     for wv in weight_vars:
         for d, r in wv.relative(events, _where(events)).items():
             cols[f"w_{wv.name}{d}"] = cols["w"] * np.repeat(r, counts)
@@ -293,10 +298,17 @@ def _split_variations(variations: Sequence[Variation],
             [v for v in variations if isinstance(v, WeightVariation)])
 
 
-def _scaled_jets(fj: ak.Array, f: ak.Array) -> ak.Array:
-    """``fj`` with pT and masses times ``f`` (the fields :func:`select_jets` reads)."""
-    m = mass_field(fields_of(fj))
-    return ak.zip({"pt": fj.pt * f, "eta": fj.eta, m: fj[m] * f})
+def _flat_jets(fj: ak.Array, base: Any = None, f: np.ndarray | None = None) -> Any:
+    """The fields :func:`select_jets` reads (pT, η, soft-drop or plain mass) of the flattened jets
+    ``fj`` as numpy, pT and mass times ``f`` when given; ``base`` reuses an earlier conversion."""
+    if base is None:
+        m = mass_field(fields_of(fj))
+        base = SimpleNamespace(fields=["pt", "eta", m],
+                               **{k: _np(ak.flatten(fj[k], axis=1), np.float64) for k in ("pt", "eta", m)})
+    if f is None:
+        return base
+    m = base.fields[2]
+    return SimpleNamespace(fields=base.fields, pt=base.pt * f, eta=base.eta, **{m: getattr(base, m) * f})
 
 
 def _score(plan: InputPlan, ctx: Any, rows: np.ndarray, taggers: Mapping[str, Tagger],

@@ -356,19 +356,22 @@ class JetTaggingProcessor(processor.ProcessorABC):
                     runs.append((key, f"sel_{key}", f"f_{key}", "w"))
                 else:
                     runs.append((key, "sel", None, f"w_{key}"))
-        msd = A.MSD
+        def score_field(name: str, label: str) -> str:
+            return f"s_{name}__{label}" if f"s_{name}__{label}" in fields else f"s_{name}"
+
+        # every column once (eager: as numpy, never the whole table with its pixel lists masked per
+        # direction); each direction then masks only the columns it fills
+        need = {"cls", "scored", A.PT, A.MSD, *(f for r in runs for f in r[1:] if f),
+                *(score_field(n, r[0]) for r in runs for n in self.scored_names())}
+        col = {f: table[f] if dask else ak.to_numpy(table[f]) for f in sorted(need)}
         for label, sel_f, f_f, w_f in runs:
-            t = table[table.scored & table[sel_f]]
-            col = {f: t[f] if dask else ak.to_numpy(t[f]) for f in
-                   ["cls", w_f, A.PT, msd, *([f_f] if f_f else []),
-                    *(f"s_{n}__{label}" if f"s_{n}__{label}" in fields else f"s_{n}" for n in self.scored_names())]}
+            keep = col["scored"] & col[sel_f]
             for i, c in enumerate(classes):
-                m = col["cls"] == i
+                m = keep & (col["cls"] == i)
                 scale: Any = col[f_f][m] if f_f else 1.0
-                pt, mass = col[A.PT][m] * scale, col[msd][m] * scale
+                pt, mass = col[A.PT][m] * scale, col[A.MSD][m] * scale
                 for name in self.scored_names():
-                    sname = f"s_{name}__{label}" if f"s_{name}__{label}" in fields else f"s_{name}"
-                    h[name].fill(c, label, col[sname][m], pt, mass, weight=col[w_f][m])
+                    h[name].fill(c, label, col[score_field(name, label)][m], pt, mass, weight=col[w_f][m])
 
     def _cutflow(self, events: Any, fj: Any, steps: list[tuple[str, Any]], table: Any, dask: bool,
                  mc: bool) -> dict[str, Any]:
