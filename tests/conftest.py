@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import hist
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,6 +127,34 @@ def _tiny_cnn_class():
             return self.fc(torch.relu(self.conv(x)).flatten(1))
 
     return TinyCNN
+
+
+def _compare_outputs(a, b, path="out"):
+    """Every hist.Hist equal (integer storages exactly, float sums to rounding), every other leaf equal."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        return sum(_compare_outputs(a[k], b[k], f"{path}/{k}") for k in a)
+    if isinstance(a, hist.Hist):
+        assert isinstance(b, hist.Hist), path
+        assert a.axes == b.axes, path
+        va, vb = a.view(flow=True), b.view(flow=True)
+        fields = va.dtype.names or (None,)
+        for f in fields:
+            xa, xb = (va, vb) if f is None else (va[f], vb[f])
+            if np.issubdtype(np.asarray(xa).dtype, np.integer):
+                np.testing.assert_array_equal(xa, xb, err_msg=path)
+            else:  # tree reduction adds the chunks in another order than the iterative loop
+                np.testing.assert_allclose(xa, xb, rtol=1e-12, atol=1e-12, err_msg=f"{path}:{f}")
+        return 1
+    assert a == b, f"{path}: {a!r} != {b!r}"
+    return 0
+
+
+@pytest.fixture(scope="session")
+def compare_outputs():
+    """``compare_outputs(a, b)``: assert two outputs (nested dicts of hist.Hist and numbers) equal;
+    returns the number of histograms compared."""
+    return _compare_outputs
 
 
 @pytest.fixture(scope="session")

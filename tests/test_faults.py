@@ -24,7 +24,6 @@ torch = pytest.importorskip("torch")
 distributed = pytest.importorskip("distributed")
 torch.set_num_threads(1)
 
-import hist
 from coffea import processor
 from coffea.nanoevents import PFNanoAODSchema
 from coffea_jetimg.processors.jet_tagging import JetTaggingProcessor
@@ -51,27 +50,6 @@ def _run(executor, fileset, proc, chunksize):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return runner(fileset, processor_instance=proc, treename="Events")
-
-
-def _compare(a, b, path="out"):
-    """Every hist.Hist equal (integer storages exactly, float sums to rounding), every other leaf equal."""
-    if isinstance(a, dict):
-        assert set(a) == set(b), path
-        return sum(_compare(a[k], b[k], f"{path}/{k}") for k in a)
-    if isinstance(a, hist.Hist):
-        assert isinstance(b, hist.Hist), path
-        assert a.axes == b.axes, path
-        va, vb = a.view(flow=True), b.view(flow=True)
-        fields = va.dtype.names or (None,)
-        for f in fields:
-            xa, xb = (va, vb) if f is None else (va[f], vb[f])
-            if np.issubdtype(np.asarray(xa).dtype, np.integer):
-                np.testing.assert_array_equal(xa, xb, err_msg=path)
-            else:  # tree reduction adds the chunks in another order than the iterative loop
-                np.testing.assert_allclose(xa, xb, rtol=1e-12, atol=1e-12, err_msg=f"{path}:{f}")
-        return 1
-    assert a == b, f"{path}: {a!r} != {b!r}"
-    return 0
 
 
 class _Killer(threading.Thread):
@@ -114,7 +92,7 @@ def _pid_gone(pid: int) -> bool:
         return True
 
 
-def test_worker_killed_mid_run_same_histograms(cnn_artifact, generated_top, generated_qcd):
+def test_worker_killed_mid_run_same_histograms(cnn_artifact, generated_top, generated_qcd, compare_outputs):
     from distributed import Client, LocalCluster
 
     proc = JetTaggingProcessor({"cnn": cnn_artifact}, selection={"pt": (300.0, None)})
@@ -157,7 +135,7 @@ def test_worker_killed_mid_run_same_histograms(cnn_artifact, generated_top, gene
         assert addr not in new or new[addr] != pid
 
     assert set(out) == set(ref) == {"top", "qcd"}
-    n_hists = _compare(out, ref)
+    n_hists = compare_outputs(out, ref)
     assert n_hists >= 6  # score, predicted, score_moments, image, pixel_xy, njets per dataset
     for ds in ("top", "qcd"):
         assert out[ds]["cutflow"]["jets_scored"] > 0
@@ -232,7 +210,8 @@ def _hists(out):
 
 
 def test_skip_bad_files_leaves_out_files_that_cannot_feed_the_models(cnn_artifact, generated_top, generated_qcd,
-                                                                      cms_dir, bad_dir, tmp_path, capsys):
+                                                                      cms_dir, bad_dir, tmp_path, capsys,
+                                                                      compare_outputs):
     bad = {str(cms_dir / "nano_tt_v12.root"): "no jet constituents", str(bad_dir / "zero_events.root"): "no events",
            str(cms_dir / "nano_dy.root"): "cannot feed the models", str(cms_dir): "is a directory",
            str(bad_dir / "truncated.root"): "cannot be opened"}
@@ -256,10 +235,11 @@ def test_skip_bad_files_leaves_out_files_that_cannot_feed_the_models(cnn_artifac
     for path, why in bad.items():
         assert why in summary["bad_files"][path], (path, summary["bad_files"][path])
     assert summary["complete"] is True and summary["lost_chunks"] == []
-    assert _compare(_hists(tmp_path / "skip"), _hists(tmp_path / "ref")) >= 6
+    assert compare_outputs(_hists(tmp_path / "skip"), _hists(tmp_path / "ref")) >= 6
 
 
-def test_corrupt_basket_chunk_is_listed_and_counted(cnn_artifact, generated_top, corrupt_qcd, tmp_path, capsys):
+def test_corrupt_basket_chunk_is_listed_and_counted(cnn_artifact, generated_top, corrupt_qcd, tmp_path, capsys,
+                                                    compare_outputs):
     clean, bad = corrupt_qcd
     fs = _fileset(tmp_path, {"top": [generated_top], "qcd": [bad]})
     out = tmp_path / "skip"
@@ -277,7 +257,7 @@ def test_corrupt_basket_chunk_is_listed_and_counted(cnn_artifact, generated_top,
     ref = tmp_path / "ref"
     assert _cli_run(_fileset(tmp_path, {"top": [generated_top], "qcd": [clean]}, "r.json"), cnn_artifact, ref,
                     "--chunksize", "100") == 0
-    assert _compare(_hists(out)["top"], _hists(ref)["top"]) >= 6
+    assert compare_outputs(_hists(out)["top"], _hists(ref)["top"]) >= 6
     # without the flag the run fails (exit 1) naming the chunk, keeps the other 5 chunks, says incomplete
     capsys.readouterr()
     out2 = tmp_path / "noflag"
@@ -286,7 +266,7 @@ def test_corrupt_basket_chunk_is_listed_and_counted(cnn_artifact, generated_top,
     assert f"{bad}: entries 100-200 of dataset 'qcd' failed: zlib.error" in err and "complete: false" in err
     s2 = json.loads((out2 / "summary.json").read_text())
     assert s2["complete"] is False and len(s2["chunks_in_histograms"]) == 5 and "entries 100-200" in s2["error"]
-    assert _compare(_hists(out2)["top"], _hists(ref)["top"]) >= 6
+    assert compare_outputs(_hists(out2)["top"], _hists(ref)["top"]) >= 6
     # the report says so too
     from coffea_jetimg._report_cli import build_markdown
 

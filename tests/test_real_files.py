@@ -155,11 +155,10 @@ def test_train_cli_allow_missing_event_ids(inline_file, pfnano_file, tmp_path, c
 
 
 @pytest.mark.parametrize("executor", ["iterative", "dask"])
-def test_run_cli_on_rntuple_equals_ttree(pfnano_file, tmp_path, executor, capsys, tiny_cnn):
+def test_run_cli_on_rntuple_equals_ttree(pfnano_file, tmp_path, executor, capsys, tiny_cnn, compare_outputs):
     """The processor over an RNTuple copy of pfnano.root (written by uproot >= 5.7) fills the
     histograms of the TTree file, on the iterative executor and on Dask."""
     from coffea.util import load
-    from test_faults import _compare
 
     from coffea_jetimg.cli import main
 
@@ -182,4 +181,4 @@ def test_run_cli_on_rntuple_equals_ttree(pfnano_file, tmp_path, executor, capsys
         assert rc == 0, capsys.readouterr().err
         outs.append(load(str(tmp_path / name / "hists.coffea")))
     assert outs[0]["qcd"]["cutflow"]["jets_scored"] > 0
-    assert _compare(outs[1], outs[0]) >= 6
+    assert compare_outputs(outs[1], outs[0]) >= 6
