@@ -38,6 +38,7 @@ def _positive_int(text: str) -> int:
 
 
 def add_arguments(parser) -> None:
+    from .selection import TRUTH_SOURCES
     parser.add_argument("--fileset", required=True, help="fileset JSON (coffea format)")
     parser.add_argument("--model", action="append", required=True, metavar="ARTIFACT",
                         help="artifact directory (repeat for several models)")
@@ -59,6 +60,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--allow-missing-event-ids", action="store_true",
                         help="open NanoAOD files without run/luminosityBlock/event (coffea refuses them by default)")
     parser.add_argument("--jets", default="FatJet", help="jet collection to tag")
+    parser.add_argument("--truth", default="auto", choices=["auto", *TRUTH_SOURCES],
+                        help="where jets get their truth class: auto (truthLabel when the jets have it, else "
+                             "partonFlavour for quark/gluon models: |flavour| 1-5 quark, 21 gluon, others "
+                             "'unmatched'; else the dataset's label), or that field")
     parser.add_argument("--pt-min", type=float, default=200.0, help="jet selection: pt >= this (GeV)")
     parser.add_argument("--pt-max", type=float, default=None, help="jet selection: pt < this (GeV)")
     parser.add_argument("--abs-eta-max", type=float, default=2.4, help="jet selection: |eta| < this")
@@ -532,7 +537,7 @@ def build_processor(args):
         proc = JetTaggingProcessor(models, jets=args.jets, device=args.device,
                                    backend=args.backend, batch_size=args.batch_size, selection=selection,
                                    ensembles=parse_ensembles(args.ensemble), weights=weights,
-                                   systematics=variations, axes=axes)
+                                   systematics=variations, axes=axes, truth=args.truth)
     except ValueError as err:  # a bad --ensemble (the names and models come from the command line)
         raise SystemExit(f"coffea-jetimg run: {err}") from None
     template_options(args, proc)

@@ -8,12 +8,15 @@ class names the processors give those codes); :func:`select_jets` is the one jet
 from __future__ import annotations
 
 import enum
-from typing import Any
+from dataclasses import dataclass
+from dataclasses import field as _field
+from typing import Any, Mapping, Sequence
 
 import awkward as ak
 import numpy as np
 
-__all__ = ["TruthLabel", "TRUTH_NAMES", "OTHER", "DEFAULT_SELECTION", "select_jets", "truth_help"]
+__all__ = ["TruthLabel", "TRUTH_NAMES", "OTHER", "PARTON_FLAVOUR_NAMES", "TruthSource", "TRUTH_SOURCES",
+           "truth_source", "DEFAULT_SELECTION", "select_jets", "truth_help"]
 
 
 class TruthLabel(enum.IntEnum):
@@ -37,6 +40,79 @@ class TruthLabel(enum.IntEnum):
 TRUTH_NAMES: dict[int, str] = {int(t): t.class_name for t in TruthLabel}
 #: Class of jets whose truth code has no name.
 OTHER = "other"
+
+#: NanoAOD's ``Jet_partonFlavour`` |code| → class: quarks (d, u, s, c, b) and gluons; other codes
+#: (0: no parton matched) are ``'unmatched'``.
+PARTON_FLAVOUR_NAMES: dict[int, str] = {**{q: "quark" for q in range(1, 6)}, 21: "gluon"}
+
+
+@dataclass(frozen=True)
+class TruthSource:
+    """Where a jet's truth class comes from: an integer jet field and its code → class names.
+
+    Parameters
+    ----------
+    field : str
+        The jet field (``truthLabel``, ``partonFlavour``).
+    names : dict of int to str
+        Code → class name.
+    absolute : bool
+        Name ``|code|`` (signed PDG-style flavours).
+    unmatched : str
+        Class of codes without a name (negative codes too, unless ``absolute``).
+    """
+
+    field: str
+    names: Mapping[int, str] = _field(default_factory=dict)
+    absolute: bool = False
+    unmatched: str = OTHER
+
+    def classes(self) -> list[str]:
+        """The class names it gives, in order, its unmatched class last."""
+        return list(dict.fromkeys([*self.names.values(), self.unmatched]))
+
+    def index(self, codes: Any, class_names: Sequence[str]) -> Any:
+        """Index into ``class_names`` of each code (numpy int array); -1 where the class is absent."""
+        import numpy as np
+
+        where = {c: i for i, c in enumerate(class_names)}
+        other = where.get(self.unmatched, -1)
+        codes = np.abs(codes) if self.absolute else np.asarray(codes)
+        size = max(int(codes.max()) + 1 if len(codes) else 1, max(self.names, default=0) + 1)
+        lut = np.array([where.get(self.names.get(k, self.unmatched), other) for k in range(size)], dtype=np.int32)
+        return np.where(codes >= 0, lut[np.clip(codes, 0, size - 1)], other).astype(np.int32)
+
+
+#: The truth sources the processors and ``run --truth`` know, in the order ``auto`` tries them.
+TRUTH_SOURCES: dict[str, TruthSource] = {
+    "truthLabel": TruthSource("truthLabel", TRUTH_NAMES),
+    "partonFlavour": TruthSource("partonFlavour", PARTON_FLAVOUR_NAMES, absolute=True, unmatched="unmatched"),
+}
+
+
+def truth_source(choice: str | TruthSource | None, jet_fields: Sequence[str],
+                 signal_classes: Sequence[str] = ()) -> TruthSource | None:
+    """The truth source of jets with fields ``jet_fields``, or ``None`` (the dataset's label).
+
+    ``choice`` ``'auto'`` (or ``None``): ``truthLabel`` when the jets have it; otherwise the first of
+    :data:`TRUTH_SOURCES` whose field the jets have and whose classes include every one of
+    ``signal_classes`` (a quark/gluon tagger on jets with ``partonFlavour``); otherwise ``None``.
+    A name or a :class:`TruthSource` is used when the jets have its field, else ``None``.
+    """
+    if isinstance(choice, TruthSource):
+        return choice if choice.field in jet_fields else None
+    if choice not in (None, "auto"):
+        if choice not in TRUTH_SOURCES:
+            raise ValueError(f"unknown truth source {choice!r}; known: auto, {', '.join(TRUTH_SOURCES)}")
+        src = TRUTH_SOURCES[choice]
+        return src if src.field in jet_fields else None
+    for name, src in TRUTH_SOURCES.items():
+        if src.field not in jet_fields:
+            continue
+        if name == "truthLabel" or (signal_classes and set(signal_classes) <= set(src.classes())):
+            return src
+    return None
+
 
 #: The processors' default selection: pT ≥ 200 GeV, |η| < 2.4, no mass window.
 DEFAULT_SELECTION: dict[str, Any] = {"pt": (200.0, None), "abs_eta": 2.4, "msd": None}

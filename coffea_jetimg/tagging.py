@@ -24,7 +24,7 @@ from ._bridge import fields_of
 from ._constituents import constituents
 from .inputs import InputPlan, input_from_spec
 from .metrics import ensemble_mean
-from .selection import DEFAULT_SELECTION, OTHER, TRUTH_NAMES, select_jets
+from .selection import DEFAULT_SELECTION, OTHER, TRUTH_NAMES, TruthSource, select_jets
 from .systematics import DIRECTIONS, EventWeights, JetResolution, JetScale, Variation, WeightVariation
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -127,17 +127,13 @@ def pixel_records(x: np.ndarray, cls: np.ndarray, scores: Mapping[str, np.ndarra
     return _pixel_table(cols, n_rows, list(scores))
 
 
-def _classes(flat: ak.Array, n: int, class_names: Sequence[str], truth_names: Mapping[int, str],
+def _classes(flat: ak.Array, n: int, class_names: Sequence[str], truth: TruthSource | None,
              dataset_class: str | None) -> np.ndarray:
-    """Index into ``class_names`` of each jet: its truth label's name, or the dataset's class."""
-    index: dict[str | None, int] = {c: i for i, c in enumerate(class_names)}
-    other = index.get(OTHER, -1)
-    if "truthLabel" not in fields_of(flat):
-        return np.full(n, index.get(dataset_class, other), dtype=np.int32)
-    codes = _np(flat.truthLabel, np.int64)
-    size = max(int(codes.max()) + 1 if n else 1, max(truth_names) + 1)
-    lut = np.array([index.get(truth_names.get(k, OTHER), other) for k in range(size)], dtype=np.int32)
-    return np.where(codes >= 0, lut[np.clip(codes, 0, size - 1)], other).astype(np.int32)
+    """Index into ``class_names`` of each jet: its truth code's class, or the dataset's class."""
+    if truth is None or truth.field not in fields_of(flat):
+        index: dict[str | None, int] = {c: i for i, c in enumerate(class_names)}
+        return np.full(n, index.get(dataset_class, index.get(OTHER, -1)), dtype=np.int32)
+    return truth.index(_np(flat[truth.field], np.int64), class_names)
 
 
 def _where(events: Any) -> str:
@@ -147,6 +143,7 @@ def _where(events: Any) -> str:
 def jet_table(events: ak.Array, *, taggers: Mapping[str, Tagger], jets: str = "FatJet",
               selection: Mapping[str, Any] | None = None, class_names: Sequence[str] = (),
               truth_names: Mapping[int, str] | None = None, dataset_class: str | None = None,
+              truth: TruthSource | None = None,
               image_refs: Mapping[str, Sequence[str]] | None = None,
               ensembles: Mapping[str, Sequence[str]] | None = None, plan: InputPlan | None = None,
               mask: ak.Array | None = None, batch_size: int | None = None, weights: EventWeights | None = None,
@@ -168,7 +165,10 @@ def jet_table(events: ak.Array, *, taggers: Mapping[str, Tagger], jets: str = "F
     truth_names : dict of int to str, optional
         ``{jets}_truthLabel`` code → class name; used when the jets have ``truthLabel``.
     dataset_class : str, optional
-        Class of every jet when the jets have no ``truthLabel``.
+        Class of every jet when the jets have no truth field.
+    truth : TruthSource, optional
+        Where the jets' truth class comes from (``partonFlavour``: quark/gluon); default
+        ``truthLabel`` named by ``truth_names``, when the jets have it.
     image_refs : dict of str to list of str
         Image input key → the models whose score is correlated with its pixels.
     ensembles : dict of str to list of str, optional
@@ -200,7 +200,8 @@ def jet_table(events: ak.Array, *, taggers: Mapping[str, Tagger], jets: str = "F
         (with their jet's weight ``w``).
     """
     selection = DEFAULT_SELECTION if selection is None else selection
-    truth_names = TRUTH_NAMES if truth_names is None else truth_names
+    if truth is None:
+        truth = TruthSource("truthLabel", TRUTH_NAMES if truth_names is None else truth_names)
     plan = plan or InputPlan([t.input_spec for t in taggers.values()], jets=jets)
     fj = events[jets]
     if mask is None:
@@ -225,7 +226,7 @@ def jet_table(events: ak.Array, *, taggers: Mapping[str, Tagger], jets: str = "F
         rows_mask = ak.unflatten(rows_flat, counts_all)
     flat = ak.flatten(fj[rows_mask], axis=1)
     n = len(flat)
-    cols: dict[str, np.ndarray] = {"cls": _classes(flat, n, class_names, truth_names, dataset_class)}
+    cols: dict[str, np.ndarray] = {"cls": _classes(flat, n, class_names, truth, dataset_class)}
     for v in JET_VARIABLES:
         cols[v.name] = _np(v.value(events, jets, rows_mask, flat), np.float64)
     cols["sel"] = _np(ak.flatten(mask[rows_mask], axis=1), bool) if n else np.zeros(0, bool)

@@ -52,7 +52,7 @@ from coffea_jetimg._bridge import fields_of, is_dask, map_partitions
 from coffea_jetimg.errors import ConstituentsError
 from coffea_jetimg.inference import Tagger
 from coffea_jetimg.inputs import ImageInput, InputPlan, input_from_spec
-from coffea_jetimg.selection import DEFAULT_SELECTION, OTHER, TRUTH_NAMES, select_jets
+from coffea_jetimg.selection import DEFAULT_SELECTION, OTHER, TRUTH_NAMES, TruthSource, select_jets, truth_source
 from coffea_jetimg.systematics import EventWeights, Variation, is_mc, variation_names
 from coffea_jetimg.tagging import (DEFAULT_AXES, JET_VARIABLES, JetVariable, add_pixel_sums, check_ensembles,
                                    empty_table, jet_table, mass_field, parse_ensembles)
@@ -87,6 +87,12 @@ class JetTaggingProcessor(processor.ProcessorABC):
         metadata ``{"label": ...}`` is used).
     truth_names : dict of int to str, optional
         ``truthLabel`` code → class; default :data:`TRUTH_NAMES`.
+    truth : str or TruthSource
+        Where jets get their truth class (:func:`~coffea_jetimg.selection.truth_source`):
+        ``'auto'`` (``truthLabel`` when the jets have it, else ``partonFlavour`` for quark/gluon
+        taggers, else the dataset's label), ``'truthLabel'``, ``'partonFlavour'`` (|flavour| 1–5
+        quark, 21 gluon, other codes ``'unmatched'``: counted in their own class), or a
+        :class:`~coffea_jetimg.selection.TruthSource`.
     device, backend, batch_size, num_threads, server :
         Passed to :class:`~coffea_jetimg.inference.Tagger` (``server="grpc://HOST:PORT"``: the
         taggers are served by a Triton server instead of evaluated in the worker).
@@ -113,7 +119,8 @@ class JetTaggingProcessor(processor.ProcessorABC):
                  device: str | None = None, backend: str = "torch", batch_size: int = 512,
                  num_threads: int | None = 1, axes: dict[str, Any] | None = None, pixel_maps: bool = True,
                  ensembles: Mapping[str, str | Sequence[str]] | None = None, server: str | None = None,
-                 weights: EventWeights | None = EventWeights(), systematics: Sequence[Variation] = ()) -> None:
+                 weights: EventWeights | None = EventWeights(), systematics: Sequence[Variation] = (),
+                 truth: str | TruthSource = "auto") -> None:
         if not isinstance(models, dict):
             models = {None: models}
         self.taggers: OrderedDict[str, Tagger] = OrderedDict()
@@ -135,6 +142,8 @@ class JetTaggingProcessor(processor.ProcessorABC):
         self.selection = dict(DEFAULT_SELECTION if selection is None else {**DEFAULT_SELECTION, **selection})
         self.labels: dict[Any, str] = dict(labels or {})
         self.truth_names = dict(TRUTH_NAMES if truth_names is None else truth_names)
+        truth_source(truth, [])  # an unknown name fails here, not in a worker
+        self.truth = truth
         self.axes = {**DEFAULT_AXES, **(axes or {})}
         self.pixel_maps = pixel_maps
         self.weights = weights
@@ -180,11 +189,18 @@ class JetTaggingProcessor(processor.ProcessorABC):
         """The tagger whose class names and signal class a model or ensemble has."""
         return self.taggers[name] if name in self.taggers else self.taggers[self.ensembles[name][0]]
 
+    def truth_for(self, events: Any) -> TruthSource | None:
+        """The truth source of these events' jets, or ``None`` (every jet is of the dataset's class)."""
+        jf = fields_of(events[self.jets]) if self.jets in fields_of(events) else []
+        src = truth_source(self.truth, jf, [self._head(n).signal_class for n in self.scored_names()])
+        if src is not None and src.field == "truthLabel" and self.truth in ("auto", "truthLabel"):
+            src = TruthSource("truthLabel", self.truth_names)
+        return src
+
     def classes_for(self, events: Any) -> list[str]:
-        """Truth classes of a dataset: the truthLabel names (+ 'other'), or its one label."""
-        if self.jets in fields_of(events) and "truthLabel" in fields_of(events[self.jets]):
-            return list(dict.fromkeys(list(self.truth_names.values()) + [OTHER]))
-        return [self._dataset_class(events)]
+        """Truth classes of a dataset: its truth source's names (+ its unmatched class), or its one label."""
+        src = self.truth_for(events)
+        return src.classes() if src is not None else [self._dataset_class(events)]
 
     def _dataset_class(self, events: Any) -> str:
         meta = getattr(events, "metadata", None) or {}
@@ -256,6 +272,8 @@ class JetTaggingProcessor(processor.ProcessorABC):
         fj = events[self.jets]
         mask, steps = select_jets(fj, **self.selection, return_steps=True)
         kwargs = self._table_kwargs(classes, self._dataset_class(events))
+        # no truth source: a field no jet has, so every jet is of the dataset's class
+        kwargs["truth"] = self.truth_for(events) or TruthSource("")
         kwargs.update(weights=self.weights, is_mc=mc, variations=variations)
         table = map_partitions(lambda ev, m: jet_table(ev, mask=m, **kwargs), events, mask,
                                touch=[self._needed_columns(events), None],
@@ -279,7 +297,8 @@ class JetTaggingProcessor(processor.ProcessorABC):
         for v in tagging.JET_VARIABLES:
             for c in v.reads(jf):
                 want.add(c if isinstance(c, tuple) else (self.jets, c))
-        want |= {(self.jets, f) for f in ("pt", "eta", "truthLabel") if f in jf}
+        src = self.truth_for(events)
+        want |= {(self.jets, f) for f in ("pt", "eta", *([src.field] if src else [])) if f in jf}
         if self.selection.get("msd") is not None or self.systematics:
             want.add((self.jets, mass_field(jf)))
         mc = is_mc(events, self.weights)

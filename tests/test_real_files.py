@@ -98,6 +98,38 @@ def test_run_cli_on_inline_pfnano(inline_file, tmp_path, jets, pt_min, capsys, t
     assert cf["events"] == 100 and cf["jets_scored"] == int(ak.sum(sel)) > 0
 
 
+def test_quark_gluon_truth_from_parton_flavour(inline_file, tmp_path, capsys, tiny_cnn):
+    """A quark/gluon model on the inline file's AK4 jets: ``auto`` takes the truth from
+    ``Jet_partonFlavour`` (|flavour| 1-5 quark, 21 gluon, the rest unmatched, counted apart) and the
+    histograms hold exactly those counts; a qcd/top model on the same jets keeps the dataset label."""
+    from coffea.util import load
+
+    from coffea_jetimg.artifact import save_artifact
+    from coffea_jetimg.cli import main
+    from coffea_jetimg.images import JetImageSpec
+
+    img = JetImageSpec(npix=(8, 8), pixel_size=(0.1, 0.1)).to_dict()
+    qg = save_artifact(tmp_path / "qg", tiny_cnn().eval(), {"name": "qg", "architecture": "tiny",
+                       "input": {"kind": "image", "image_spec": img}, "class_names": ["gluon", "quark"],
+                       "signal_class": "quark"}, torch.randn(2, 1, 8, 8))
+    fs = tmp_path / "fs.json"
+    fs.write_text(json.dumps({"qcd": {"files": [inline_file], "metadata": {"label": "qcd"}}}))
+    got = {}
+    for name, art in (("qg", str(qg)), ("cnn", _tiny_artifact(tmp_path, tiny_cnn))):
+        rc = main(["run", "--fileset", str(fs), "--model", art, "--executor", "iterative", "--jets", "Jet",
+                   "--pt-min", "20", "--no-plots", "--no-progress", "-o", str(tmp_path / name)])
+        assert rc == 0, capsys.readouterr().err
+        h = load(str(tmp_path / name / "hists.coffea"))["qcd"]["score"][name]
+        got[name] = {c: h[{"class": c}].sum(flow=True).value for c in h.axes["class"]}
+    ev = open_events(inline_file, mode="virtual")
+    j = ev.Jet[(ev.Jet.pt >= 20) & (abs(ev.Jet.eta) < 2.4)]
+    f = np.abs(ak.to_numpy(ak.flatten(j.partonFlavour)))
+    want = {"quark": int(((f >= 1) & (f <= 5)).sum()), "gluon": int((f == 21).sum())}
+    want["unmatched"] = len(f) - want["quark"] - want["gluon"]
+    assert got["qg"] == want and min(want.values()) > 10, (got, want)
+    assert got["cnn"] == {"qcd": len(f)}
+
+
 def test_train_cli_on_inline_pfnano(inline_file, pfnano_file, tmp_path, capsys):
     """train reads the inline file's AK4 jets (against pfnano.root's: only the read path is tested)."""
     from coffea_jetimg.cli import main
