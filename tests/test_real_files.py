@@ -126,7 +126,7 @@ def test_quark_gluon_truth_from_parton_flavour(inline_file, tmp_path, capsys, ti
     f = np.abs(ak.to_numpy(ak.flatten(j.partonFlavour)))
     want = {"quark": int(((f >= 1) & (f <= 5)).sum()), "gluon": int((f == 21).sum())}
     want["unmatched"] = len(f) - want["quark"] - want["gluon"]
-    assert got["qg"] == want and min(want.values()) > 10, (got, want)
+    assert got["qg"] == want and want["quark"] > 100 and want["gluon"] > 100 and want["unmatched"] > 0, (got, want)
     assert got["cnn"] == {"qcd": len(f)}
 
 

@@ -223,3 +223,19 @@ def test_merge_datasets_union_of_classes_and_root_follows_axes(tmp_path):
     on_disk = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert on_disk["models"]["m"]["auc"] == pytest.approx(summ["models"]["m"]["auc"])
     assert studies.classes_by_dataset({"q": {"njets": None}}) == {}
+
+
+def test_confusion_matrix_of_weighted_predictions():
+    """The processor's ``predicted`` histograms have Weight storage: the matrix is of the sums of
+    weights, rows normalised (a negative-weight jet lowers its cell)."""
+    from coffea_jetimg.studies.hists import confusion_matrix
+
+    h = hist.Hist(hist.axis.StrCategory(["qcd", "top"], name=A.CLASS),
+                  hist.axis.Integer(0, 2, name=A.PREDICTED, flow=False, metadata={"class_names": ["qcd", "top"]}),
+                  storage=hist.storage.Weight())
+    h.fill(["qcd", "qcd", "qcd", "top", "top"], [0, 0, 1, 1, 1], weight=[2.0, 1.0, 1.0, 1.5, -0.5])
+    truth, pred, m = confusion_matrix(h)
+    assert truth == ["qcd", "top"] and pred == ["qcd", "top"]
+    np.testing.assert_allclose(m, [[0.75, 0.25], [0.0, 1.0]])
+    _, _, raw = confusion_matrix(h, normalize=False)
+    np.testing.assert_allclose(raw, [[3.0, 1.0], [0.0, 1.0]])

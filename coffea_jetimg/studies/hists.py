@@ -340,7 +340,7 @@ def channel_meta(h_image: Hist) -> dict[str, Any]:
 
 def confusion_matrix(h_pred: Hist, normalize: bool = True) -> tuple[list[str], list[Any], np.ndarray]:
     """``(truth classes, predicted classes, matrix)``; rows normalised to 1 when ``normalize``."""
-    v = np.asarray(h_pred.view(flow=False), dtype=np.float64)
+    v = np.asarray(h_pred.values(flow=False), dtype=np.float64)  # counts (Weight storage: the sums of weights)
     truth = list(h_pred.axes[CLASS])
     md = h_pred.axes[PREDICTED].metadata
     pred = list(md.get("class_names", range(v.shape[1]))) if isinstance(md, dict) else list(range(v.shape[1]))
