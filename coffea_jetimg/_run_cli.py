@@ -108,6 +108,9 @@ def add_arguments(parser) -> None:
                    help="working point(s) on the template model's score, on a score-bin edge (default 0.5)")
     g.add_argument("--score-bins", type=_positive_int, default=40, help="score bins of the histograms (0 to 1)")
     g.add_argument("--msd-bins", default="30,0,300", metavar="N,LO,HI", help="jet-mass bins of the histograms (GeV)")
+    g.add_argument("--pt-bins", default=None, metavar="E0,E1,...",
+                   help="jet-pT edges of the histograms (GeV); default 200,300,...,3000 with three more edges "
+                        "from --pt-min up when it is below 200")
     parser.add_argument("-o", "--output", required=True, help="output directory")
 
 
@@ -567,7 +570,32 @@ def weights_options(args):
     except ValueError:
         raise SystematicsError(f"--msd-bins {text!r}: expected N,LO,HI with N >= 1 and HI > LO") from None
     axes["msd"] = (int(n), lo, hi)
+    axes["pt_edges"] = pt_edges(getattr(args, "pt_bins", None), getattr(args, "pt_min", None))
     return weights, variations, axes
+
+
+def pt_edges(text: str | None, pt_min: float | None) -> list[float]:
+    """Jet-pT axis edges of ``--pt-bins`` (``E0,E1,...``, increasing); by default the processor's
+    edges (200 GeV up), with three geometric edges from ``--pt-min`` to 200 GeV put below them
+    when the selection starts lower (AK4 jets at 20 GeV would otherwise all be underflow)."""
+    from .systematics import SystematicsError
+    from .tagging import DEFAULT_AXES
+
+    if text:
+        try:
+            edges = [float(x) for x in text.split(",")]
+            if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
+                raise ValueError
+        except ValueError:
+            raise SystematicsError(f"--pt-bins {text!r}: expected two or more increasing edges in GeV") from None
+        return edges
+    edges = [float(e) for e in DEFAULT_AXES["pt_edges"]]
+    if pt_min is not None and 0 < pt_min < edges[0]:
+        import numpy as np
+
+        low = [float(round(e)) for e in np.geomspace(pt_min, edges[0], 4)[:-1]]
+        edges = sorted(set(low)) + edges
+    return edges
 
 
 def template_options(args, proc) -> dict | None:

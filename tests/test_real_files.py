@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 import awkward as ak
+import hist
 import numpy as np
 import pytest
 import uproot
@@ -121,6 +122,7 @@ def test_quark_gluon_truth_from_parton_flavour(inline_file, tmp_path, capsys, ti
         assert rc == 0, capsys.readouterr().err
         h = load(str(tmp_path / name / "hists.coffea"))["qcd"]["score"][name]
         got[name] = {c: h[{"class": c}].sum(flow=True).value for c in h.axes["class"]}
+        assert h.axes["pt"].edges[0] == 20 and h[{"pt": hist.underflow}].sum(flow=True).value == 0  # AK4 pT bins
     ev = open_events(inline_file, mode="virtual")
     j = ev.Jet[(ev.Jet.pt >= 20) & (abs(ev.Jet.eta) < 2.4)]
     f = np.abs(ak.to_numpy(ak.flatten(j.partonFlavour)))
