@@ -9,6 +9,7 @@ systematic variations (re-binning jet variations, weight variations, a JES varia
 into the tagger inputs) against the same processor without them.
 
 Ends with: RESULT overhead_vs_model=<full/(read+forward)> dask_scaling=<2 workers / 1 worker>
+dask1_vs_inprocess=<throughput of 1 Dask worker / in process, median of back-to-back pairs>
 
     python analysis/bench_processor.py --quick          # small files, seconds
     python analysis/bench_processor.py --events 12000   # >= 20k jets
@@ -156,9 +157,13 @@ def main(argv=None):
     from distributed import Client, LocalCluster
 
     env = worker_malloc_config(args.worker_mmap_threshold) if args.worker_mmap_threshold else {}
+    paired: list[float] = []  # in-process time / 1-worker Dask time, each pair run back to back
     for nw in (1, 2):
         ts = []
-        for _ in range(max(1, args.repeats - 1)):
+        for _ in range(max(1, args.repeats - 1) if nw == 2 else args.repeats):
+            # the in-process run of the same work just before each 1-worker run: the machine's speed
+            # drifts between the first and the last minutes of this script (seen: 10 s and 12.5 s)
+            t_in = run(proc, it)[1] if nw == 1 else None
             # a fresh cluster per timed run: a repeated run on the same cluster can come back without
             # recomputing (seen: 0.04 s), even with a slightly different chunksize (coffea splits evenly)
             with dask.config.set(env), LocalCluster(n_workers=nw, threads_per_worker=1, processes=True,
@@ -169,12 +174,17 @@ def main(argv=None):
                 o, t = run(proc, processor.DaskExecutor(client=client, status=False))
                 assert sum(v["cutflow"]["jets_scored"] for v in o.values()) == n_jets
                 ts.append(t)
+                if t_in is not None:
+                    paired.append(t_in / t)
         t = float(np.median(ts))
         rates[nw] = n_jets / t
         print(f"dask {nw} worker(s): {t:.2f}s (runs {', '.join(f'{v:.2f}' for v in ts)}), "
               f"{rates[nw]:.0f} jets/s, {rates[nw] / nw:.0f} jets/s/worker")
+    dask1 = float(np.median(paired))
+    print(f"dask 1 worker / in-process, paired runs: {', '.join(f'{v:.2f}' for v in paired)} (median {dask1:.2f})")
     overhead = t_full / (t_read + t_fwd)
-    print(f"RESULT overhead_vs_model={overhead:.2f} dask_scaling={rates[2] / rates[1]:.2f}")
+    print(f"RESULT overhead_vs_model={overhead:.2f} dask_scaling={rates[2] / rates[1]:.2f} "
+          f"dask1_vs_inprocess={dask1:.2f}")
 
 
 def _systematics_cost(art, run, executor, repeats):
