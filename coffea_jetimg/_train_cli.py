@@ -38,10 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--jets", default="FatJet", help="jet collection to tag")
     g.add_argument("--allow-missing-event-ids", action="store_true",
                    help="read NanoAOD files without run/luminosityBlock/event (coffea refuses them by default)")
-    g.add_argument("--label-from", choices=("file", "truth"), default="file",
+    g.add_argument("--label-from", choices=("file", "truth", "partonFlavour"), default="file",
                    help="'file': the class is the file list a jet came from (signal files need truthLabel == "
                         "--signal-truth, background files --background-truth, when the jets have truthLabel); "
-                        "'truth': pool all files and label truthLabel == --signal-truth as signal")
+                        "'truth': pool all files and label truthLabel == --signal-truth as signal; "
+                        "'partonFlavour': pool all files, |flavour| 1-5 quark (signal), 21 gluon, others left out")
     g.add_argument("--signal-truth", type=int, default=1,
                    help=f"truthLabel of signal jets (generated files: {truth_help()}); -1 to not require one")
     g.add_argument("--background-truth", type=int, default=0,

@@ -132,6 +132,25 @@ def test_quark_gluon_truth_from_parton_flavour(inline_file, tmp_path, capsys, ti
     assert got["cnn"] == {"qcd": len(f)}
 
 
+def test_train_labels_quark_gluon_from_parton_flavour(inline_file, tmp_path, capsys):
+    """train --label-from partonFlavour on real AK4 jets: quark signal, gluon background, the
+    unmatched jets left out; the artifact's classes are (gluon, quark)."""
+    from coffea_jetimg.cli import main
+
+    out = tmp_path / "qg"
+    rc = main(["train", "--signal", inline_file, "--background", inline_file, "--jets", "Jet", "--model", "qg",
+               "--label-from", "partonFlavour", "--pt-min", "20", "--abs-eta-max", "2.4", "--epochs", "1",
+               "--batch-size", "64", "--no-progress", "-o", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    spec = json.loads((out / "spec.json").read_text())
+    assert spec["class_names"] == ["gluon", "quark"] and spec["signal_class"] == "quark"
+    ev = open_events(inline_file, mode="virtual")
+    j = ev.Jet[(ev.Jet.pt >= 20) & (abs(ev.Jet.eta) < 2.4)]
+    f = np.abs(ak.to_numpy(ak.flatten(j.partonFlavour)))
+    matched = int((((f >= 1) & (f <= 5)) | (f == 21)).sum())  # 462 of 467: the 5 unmatched are left out
+    assert sum(spec["training"]["n_jets"].values()) == matched < len(f)
+
+
 def test_train_cli_on_inline_pfnano(inline_file, pfnano_file, tmp_path, capsys):
     """train reads the inline file's AK4 jets (against pfnano.root's: only the read path is tested)."""
     from coffea_jetimg.cli import main

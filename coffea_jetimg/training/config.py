@@ -44,10 +44,12 @@ class TrainConfig(JsonSpec):
         Keep jets with ``lo <= pt < hi`` (GeV).
     abs_eta_max : float or None
         Keep jets with ``|eta| < abs_eta_max``.
-    label_from : {'file', 'truth'}
+    label_from : {'file', 'truth', 'partonFlavour'}
         ``'file'``: signal-file jets are class 1, background-file jets class 0 (with
         ``signal_truth`` / ``background_truth`` required when the jets have a ``truthLabel``);
-        ``'truth'``: all files pooled, labelled ``truthLabel == signal_truth``.
+        ``'truth'``: all files pooled, labelled ``truthLabel == signal_truth``;
+        ``'partonFlavour'``: all files pooled, labelled by ``partonFlavour`` (|flavour| 1–5 quark,
+        21 gluon; other jets left out), ``class_names`` (default ``('gluon', 'quark')``) two of those.
     signal_truth, background_truth : int or None
     max_jets_per_class : int or None
     class_names : (background name, signal name)
@@ -161,8 +163,17 @@ class TrainConfig(JsonSpec):
             put("decorrelate", None)
         if self.decorrelate not in (None, "adversary", "disco"):
             raise TrainingError(f"decorrelate must be None, 'adversary' or 'disco', got {self.decorrelate!r}")
-        if self.label_from not in ("file", "truth"):
-            raise TrainingError(f"label_from must be 'file' or 'truth', got {self.label_from!r}")
+        if self.label_from not in ("file", "truth", "partonFlavour"):
+            raise TrainingError(f"label_from must be 'file', 'truth' or 'partonFlavour', got {self.label_from!r}")
+        if self.label_from == "partonFlavour":
+            from ..selection import PARTON_FLAVOUR_NAMES
+
+            names = set(PARTON_FLAVOUR_NAMES.values())
+            if tuple(self.class_names) == (TruthLabel.QCD.class_name, TruthLabel.TOP.class_name):
+                put("class_names", ("gluon", "quark"))  # the default names do not apply: gluon background
+            elif not set(self.class_names) <= names:
+                raise TrainingError(f"label_from='partonFlavour' labels jets {sorted(names)}; class_names "
+                                    f"{tuple(self.class_names)} must be two of them (background, signal)")
         if self.monitor not in ("loss", "auc"):
             raise TrainingError(f"monitor must be 'loss' or 'auc', got {self.monitor!r}")
         if not 0.0 < self.lr_decay <= 1.0:

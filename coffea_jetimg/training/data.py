@@ -31,6 +31,10 @@ __all__ = [
 FEW_JETS = 50
 
 
+#: ``partonFlavour`` of jets whose file has no such field.
+NO_FLAVOUR = -999
+
+
 def split_indices(n: int, fractions: Sequence[float] = (0.7, 0.15, 0.15),
                   seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Seeded random split of ``range(n)`` into (train, val, test) index arrays."""
@@ -133,8 +137,9 @@ def load_inputs(files: Iterable[Any], input_specs: Mapping[str, dict], *, jets: 
     -------
     X : dict of name → ndarray float32 ``(n_jets, *shape)`` (``(n_events, ...)`` for event images)
     info : dict of ndarray
-        ``pt``, ``eta``, ``mass``, ``msoftdrop`` (GeV; ``mass`` when absent) and ``truthLabel``
-        (-1 when absent) per selected jet, and ``file_index``.
+        ``pt``, ``eta``, ``mass``, ``msoftdrop`` (GeV; ``mass`` when absent), ``truthLabel``
+        (-1 when absent) and ``partonFlavour`` (:data:`NO_FLAVOUR` when absent) per selected jet,
+        and ``file_index``.
     """
     import awkward as ak
 
@@ -165,7 +170,7 @@ def load_inputs(files: Iterable[Any], input_specs: Mapping[str, dict], *, jets: 
             Xs[key].append(X_ev)
             n = len(X_ev)
             info = {"pt": np.zeros(n), "eta": np.zeros(n), "mass": np.zeros(n), "msoftdrop": np.zeros(n),
-                    "truthLabel": np.full(n, -1)}
+                    "truthLabel": np.full(n, -1), "partonFlavour": np.full(n, NO_FLAVOUR, np.int64)}
         else:
             j = events[jets]
             mask = select_jets(j, pt=pt_range, abs_eta=abs_eta_max)
@@ -190,6 +195,8 @@ def load_inputs(files: Iterable[Any], input_specs: Mapping[str, dict], *, jets: 
                 "msoftdrop": ak.to_numpy(sel.msoftdrop).astype(np.float64) if _has(sel, "msoftdrop") else mass,
                 "truthLabel": ak.to_numpy(sel.truthLabel).astype(np.int64) if _has(sel, "truthLabel")
                 else np.full(n, -1, np.int64),
+                "partonFlavour": ak.to_numpy(sel.partonFlavour).astype(np.int64) if _has(sel, "partonFlavour")
+                else np.full(n, NO_FLAVOUR, np.int64),
             }
         info["file_index"] = np.full(n, fi, np.int64)
         infos.append(info)
@@ -260,12 +267,21 @@ def load_labelled(signal_files: Sequence[Any], background_files: Sequence[Any], 
                                max_jets=c.max_jets_per_class, jes_smear=c.jes_smear, seed=c.seed + 1, **sel)
             Xsm = np.concatenate([Xb2, Xs2])
         return X, y, info, Xsm
-    files = list(signal_files) + list(background_files)
+    files = list(dict.fromkeys(str(f) for f in [*signal_files, *background_files]))  # pooled: each file once
     X, info = load_jets(files, input_spec, **sel)
-    if np.all(info["truthLabel"] < 0):
-        raise TrainingError(f"label_from='truth' but the jets ({c.jets}) of {files} have no truthLabel field")
-    keep = info["truthLabel"] >= 0
-    y = (info["truthLabel"] == c.signal_truth).astype(np.int64)
+    if c.label_from == "partonFlavour":  # quark/gluon from NanoAOD's Jet_partonFlavour; unmatched jets left out
+        from ..selection import TRUTH_SOURCES
+
+        if np.all(info["partonFlavour"] == NO_FLAVOUR):
+            raise TrainingError(f"label_from='partonFlavour' but the jets ({c.jets}) of {files} have no "
+                                "partonFlavour field")
+        cls = TRUTH_SOURCES["partonFlavour"].index(info["partonFlavour"], c.class_names)
+        keep, y = cls >= 0, np.maximum(cls, 0).astype(np.int64)
+    else:
+        if np.all(info["truthLabel"] < 0):
+            raise TrainingError(f"label_from='truth' but the jets ({c.jets}) of {files} have no truthLabel field")
+        keep = info["truthLabel"] >= 0
+        y = (info["truthLabel"] == c.signal_truth).astype(np.int64)
     Xsm = load_jets(files, input_spec, jes_smear=c.jes_smear, seed=c.seed, **sel)[0][keep] if smear else None
     X, y, info = X[keep], y[keep], {k: v[keep] for k, v in info.items()}
     if c.max_jets_per_class:
