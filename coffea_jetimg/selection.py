@@ -73,8 +73,6 @@ class TruthSource:
 
     def index(self, codes: Any, class_names: Sequence[str]) -> Any:
         """Index into ``class_names`` of each code (numpy int array); -1 where the class is absent."""
-        import numpy as np
-
         where = {c: i for i, c in enumerate(class_names)}
         other = where.get(self.unmatched, -1)
         codes = np.abs(codes) if self.absolute else np.asarray(codes)
@@ -90,23 +88,25 @@ TRUTH_SOURCES: dict[str, TruthSource] = {
 }
 
 
-def truth_source(choice: str | TruthSource | None, jet_fields: Sequence[str],
-                 signal_classes: Sequence[str] = ()) -> TruthSource | None:
+def truth_source(choice: str | TruthSource | None, jet_fields: Sequence[str], signal_classes: Sequence[str] = (),
+                 sources: Mapping[str, TruthSource] | None = None) -> TruthSource | None:
     """The truth source of jets with fields ``jet_fields``, or ``None`` (the dataset's label).
 
     ``choice`` ``'auto'`` (or ``None``): ``truthLabel`` when the jets have it; otherwise the first of
     :data:`TRUTH_SOURCES` whose field the jets have and whose classes include every one of
     ``signal_classes`` (a quark/gluon tagger on jets with ``partonFlavour``); otherwise ``None``.
     A name or a :class:`TruthSource` is used when the jets have its field, else ``None``.
+    ``sources`` replaces :data:`TRUTH_SOURCES` (e.g. with other ``truthLabel`` names).
     """
+    sources = TRUTH_SOURCES if sources is None else sources
     if isinstance(choice, TruthSource):
         return choice if choice.field in jet_fields else None
     if choice not in (None, "auto"):
-        if choice not in TRUTH_SOURCES:
-            raise ValueError(f"unknown truth source {choice!r}; known: auto, {', '.join(TRUTH_SOURCES)}")
-        src = TRUTH_SOURCES[choice]
+        if choice not in sources:
+            raise ValueError(f"unknown truth source {choice!r}; known: auto, {', '.join(sources)}")
+        src = sources[choice]
         return src if src.field in jet_fields else None
-    for name, src in TRUTH_SOURCES.items():
+    for name, src in sources.items():
         if src.field not in jet_fields:
             continue
         if name == "truthLabel" or (signal_classes and set(signal_classes) <= set(src.classes())):

@@ -221,7 +221,7 @@ def jet_table(events: ak.Array, *, taggers: Mapping[str, Tagger], jets: str = "F
             for d, f in jv.factors(events, jets).items():
                 key = f"{jv.name}{d}"
                 factors[key] = np.asarray(f, np.float64)
-                var_masks[key] = np.asarray(select_jets(_flat_jets(fj, base, factors[key]), **selection), bool)
+                var_masks[key] = np.asarray(select_jets(_scaled(base, factors[key]), **selection), bool)
                 rows_flat |= var_masks[key]
         rows_mask = ak.unflatten(rows_flat, counts_all)
     flat = ak.flatten(fj[rows_mask], axis=1)
@@ -299,17 +299,18 @@ def _split_variations(variations: Sequence[Variation],
             [v for v in variations if isinstance(v, WeightVariation)])
 
 
-def _flat_jets(fj: ak.Array, base: Any = None, f: np.ndarray | None = None) -> Any:
+def _flat_jets(fj: ak.Array) -> SimpleNamespace:
     """The fields :func:`select_jets` reads (pT, η, soft-drop or plain mass) of the flattened jets
-    ``fj`` as numpy, pT and mass times ``f`` when given; ``base`` reuses an earlier conversion."""
-    if base is None:
-        m = mass_field(fields_of(fj))
-        base = SimpleNamespace(fields=["pt", "eta", m],
-                               **{k: _np(ak.flatten(fj[k], axis=1), np.float64) for k in ("pt", "eta", m)})
-    if f is None:
-        return base
-    m = base.fields[2]
-    return SimpleNamespace(fields=base.fields, pt=base.pt * f, eta=base.eta, **{m: getattr(base, m) * f})
+    ``fj``, as numpy."""
+    m = mass_field(fields_of(fj))
+    return SimpleNamespace(fields=["pt", "eta", m],
+                           **{k: _np(ak.flatten(fj[k], axis=1), np.float64) for k in ("pt", "eta", m)})
+
+
+def _scaled(jets: SimpleNamespace, f: np.ndarray) -> SimpleNamespace:
+    """:func:`_flat_jets` columns with pT and mass times ``f``."""
+    m = jets.fields[2]
+    return SimpleNamespace(fields=jets.fields, pt=jets.pt * f, eta=jets.eta, **{m: getattr(jets, m) * f})
 
 
 def _score(plan: InputPlan, ctx: Any, rows: np.ndarray, taggers: Mapping[str, Tagger],

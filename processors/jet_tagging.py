@@ -52,7 +52,8 @@ from coffea_jetimg._bridge import fields_of, is_dask, map_partitions
 from coffea_jetimg.errors import ConstituentsError
 from coffea_jetimg.inference import Tagger
 from coffea_jetimg.inputs import ImageInput, InputPlan, input_from_spec
-from coffea_jetimg.selection import DEFAULT_SELECTION, OTHER, TRUTH_NAMES, TruthSource, select_jets, truth_source
+from coffea_jetimg.selection import (DEFAULT_SELECTION, OTHER, TRUTH_NAMES, TRUTH_SOURCES, TruthSource, select_jets,
+                                     truth_source)
 from coffea_jetimg.systematics import EventWeights, Variation, is_mc, variation_names
 from coffea_jetimg.tagging import (DEFAULT_AXES, JET_VARIABLES, JetVariable, add_pixel_sums, check_ensembles,
                                    empty_table, jet_table, mass_field, parse_ensembles)
@@ -142,7 +143,8 @@ class JetTaggingProcessor(processor.ProcessorABC):
         self.selection = dict(DEFAULT_SELECTION if selection is None else {**DEFAULT_SELECTION, **selection})
         self.labels: dict[Any, str] = dict(labels or {})
         self.truth_names = dict(TRUTH_NAMES if truth_names is None else truth_names)
-        truth_source(truth, [])  # an unknown name fails here, not in a worker
+        self._truth_sources = {**TRUTH_SOURCES, "truthLabel": TruthSource("truthLabel", self.truth_names)}
+        truth_source(truth, [], sources=self._truth_sources)  # an unknown name fails here, not in a worker
         self.truth = truth
         self.axes = {**DEFAULT_AXES, **(axes or {})}
         self.pixel_maps = pixel_maps
@@ -192,10 +194,8 @@ class JetTaggingProcessor(processor.ProcessorABC):
     def truth_for(self, events: Any) -> TruthSource | None:
         """The truth source of these events' jets, or ``None`` (every jet is of the dataset's class)."""
         jf = fields_of(events[self.jets]) if self.jets in fields_of(events) else []
-        src = truth_source(self.truth, jf, [self._head(n).signal_class for n in self.scored_names()])
-        if src is not None and src.field == "truthLabel" and self.truth in ("auto", "truthLabel"):
-            src = TruthSource("truthLabel", self.truth_names)
-        return src
+        return truth_source(self.truth, jf, [self._head(n).signal_class for n in self.scored_names()],
+                            sources=self._truth_sources)
 
     def classes_for(self, events: Any) -> list[str]:
         """Truth classes of a dataset: its truth source's names (+ its unmatched class), or its one label."""
