@@ -314,6 +314,7 @@ def open_events(
     entry_stop: int | None = None,
     treename: str | None = None,
     allow_missing_event_ids: bool = False,
+    metadata: dict | None = None,
 ):
     """Open one file as coffea NanoEvents, after checking it can be read.
 
@@ -336,6 +337,9 @@ def open_events(
     allow_missing_event_ids : bool
         Open a NanoAOD/PFNano file that lacks ``run``, ``luminosityBlock`` or ``event``
         (coffea refuses by default, ``error_missing_event_ids``) with a warning instead.
+    metadata : dict, optional
+        The events' ``metadata`` (``dataset``, ``label``, ``filename``, ...), as the Runner gives a
+        processor; ``filename`` defaults to ``path``.
 
     Returns
     -------
@@ -367,7 +371,9 @@ def open_events(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            events = NanoEventsFactory.from_root(source, schemaclass=cls, mode=mode, **kwargs).events()
+            events = NanoEventsFactory.from_root(source, schemaclass=cls, mode=mode,
+                                                 metadata={"filename": str(path), **(metadata or {})},
+                                                 **kwargs).events()
         except InputFileError:
             raise
         except Exception as err:

@@ -64,6 +64,10 @@ def add_arguments(parser) -> None:
                         help="where jets get their truth class: auto (truthLabel when the jets have it, else "
                              "partonFlavour for quark/gluon models: |flavour| 1-5 quark, 21 gluon, others "
                              "'unmatched'; else the dataset's label), or that field")
+    parser.add_argument("--stored", action="append", default=[], metavar="FIELD[:SIGNAL,BACKGROUND]",
+                        help="a tagger stored in the file, histogrammed beside the models on the same jets: "
+                             "qgl, btagDeepFlavQG, particleNet_TvsQCD, deepTag_WvsQCD, ... (classes known), or any "
+                             "jet branch with its classes, e.g. particleNet_QCD:qcd,top (repeatable)")
     parser.add_argument("--pt-min", type=float, default=200.0, help="jet selection: pt >= this (GeV)")
     parser.add_argument("--pt-max", type=float, default=None, help="jet selection: pt < this (GeV)")
     parser.add_argument("--abs-eta-max", type=float, default=2.4, help="jet selection: |eta| < this")
@@ -111,6 +115,9 @@ def add_arguments(parser) -> None:
     g.add_argument("--pt-bins", default=None, metavar="E0,E1,...",
                    help="jet-pT edges of the histograms (GeV); default 200,300,...,3000 with three more edges "
                         "from --pt-min up when it is below 200")
+    g.add_argument("--jet-axes", default=None, metavar="NAME,...",
+                   help="per-jet axes of the score histograms (default pt,msd; add abs_eta and/or npv for |eta| and "
+                        "pileup slices, at 3x and 7x the histogram size)")
     parser.add_argument("-o", "--output", required=True, help="output directory")
 
 
@@ -527,6 +534,7 @@ def build_processor(args):
     if "event" in levels:
         raise SystemExit("coffea-jetimg run: event-image models and jet models cannot run together")
     from .processors.jet_tagging import JetTaggingProcessor, parse_ensembles
+    from .stored_taggers import parse_stored
 
     selection = {"pt": (args.pt_min, args.pt_max), "abs_eta": args.abs_eta_max}
     if args.msd_min is not None or args.msd_max is not None:
@@ -540,8 +548,10 @@ def build_processor(args):
         proc = JetTaggingProcessor(models, jets=args.jets, device=args.device,
                                    backend=args.backend, batch_size=args.batch_size, selection=selection,
                                    ensembles=parse_ensembles(args.ensemble), weights=weights,
-                                   systematics=variations, axes=axes, truth=args.truth)
-    except ValueError as err:  # a bad --ensemble (the names and models come from the command line)
+                                   systematics=variations, axes=axes, truth=args.truth,
+                                   jet_axes=args.jet_axes.split(",") if getattr(args, "jet_axes", None) else None,
+                                   stored=parse_stored(getattr(args, "stored", []) or []))
+    except ValueError as err:  # a bad --ensemble, --jet-axes or --stored (names from the command line)
         raise SystemExit(f"coffea-jetimg run: {err}") from None
     template_options(args, proc)
     return proc

@@ -29,9 +29,11 @@ from .systematics import DIRECTIONS, EventWeights, JetResolution, JetScale, Vari
 
 if TYPE_CHECKING:  # pragma: no cover
     from .inference import Tagger
+    from .stored_taggers import StoredTagger
 
-__all__ = ["JetVariable", "JET_VARIABLES", "DEFAULT_AXES", "jet_table", "pixel_records", "parse_ensembles",
-           "check_ensembles", "empty_table", "add_pixel_sums", "mass_field", "SCORE_MAX"]
+__all__ = ["JetVariable", "JET_VARIABLES", "DEFAULT_JET_AXES", "jet_variables", "DEFAULT_AXES", "jet_table",
+           "pixel_records", "parse_ensembles", "check_ensembles", "empty_table", "add_pixel_sums", "mass_field",
+           "SCORE_MAX"]
 
 SCORE_MAX = np.nextafter(np.float32(1.0), np.float32(0.0))
 
@@ -54,7 +56,9 @@ class JetVariable:
     ``binning`` is a list of edges (variable axis) or ``(bins, lo, hi)`` (regular axis);
     ``JetTaggingProcessor(axes={binning_key: ...})`` overrides it. ``value(events, jets, mask,
     flat_jets)`` gives the selected jets' values; ``reads(jet_fields)`` the ``(collection, field)``
-    pairs that needs.
+    pairs that needs. ``default``: an axis of the score histograms unless the processor's
+    ``jet_axes`` says otherwise (every axis multiplies the histogram's size: class × 40 score
+    bins × pT × mass is ~56k bins, × |η| × n PV ~1.2M, ~19 MB per model and chunk to merge).
     """
 
     name: str
@@ -64,6 +68,7 @@ class JetVariable:
     value: Callable[..., Any]
     reads: Callable[[list[str]], set[Any]]
     flow: bool = True
+    default: bool = True
 
     def axis(self, binning: tuple[Any, ...] | list[float],
              jet_fields: list[str]) -> hist.axis.Regular | hist.axis.Variable:
@@ -81,10 +86,32 @@ JET_VARIABLES: tuple[JetVariable, ...] = (
     JetVariable(A.MSD, "msd", (30, 0.0, 300.0), lambda jf: A.mass_label(mass_field(jf)),
                 lambda ev, j, m, f: f[mass_field(fields_of(f))], lambda jf: {mass_field(jf)}),
     JetVariable(A.ABS_ETA, "abs_eta_edges", [0.0, 0.8, 1.6, 2.5], lambda jf: r"Jet $|\eta|$",
-                lambda ev, j, m, f: abs(f.eta), lambda jf: {"eta"}, flow=False),
+                lambda ev, j, m, f: abs(f.eta), lambda jf: {"eta"}, flow=False, default=False),
     JetVariable(A.NPV, "npv_edges", [0, 15, 25, 35, 50, 100], lambda jf: "Number of primary vertices",
-                _npv, lambda jf: {("PV", "npvs")}),
+                _npv, lambda jf: {("PV", "npvs")}, default=False),
 )
+
+#: Names of the variables that are score-histogram axes by default.
+DEFAULT_JET_AXES: tuple[str, ...] = tuple(v.name for v in JET_VARIABLES if v.default)
+#: Axes every score histogram has (``njets``, the moments and ``score_syst`` use them).
+REQUIRED_JET_AXES: tuple[str, ...] = (A.PT, A.MSD)
+
+
+def jet_variables(names: Iterable[str] | None = None) -> tuple[JetVariable, ...]:
+    """The :data:`JET_VARIABLES` named ``names`` (in declaration order; ``None``: the default ones).
+
+    Raises ``ValueError`` for an unknown name or when ``pt`` or ``msd`` is left out."""
+    if names is None:
+        return tuple(v for v in JET_VARIABLES if v.default)
+    names = list(names)
+    known = [v.name for v in JET_VARIABLES]
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise ValueError(f"jet axes {bad}: not among the jet variables {known}")
+    missing = [n for n in REQUIRED_JET_AXES if n not in names]
+    if missing:
+        raise ValueError(f"jet axes {names}: {missing} must be among them (every score histogram has pT and mass)")
+    return tuple(v for v in JET_VARIABLES if v.name in names)
 
 #: Histogram binning: score bins, then each :data:`JET_VARIABLES` binning by its key.
 DEFAULT_AXES: dict[str, Any] = {"score_bins": 40, **{v.binning_key: v.binning for v in JET_VARIABLES}}
@@ -147,7 +174,8 @@ def jet_table(events: ak.Array, *, taggers: Mapping[str, Tagger], jets: str = "F
               image_refs: Mapping[str, Sequence[str]] | None = None,
               ensembles: Mapping[str, Sequence[str]] | None = None, plan: InputPlan | None = None,
               mask: ak.Array | None = None, batch_size: int | None = None, weights: EventWeights | None = None,
-              is_mc: bool = True, variations: Sequence[Variation] = ()) -> ak.Array:
+              is_mc: bool = True, variations: Sequence[Variation] = (),
+              variables: Sequence[JetVariable] | None = None, stored: Sequence[StoredTagger] = ()) -> ak.Array:
     """Select jets, build each distinct input once, score with every tagger; one row per selected jet.
 
     Parameters
@@ -186,6 +214,11 @@ def jet_table(events: ak.Array, *, taggers: Mapping[str, Tagger], jets: str = "F
         Data (False) get weight 1 and no variations.
     variations : sequence of Variation
         Systematic variations (:mod:`coffea_jetimg.systematics`), MC only.
+    variables : sequence of JetVariable, optional
+        The per-jet variables in the table (default: every one of :data:`JET_VARIABLES`).
+    stored : sequence of StoredTagger
+        Discriminators stored in the file (:mod:`coffea_jetimg.stored_taggers`), scored like models
+        (``s_<name>``, ``pred_<name>``; ``bad_<name>``: the value was outside [0, 1]).
 
     Returns
     -------
@@ -227,7 +260,7 @@ def jet_table(events: ak.Array, *, taggers: Mapping[str, Tagger], jets: str = "F
     flat = ak.flatten(fj[rows_mask], axis=1)
     n = len(flat)
     cols: dict[str, np.ndarray] = {"cls": _classes(flat, n, class_names, truth, dataset_class)}
-    for v in JET_VARIABLES:
+    for v in JET_VARIABLES if variables is None else variables:
         cols[v.name] = _np(v.value(events, jets, rows_mask, flat), np.float64)
     cols["sel"] = _np(ak.flatten(mask[rows_mask], axis=1), bool) if n else np.zeros(0, bool)
     counts = np.asarray(ak.to_numpy(ak.num(fj.pt[rows_mask], axis=1)), np.int64)
@@ -267,6 +300,12 @@ def jet_table(events: ak.Array, *, taggers: Mapping[str, Tagger], jets: str = "F
         pred = np.full(n, -1, np.int32)
         pred[rows] = np.argmax(probs, axis=1) if len(probs) else np.zeros(0, np.int32)
         cols[f"s_{name}"], cols[f"pred_{name}"] = s, pred
+    bad_of: dict[str, np.ndarray] = {}
+    for st in stored:  # every row (the fill keeps the scored ones: the same jets as the models')
+        s, bad_of[f"bad_{st.name}"] = st.values(flat) if n else (np.zeros(0), np.zeros(0, bool))
+        cols[f"s_{st.name}"] = np.minimum(s, SCORE_MAX)
+        cols[f"pred_{st.name}"] = np.where(s >= 0.5, st.signal_index, 1 - st.signal_index).astype(np.int32)
+    cols.update(bad_of)  # after every s_/pred_, as in empty_table
     # variations propagated into the inputs: the scaled jets' inputs built and scored again
     with_cands = plan.needs_constituents(jf)
     for jv in jet_vars:
@@ -354,13 +393,14 @@ def _score(plan: InputPlan, ctx: Any, rows: np.ndarray, taggers: Mapping[str, Ta
 
 
 def empty_table(scored_names: Iterable[str], image_refs: Mapping[str, Sequence[str]],
-                variations: Sequence[Variation] = (), is_mc: bool = True) -> ak.Array:
+                variations: Sequence[Variation] = (), is_mc: bool = True,
+                variables: Sequence[JetVariable] | None = None, stored_names: Iterable[str] = ()) -> ak.Array:
     """A length-zero :func:`jet_table` of the models and ensembles ``scored_names`` (and the
     ``variations`` of an MC dataset), built without running (or loading) any network: the dask meta."""
     scored_names = list(scored_names)
     jet_vars, weight_vars = _split_variations(variations, is_mc)
     cols = {"cls": np.zeros(0, np.int32)}
-    cols.update({v.name: np.zeros(0, np.float64) for v in JET_VARIABLES})
+    cols.update({v.name: np.zeros(0, np.float64) for v in (JET_VARIABLES if variables is None else variables)})
     cols.update({"sel": np.zeros(0, bool), "w": np.zeros(0, np.float64)})
     for jv in jet_vars:
         for d in DIRECTIONS:
@@ -373,10 +413,12 @@ def empty_table(scored_names: Iterable[str], image_refs: Mapping[str, Sequence[s
     for name in scored_names:
         cols[f"s_{name}"] = np.zeros(0, np.float64)
         cols[f"pred_{name}"] = np.zeros(0, np.int32)
+    cols.update({f"bad_{name}": np.zeros(0, bool) for name in stored_names})
+    recomputed = [m for m in scored_names if m not in set(stored_names)]  # stored scores do not vary
     for jv in jet_vars:
         if jv.inputs:
             for d in DIRECTIONS:
-                cols.update({f"s_{name}__{jv.name}{d}": np.zeros(0, np.float64) for name in scored_names})
+                cols.update({f"s_{name}__{jv.name}{d}": np.zeros(0, np.float64) for name in recomputed})
     for k, (key, models) in enumerate(image_refs.items()):
         cols[f"px_{k}"] = pixel_records(np.zeros((0, 1, 1, 1), np.float32), np.zeros(0, np.int32),
                                         {m: np.zeros(0) for m in models}, np.zeros(0, np.int64), 0,

@@ -17,8 +17,9 @@ Every fill is weighted by the jet's event weight ``w`` (:class:`~coffea_jetimg.s
 ``genWeight`` for MC, 1 for data; negative weights are summed as they are), Weight storage
 (Σw, Σw²) unless said:
 
-``score[model]``     ``hist``: truth class × score × every :data:`JET_VARIABLES` axis (jet pT [GeV],
-                     jet mass [GeV], |η|, n PV); also for each ensemble (mean class probabilities)
+``score[model]``     ``hist``: truth class × score × the ``jet_axes`` (by default jet pT [GeV] and
+                     jet mass [GeV]; |η| and n PV on request); also for each ensemble (mean
+                     class probabilities)
 ``score_syst[model]`` only with ``systematics``: truth class × systematic (``nominal``,
                      ``<name>Up``/``Down``) × score × pT × mass, the variations of an MC dataset
                      (data fill ``nominal`` only)
@@ -47,16 +48,16 @@ import hist
 from coffea import processor
 
 from coffea_jetimg import axes as A
-from coffea_jetimg import tagging
 from coffea_jetimg._bridge import fields_of, is_dask, map_partitions
-from coffea_jetimg.errors import ConstituentsError
+from coffea_jetimg.errors import ConstituentsError, InputsError
 from coffea_jetimg.inference import Tagger
 from coffea_jetimg.inputs import ImageInput, InputPlan, input_from_spec
+from coffea_jetimg.stored_taggers import StoredTagger, parse_stored
 from coffea_jetimg.selection import (DEFAULT_SELECTION, OTHER, TRUTH_NAMES, TRUTH_SOURCES, TruthSource, select_jets,
                                      truth_source)
 from coffea_jetimg.systematics import EventWeights, Variation, is_mc, variation_names
 from coffea_jetimg.tagging import (DEFAULT_AXES, JET_VARIABLES, JetVariable, add_pixel_sums, check_ensembles,
-                                   empty_table, jet_table, mass_field, parse_ensembles)
+                                   empty_table, jet_table, jet_variables, mass_field, parse_ensembles)
 
 __all__ = [
     "JetTaggingProcessor",
@@ -99,6 +100,14 @@ class JetTaggingProcessor(processor.ProcessorABC):
         taggers are served by a Triton server instead of evaluated in the worker).
     axes : dict, optional
         Overrides of :data:`DEFAULT_AXES`.
+    jet_axes : sequence of str, optional
+        The :data:`JET_VARIABLES` that are axes of the ``score`` histograms, ``pt`` and ``msd``
+        among them; default :data:`~coffea_jetimg.tagging.DEFAULT_JET_AXES` (``pt``, ``msd``).
+        ``("pt", "msd", "abs_eta", "npv")`` adds |η| and pileup slices (×21 the bins).
+    stored : sequence of StoredTagger or str
+        Discriminators stored in the file (``"qgl"``, ``"particleNet_TvsQCD"``, or a
+        :class:`~coffea_jetimg.stored_taggers.StoredTagger` for any branch), histogrammed like the
+        models on the same jets (``score``, ``predicted``, ``score_moments``).
     pixel_maps : bool
         Fill image sums and the Pearson moments (per-pixel histograms).
     ensembles : dict of str to list of str, optional
@@ -121,7 +130,8 @@ class JetTaggingProcessor(processor.ProcessorABC):
                  num_threads: int | None = 1, axes: dict[str, Any] | None = None, pixel_maps: bool = True,
                  ensembles: Mapping[str, str | Sequence[str]] | None = None, server: str | None = None,
                  weights: EventWeights | None = EventWeights(), systematics: Sequence[Variation] = (),
-                 truth: str | TruthSource = "auto") -> None:
+                 truth: str | TruthSource = "auto", jet_axes: Sequence[str] | None = None,
+                 stored: Sequence[StoredTagger | str] = ()) -> None:
         if not isinstance(models, dict):
             models = {None: models}
         self.taggers: OrderedDict[str, Tagger] = OrderedDict()
@@ -138,6 +148,12 @@ class JetTaggingProcessor(processor.ProcessorABC):
         if not self.taggers:
             raise ValueError("no models given")
         self.ensembles = check_ensembles(ensembles or {}, self.taggers)
+        self.stored: OrderedDict[str, StoredTagger] = OrderedDict()
+        for st in stored:
+            st = st if isinstance(st, StoredTagger) else parse_stored([st])[0]
+            if st.name in self.taggers or st.name in self.ensembles or st.name in self.stored:
+                raise ValueError(f"stored tagger {st.name!r}: a model, ensemble or stored tagger has that name")
+            self.stored[st.name] = st
         self.jets = jets
         self.batch_size = int(batch_size)
         self.selection = dict(DEFAULT_SELECTION if selection is None else {**DEFAULT_SELECTION, **selection})
@@ -147,6 +163,7 @@ class JetTaggingProcessor(processor.ProcessorABC):
         truth_source(truth, [], sources=self._truth_sources)  # an unknown name fails here, not in a worker
         self.truth = truth
         self.axes = {**DEFAULT_AXES, **(axes or {})}
+        self.jet_variables = jet_variables(jet_axes)
         self.pixel_maps = pixel_maps
         self.weights = weights
         self.systematics = tuple(systematics)
@@ -178,17 +195,22 @@ class JetTaggingProcessor(processor.ProcessorABC):
                          "class_names": t.class_names, "signal_class": t.signal_class,
                          "input_kind": inp.kind, "input": inp.describe(), "image": img}
         for name, members in self.ensembles.items():
-            t = self._head(name)
-            out[name] = {"ensemble_of": list(members), "class_names": t.class_names, "signal_class": t.signal_class,
+            h = self._head(name)
+            out[name] = {"ensemble_of": list(members), "class_names": h.class_names, "signal_class": h.signal_class,
                          "input_kind": "ensemble", "image": None}
+        for name, st in self.stored.items():
+            out[name] = st.info(self.jets)
         return out
 
     def scored_names(self) -> list[str]:
-        """The models, then the ensembles: every name with ``score``/``predicted`` histograms."""
-        return [*self.taggers, *self.ensembles]
+        """The models, the ensembles, then the stored taggers: every name with ``score``/``predicted``
+        histograms."""
+        return [*self.taggers, *self.ensembles, *self.stored]
 
-    def _head(self, name: str) -> Tagger:
-        """The tagger whose class names and signal class a model or ensemble has."""
+    def _head(self, name: str) -> Tagger | StoredTagger:
+        """The tagger whose class names and signal class a model, ensemble or stored tagger has."""
+        if name in self.stored:
+            return self.stored[name]
         return self.taggers[name] if name in self.taggers else self.taggers[self.ensembles[name][0]]
 
     def truth_for(self, events: Any) -> TruthSource | None:
@@ -212,6 +234,11 @@ class JetTaggingProcessor(processor.ProcessorABC):
         """Raise before any work if the events cannot feed every model (names the models and branches)."""
         if self.jets not in fields_of(events):
             raise ConstituentsError(f"no '{self.jets}' collection in the events: nothing to tag")
+        missing = [f"{self.jets}_{st.field} (stored tagger {name!r})" for name, st in self.stored.items()
+                   if st.field not in fields_of(events[self.jets])]
+        if missing:
+            where = (getattr(events, "metadata", None) or {}).get("filename", "the events")
+            raise InputsError(f"{where}: no branch {', '.join(missing)}")
         self.plan.check(events, names=self._input_models)
 
     # -- histograms -------------------------------------------------------------------------
@@ -225,7 +252,7 @@ class JetTaggingProcessor(processor.ProcessorABC):
         W, D = hist.storage.Weight(), hist.storage.Double()
         ax = self.axes
         cls = hist.axis.StrCategory(classes, name=A.CLASS, label="Truth class")
-        jet_axes = {v.name: v.axis(ax.get(v.binning_key, v.binning), jet_fields) for v in tagging.JET_VARIABLES}
+        jet_axes = {v.name: v.axis(ax.get(v.binning_key, v.binning), jet_fields) for v in self.jet_variables}
         pt_ax = jet_axes[A.PT]
         moment = hist.axis.Integer(1, 3, name=A.MOMENT, label="moment k of the score (sum of w y^k)", flow=False)
         out: dict[str, Any] = {"score": {}, "predicted": {}, "score_moments": {}, "image": {}, "image_x2": {},
@@ -277,7 +304,8 @@ class JetTaggingProcessor(processor.ProcessorABC):
         kwargs.update(weights=self.weights, is_mc=mc, variations=variations)
         table = map_partitions(lambda ev, m: jet_table(ev, mask=m, **kwargs), events, mask,
                                touch=[self._needed_columns(events), None],
-                               meta=empty_table(self.scored_names(), self.image_refs, variations, mc),
+                               meta=empty_table(self.scored_names(), self.image_refs, variations, mc,
+                                                self.jet_variables, self.stored),
                                label="jet-tagging-table")
         hists = self._hists(classes, fields_of(fj), dask, variation_names(self.systematics) if self.systematics else ())
         self._fill(hists, table, classes, dask, variations)
@@ -287,14 +315,15 @@ class JetTaggingProcessor(processor.ProcessorABC):
     def _table_kwargs(self, classes: list[str], dataset_class: str) -> dict[str, Any]:
         return dict(taggers=self.taggers, jets=self.jets, selection=self.selection, class_names=classes,
                     truth_names=self.truth_names, dataset_class=dataset_class, image_refs=self.image_refs,
-                    ensembles=self.ensembles, plan=self.plan, batch_size=self.batch_size)
+                    ensembles=self.ensembles, plan=self.plan, batch_size=self.batch_size,
+                    variables=self.jet_variables, stored=list(self.stored.values()))
 
     def _needed_columns(self, events: Any) -> list[tuple[str | None, str]]:
         """(collection, field) pairs the per-chunk work reads: the selection's, the jet variables',
         the truth label, the weights', the variations' and the input plan's."""
         jf = fields_of(events[self.jets])
         want: set[tuple[str | None, str]] = set()
-        for v in tagging.JET_VARIABLES:
+        for v in self.jet_variables:
             for c in v.reads(jf):
                 want.add(c if isinstance(c, tuple) else (self.jets, c))
         src = self.truth_for(events)
@@ -309,6 +338,7 @@ class JetTaggingProcessor(processor.ProcessorABC):
             if var.kind == "jet" and getattr(var, "inputs", False):  # the scaled jets' pT and masses
                 want |= {(self.jets, f) for f in ("pt", "mass", "msoftdrop")}
         want |= self.plan.columns(events)
+        want |= {(self.jets, st.field) for st in self.stored.values()}
         have = fields_of(events)
         got: set[tuple[str | None, str]] = set()
         for c, f in want:
@@ -329,7 +359,7 @@ class JetTaggingProcessor(processor.ProcessorABC):
             flatten = dak.flatten
         nominal = table[table.scored & table.sel]
         pix = {k: flatten(nominal[f"px_{k}"], axis=1) for k in range(len(self.image_refs))}
-        names = ["cls", "w", *(v.name for v in tagging.JET_VARIABLES),
+        names = ["cls", "w", *(v.name for v in self.jet_variables),
                  *(f"{p}_{n}" for n in self.scored_names() for p in ("s", "pred"))]
         # eager: the scalar columns as numpy once (masking a record array per class costs more)
         col = {f: nominal[f] if dask else ak.to_numpy(nominal[f]) for f in names}
@@ -338,7 +368,7 @@ class JetTaggingProcessor(processor.ProcessorABC):
             sel = {f: col[f][m] for f in names}
             w = sel["w"]
             h["njets"].fill(c, sel[A.PT], weight=w)
-            jet_cols = [sel[v.name] for v in tagging.JET_VARIABLES]
+            jet_cols = [sel[v.name] for v in self.jet_variables]
             for name in self.scored_names():
                 y = sel[f"s_{name}"]
                 h["score"][name].fill(c, y, *jet_cols, weight=w)
@@ -417,6 +447,8 @@ class JetTaggingProcessor(processor.ProcessorABC):
         out["jets_without_constituents"] = lib.sum(nominal & ~table.scored)
         out["jets_scored"] = lib.sum(nominal & table.scored)
         out["sumw_jets_scored"] = lib.sum(table.w[nominal & table.scored])
+        for name in self.stored:  # values outside [0, 1], filled into the lowest score bin
+            out[f"stored_{name}_invalid"] = lib.sum(nominal & table.scored & table[f"bad_{name}"])
         if not dask:
             out = {k: (float(v) if k.startswith("sumw") else int(v)) for k, v in out.items()}
         return out
