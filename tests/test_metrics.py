@@ -114,6 +114,28 @@ def test_bootstrap_interval_covers_the_true_rejection():
     assert covered >= 6  # nominal 68 %: 8 of 12 expected
 
 
+def test_bootstrap_from_counts_matches_the_per_jet_bootstrap():
+    """The histogram (Poisson) bootstrap of the AUC and of 1/ε_B(0.5) has the per-jet bootstrap's width."""
+    s, y = _scores(2000, seed=7)
+    edges = np.linspace(s.min() - 1e-9, s.max() + 1e-9, 41)
+    hs, hb = np.histogram(s[y], edges)[0].astype(float), np.histogram(s[~y], edges)[0].astype(float)
+    res = M.bootstrap_resamples(y, n_boot=300, seed=1)
+    for stat_counts, stat_jets in (
+            (lambda a, b: M.auc(M.roc_from_counts(a, b)),
+             lambda i: M.auc(M.roc_from_counts(*(np.histogram(s[i][y[i] == v], edges)[0] for v in (1, 0))))),
+            (lambda a, b: M.rejection_at(M.roc_from_counts(a, b), 0.5),
+             lambda i: M.rejection_at(M.roc_from_counts(*(np.histogram(s[i][y[i] == v], edges)[0] for v in (1, 0))),
+                                      0.5))):
+        cs, (clo, chi) = M.bootstrap_counts(stat_counts, hs, hb, n_boot=300, seed=2)
+        js, (jlo, jhi) = M.bootstrap(stat_jets, res)
+        assert clo < stat_counts(hs, hb) < chi
+        assert 0.75 < (chi - clo) / (jhi - jlo) < 1.33, (chi - clo, jhi - jlo)
+    # weights: 4 jets of weight 2 per bin resample like 4 jets, scaled by 2
+    samples, _ = M.bootstrap_counts(lambda a, b: a.sum(), [8.0], [1.0], [16.0], [1.0], n_boot=2000, seed=3)
+    assert samples.mean() == pytest.approx(8.0, rel=0.05) and set(np.unique(samples) % 2) == {0.0}
+    assert samples.std() == pytest.approx(4.0, rel=0.1)
+
+
 def test_percentile_interval_with_infinities():
     assert M.percentile_interval(np.arange(101.0), coverage=0.5) == (25.0, 75.0)
     lo, hi = M.percentile_interval([1.0, 2.0, np.inf, np.inf])
