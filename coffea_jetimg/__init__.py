@@ -35,6 +35,8 @@ _LAZY = {
     "build_inputs": ".inputs",
     "Tagger": ".inference",
     "ServerError": ".errors",
+    "DeviceError": ".errors",
+    "StoredTagger": ".stored_taggers",
     "TrainConfig": ".training",
     "train_model": ".training",
     "InputPlan": ".inputs",
