@@ -327,10 +327,11 @@ def warn_on_samples(signal_files: Iterable[Any], background_files: Iterable[Any]
     signal and background, or a class with fewer than :data:`FEW_JETS` selected jets."""
     sig = {os.path.realpath(str(f)) for f in signal_files}
     both = sorted(str(f) for f in background_files if os.path.realpath(str(f)) in sig)
-    if both:
-        what = ("its jets are counted twice" if label_from == "truth"
-                else "the same jets can be labelled both ways, unless the truth labels tell them apart")
-        warnings.warn(f"{', '.join(both)}: given as both signal and background file ({what})", stacklevel=3)
+    # only when the file list is the label: the pooled modes (truth, partonFlavour) read each file
+    # once and label every jet by its truth field, so one file on both sides is their normal use
+    if both and label_from == "file":
+        warnings.warn(f"{', '.join(both)}: given as both signal and background file (the same jets can be "
+                      "labelled both ways, unless the truth labels tell them apart)", stacklevel=3)
     y = np.asarray(y)
     for c in (1, 0):
         n = int(np.sum(y == c))
