@@ -7,8 +7,11 @@ tagging beside ``FatJet_deepTag_TvsQCD``) are each a config and a few lines arou
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -30,6 +33,49 @@ def load_config(path: Path) -> dict:
 def git_sha() -> str:
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                           cwd=ROOT).stdout.strip()
+
+
+def setup(name: str, doc: str | None, argv: list[str] | None) -> tuple[dict, Path, Path, Path]:
+    """The command line every study has (``--config``, ``--data-dir``, ``--results``, ``--fresh``):
+    ``(config, data folder, results folder, log file)``, folders made (emptied with ``--fresh``)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", type=Path, default=HERE / "configs" / f"{name}.toml")
+    ap.add_argument("--data-dir", type=Path, default=HERE / "data" / name)
+    ap.add_argument("--results", type=Path, default=HERE / "results" / name)
+    ap.add_argument("--fresh", action="store_true", help="regenerate, retrain and rerun")
+    args = ap.parse_args(argv)
+    data, res = args.data_dir, args.results
+    if args.fresh:
+        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(res, ignore_errors=True)
+    data.mkdir(parents=True, exist_ok=True)
+    res.mkdir(parents=True, exist_ok=True)
+    return load_config(args.config), data, res, res / f"{name}.log"
+
+
+def provenance(name: str, argv: list[str] | None, cfg: dict, spec: dict, timings: dict) -> dict:
+    """The summary fields every study records: command, git SHA, date, machine, settings, training."""
+    train, metrics = spec.get("training", {}), spec.get("metrics") or {}
+    return {"command": f"python analysis/{name}.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "git_sha": git_sha(), "date": time.strftime("%Y-%m-%d"),
+            "machine": f"{platform.machine()}, {platform.python_version()}", "config": cfg,
+            "selection": cfg["selection"], "timings": timings,
+            "training": {"n_jets": train.get("n_jets"), "epochs_run": train.get("epochs_run"),
+                         "test_auc": metrics.get("auc"), "train_time_s": metrics.get("train_time_s")}}
+
+
+def run_real(cfg: dict, art: Path, runs: Path, log: Path, timings: dict, extra: Sequence[Any] = (),
+             metadata: dict | None = None) -> Path:
+    """:func:`run` over the ``[real] file`` (dataset ``cms_qcd_2017ul``) with its ``[real] stored`` taggers."""
+    real_file = real_path(cfg)
+    stored = [a for s in cfg["real"]["stored"] for a in ("--stored", s)]
+    fileset = {"cms_qcd_2017ul": {"files": {str(real_file): "Events"}, **({"metadata": metadata} if metadata else {})}}
+    return run(cfg, fileset, art, runs / "real", log, timings, [*extra, *stored])
+
+
+def real_path(cfg: dict) -> Path:
+    """The ``[real] file``, relative to the repository root."""
+    return (ROOT / cfg["real"]["file"]).resolve()
 
 
 def cli(args: Sequence[Any], log: Path) -> None:
@@ -169,6 +215,18 @@ def plot_rocs(curves: dict[str, tuple[Any, str]], signal: str, background: Seque
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     p.close(fig)
+
+
+def finish(fig: Any, axes: Sequence[Any], title: str, path: Path) -> None:
+    """Label, title and save a figure of density panels."""
+    for ax in axes:
+        ax.set_ylabel("Normalised jets")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt().close(fig)
 
 
 def normalised(h: Any, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray, float]:

@@ -19,12 +19,8 @@ A tagger trained on a fast simulation is applied to a background sample of the f
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
-import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -104,14 +100,7 @@ def plot_distributions(gen: Any, real: Any, real_ref: Any, ref_name: str, path: 
         axes[2].errorbar(mcent, m / m.sum(), yerr=np.sqrt(mv) / m.sum(), fmt="o", ms=4, color="black",
                          label="qcd, CMS 2017 UL")
     axes[2].set_xlabel(gen.axes["msd"].label)
-    for ax in axes:
-        ax.set_ylabel("Normalised jets")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    S.finish(fig, axes, title, path)
 
 
 def write_markdown(summary: dict, path: Path) -> None:
@@ -148,20 +137,7 @@ def write_markdown(summary: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", type=Path, default=HERE / "configs" / "ak8_real_jets.toml")
-    ap.add_argument("--data-dir", type=Path, default=HERE / "data" / "ak8_real_jets")
-    ap.add_argument("--results", type=Path, default=HERE / "results" / "ak8_real_jets")
-    ap.add_argument("--fresh", action="store_true", help="regenerate, retrain and rerun")
-    args = ap.parse_args(argv)
-    cfg = S.load_config(args.config)
-    data, res = args.data_dir, args.results
-    if args.fresh:
-        shutil.rmtree(data, ignore_errors=True)
-        shutil.rmtree(res, ignore_errors=True)
-    data.mkdir(parents=True, exist_ok=True)
-    res.mkdir(parents=True, exist_ok=True)
-    log = res / "ak8_real_jets.log"
+    cfg, data, res, log = S.setup("ak8_real_jets", __doc__, argv)
     timings: dict = {}
     files = S.generate(cfg, data, log, timings)
     art = data / "top_artifact"
@@ -170,10 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = data / "runs"
     holdout = {p: {"files": {str(f): "Events"}, "metadata": {"label": p}} for p, f in files["holdout"].items()}
     gen_h = S.run(cfg, holdout, art, runs / "generated", log, timings, [])
-    real_file = (S.ROOT / cfg["real"]["file"]).resolve()
-    stored = [a for s in cfg["real"]["stored"] for a in ("--stored", s)]
-    real_h = S.run(cfg, {"cms_qcd_2017ul": {"files": {str(real_file): "Events"}, "metadata": {"label": "qcd"}}},
-                   art, runs / "real", log, timings, stored)
+    real_h = S.run_real(cfg, art, runs, log, timings, metadata={"label": "qcd"})
 
     from coffea.util import load
 
@@ -188,14 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     ref = cfg["real"]["stored"][0]
     rep = cfg["report"]
     summary: dict = {
-        "command": "python analysis/ak8_real_jets.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "git_sha": S.git_sha(), "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {platform.python_version()}", "config": cfg, "selection": cfg["selection"],
-        "eff_s": rep["eff_s"], "n_bootstrap": rep["n_bootstrap"], "timings": timings,
-        "training": {"n_jets": spec.get("training", {}).get("n_jets"),
-                     "epochs_run": spec.get("training", {}).get("epochs_run"),
-                     "test_auc": (spec.get("metrics") or {}).get("auc"),
-                     "train_time_s": (spec.get("metrics") or {}).get("train_time_s")},
+        **S.provenance("ak8_real_jets", argv, cfg, spec, timings),
+        "eff_s": rep["eff_s"], "n_bootstrap": rep["n_bootstrap"],
         "generated": {name: S.figures(gen[name], "top", ["qcd"], rep["n_bootstrap"], rep["eff_s"])},
         "mistag": [mistag(gen[name], real["score"][name], e) for e in (rep["eff_s"], *rep.get("loose_eff_s", []))],
         "real_cutflow": real["cutflow"],

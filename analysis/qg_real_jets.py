@@ -26,12 +26,8 @@ the two runs' ``summary.json`` and ``hists.coffea``).
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
-import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +36,6 @@ sys.path.insert(0, str(HERE))
 
 import _study as S  # noqa: E402
 
-ROOT = S.ROOT
 
 
 def plot_scores(gen: Any, real: Any, real_qgl: Any, path: Path, title: str) -> None:
@@ -59,14 +54,7 @@ def plot_scores(gen: Any, real: Any, real_qgl: Any, path: Path, title: str) -> N
                             label=f"{c}, CMS 2017 UL QCD ({n:.0f} jets)")
     axes[0].set_xlabel("CNN quark score P(quark)")
     axes[1].set_xlabel("CMS quark/gluon likelihood Jet_qgl (values < 0 in the first bin)")
-    for ax in axes:
-        ax.set_ylabel("Normalised jets")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    S.finish(fig, axes, title, path)
 
 
 def write_markdown(summary: dict, path: Path) -> None:
@@ -96,21 +84,8 @@ def write_markdown(summary: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", type=Path, default=HERE / "configs" / "qg_real_jets.toml")
-    ap.add_argument("--data-dir", type=Path, default=HERE / "data" / "qg_real_jets")
-    ap.add_argument("--results", type=Path, default=HERE / "results" / "qg_real_jets")
-    ap.add_argument("--fresh", action="store_true", help="regenerate, retrain and rerun")
-    args = ap.parse_args(argv)
-    cfg = S.load_config(args.config)
-    data, res = args.data_dir, args.results
+    cfg, data, res, log = S.setup("qg_real_jets", __doc__, argv)
     art = data / "qg_artifact"
-    if args.fresh:
-        shutil.rmtree(data, ignore_errors=True)
-        shutil.rmtree(res, ignore_errors=True)
-    data.mkdir(parents=True, exist_ok=True)
-    res.mkdir(parents=True, exist_ok=True)
-    log = res / "qg_real_jets.log"
     timings: dict = {}
     files = S.generate(cfg, data, log, timings)
     train_files = list(files["train"].values())
@@ -121,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     truth = ["--truth", "partonFlavour"]
     gen_h = S.run(cfg, {p: {"files": {str(f): "Events"}} for p, f in files["holdout"].items()}, art,
                   runs / "generated", log, timings, truth)
-    real_file = (ROOT / cfg["real"]["file"]).resolve()
-    stored = [a for s in cfg["real"]["stored"] for a in ("--stored", s)]
-    real_h = S.run(cfg, {"cms_qcd_2017ul": {"files": {str(real_file): "Events"}}}, art, runs / "real", log, timings,
-                   [*truth, *stored])
+    real_h = S.run_real(cfg, art, runs, log, timings, truth)
 
     from coffea.util import load
 
@@ -135,15 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     name = next(iter(gen))  # the run names the model after its artifact directory
     rep = cfg["report"]
     summary: dict = {
-        "command": "python analysis/qg_real_jets.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "git_sha": S.git_sha(),
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {platform.python_version()}",
-        "config": cfg, "selection": cfg["selection"], "n_bootstrap": rep["n_bootstrap"], "eff_q": rep["eff_q"],
-        "score_bins": len(gen[name].axes["score"]), "timings": timings,
-        "training": {"n_jets": spec.get("training", {}).get("n_jets"),
-                     "epochs_run": spec.get("training", {}).get("epochs_run"),
-                     "test_auc": (spec.get("metrics") or {}).get("auc"),
-                     "train_time_s": (spec.get("metrics") or {}).get("train_time_s"), "spec_name": name},
+        **S.provenance("qg_real_jets", argv, cfg, spec, timings),
+        "n_bootstrap": rep["n_bootstrap"], "eff_q": rep["eff_q"], "score_bins": len(gen[name].axes["score"]),
         "generated": {name: S.figures(gen[name], "quark", ["gluon"], rep["n_bootstrap"], rep["eff_q"])},
         "real": {t: S.figures(real["score"][t], "quark", ["gluon"], rep["n_bootstrap"], rep["eff_q"])
                  for t in real["score"]},
@@ -160,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return f"{lo:g}–{hi:g} GeV"
     import uproot
 
-    with uproot.open(real_file) as f:
+    with uproot.open(S.real_path(cfg)) as f:
         npv = float(f["Events"]["PV_npvs"].array(library="np").mean())
     notes = [
         f"- Our CNN: AUC {g['auc']:.3f} on generated held-out jets, {r[name]['inclusive']['auc']:.3f} on the real "
