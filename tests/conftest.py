@@ -63,6 +63,15 @@ def delphes_file(cms_dir) -> str:
     return str(cms_dir / "delphes.root")
 
 
+@pytest.fixture(scope="session")
+def inline_file(cms_dir) -> str:
+    """The 2017 UL PFNano file in the older inline layout (SOURCES.md)."""
+    path = cms_dir / "pfnano_ul2017_inline.root"
+    if not path.exists():
+        pytest.skip("pfnano_ul2017_inline.root not found")
+    return str(path)
+
+
 # ---- generated samples (coffea_jetimg.generate): made once per test session -----------------
 
 def _generated(tmp_path_factory, process: str, n_events: int, seed: int) -> str:

@@ -24,14 +24,6 @@ torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def inline_file(cms_dir) -> str:
-    path = cms_dir / "pfnano_ul2017_inline.root"
-    if not path.exists():
-        pytest.skip("pfnano_ul2017_inline.root not found")
-    return str(path)
-
-
 def _stored_counts(path, jets):
     """Per event, per jet: how many candidates the file links to the jet (by jetIdx), from uproot."""
     t = uproot.open(path)["Events"]

@@ -25,14 +25,6 @@ SEL = {"pt": (20.0, None), "abs_eta": 2.4}
 
 
 @pytest.fixture(scope="module")
-def inline_file(cms_dir) -> str:
-    path = cms_dir / "pfnano_ul2017_inline.root"
-    if not path.exists():
-        pytest.skip("pfnano_ul2017_inline.root not found")
-    return str(path)
-
-
-@pytest.fixture(scope="module")
 def qg_artifact(tmp_path_factory, tiny_cnn) -> str:
     from coffea_jetimg.artifact import save_artifact
     from coffea_jetimg.images import JetImageSpec
