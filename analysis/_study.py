@@ -102,43 +102,65 @@ def generate(cfg: dict, data: Path, log: Path, timings: dict) -> dict[str, dict[
             if not path.exists():
                 t0 = time.time()
                 cli(["generate", "--process", proc, "--events", n, "--seed", seed, "--pt-min", s["generator_pt"][0],
-                     "--pt-max", s["generator_pt"][1], "--workers", s["workers"], "--no-progress", "-o", path], log)
+                     "--pt-max", s["generator_pt"][1], *s.get("generate_extra", []), "--workers", s["workers"],
+                     "--no-progress", "-o", path], log)
                 timings[f"generate_{proc}_{part}_s"] = round(time.time() - t0, 1)
             out[part][proc] = path
     return out
 
 
-def selection_args(cfg: dict) -> list[Any]:
+def selection_args(cfg: dict, msd: Sequence[float] | None = None) -> list[Any]:
+    """The jet selection flags of ``train`` and ``run``: ``[selection]``, with its soft-drop mass
+    window ``msd`` (or the ``msd`` given here) when there is one."""
     sel = cfg["selection"]
+    msd = msd if msd is not None else sel.get("msd")
     return ["--jets", sel["jets"], "--pt-min", sel["pt"][0], "--pt-max", sel["pt"][1], "--abs-eta-max",
-            sel["abs_eta"]]
+            sel["abs_eta"], *(["--msd-min", msd[0], "--msd-max", msd[1]] if msd else [])]
 
 
-def train(cfg: dict, labels: Sequence[Any], art: Path, log: Path, timings: dict) -> dict:
+def train(cfg: dict, labels: Sequence[Any], art: Path, log: Path, timings: dict, model: str | None = None,
+          extra: Sequence[Any] = (), msd: Sequence[float] | None = None) -> dict:
     """``coffea-jetimg train`` with ``labels`` (``--signal ... --background ... --label-from ...``)
-    and the ``[training]`` settings; reused when ``art/spec.json`` exists."""
+    and the ``[training]`` settings (``model`` and ``extra`` flags, e.g. ``--name``, override or add
+    to them; ``msd`` replaces the selection's mass window); reused when ``art/spec.json`` exists."""
     if not (art / "spec.json").exists():
         t = cfg["training"]
         t0 = time.time()
-        cli(["train", *labels, "--model", t["model"], *selection_args(cfg), "--epochs", t["epochs"], "--patience",
-             t["patience"], "--batch-size", t["batch_size"], "--max-minutes", t["max_minutes"], "--seed", t["seed"],
-             "--no-progress", "-o", art], log)
-        timings["train_s"] = round(time.time() - t0, 1)
+        cli(["train", *labels, "--model", model or t["model"], *selection_args(cfg, msd), "--epochs", t["epochs"],
+             "--patience", t["patience"], "--batch-size", t["batch_size"], "--max-minutes", t["max_minutes"],
+             "--seed", t["seed"], *extra, "--no-progress", "-o", art], log)
+        timings[f"train_{art.name}_s" if model else "train_s"] = round(time.time() - t0, 1)
     return json.loads((art / "spec.json").read_text())
 
 
-def run(cfg: dict, fileset: dict, art: Path, out: Path, log: Path, timings: dict, extra: Sequence[Any]) -> Path:
-    """``coffea-jetimg run`` on Dask (``[sample] workers``) over ``fileset``; reused when done."""
+def run(cfg: dict, fileset: dict, art: Path | Sequence[Path], out: Path, log: Path, timings: dict,
+        extra: Sequence[Any], msd: Sequence[float] | None = None) -> Path:
+    """``coffea-jetimg run`` on Dask (``[sample] workers``) over ``fileset`` with the model(s)
+    ``art`` (``msd`` replaces the selection's mass window); reused when done."""
+    arts = [art] if isinstance(art, (str, Path)) else list(art)
     if not (out / "hists.coffea").exists():
         out.mkdir(parents=True, exist_ok=True)
         fs = out / "fileset.json"
         fs.write_text(json.dumps(fileset, indent=1))
         t0 = time.time()
-        cli(["run", "--fileset", fs, "--model", art, *selection_args(cfg),
+        cli(["run", "--fileset", fs, *[a for m in arts for a in ("--model", m)], *selection_args(cfg, msd),
              "--pt-bins", ",".join(f"{e:g}" for e in cfg["selection"]["pt_bins"]), "--executor", "dask",
              "--workers", cfg["sample"]["workers"], "--no-plots", "--no-progress", *extra, "-o", out], log)
         timings[f"run_{out.name}_s"] = round(time.time() - t0, 1)
     return out / "hists.coffea"
+
+
+def sample_classes(out: dict, name: str, take: dict[str, str]) -> Any:
+    """A score histogram whose class ``c`` holds only the jets of class ``c`` in dataset ``take[c]``
+    (the processor's report merges datasets: a signal sample's jets of the background class would
+    join the background sample's, another background than the one trained against)."""
+    first = out[next(iter(take.values()))]["score"][name]
+    h = first.copy()
+    h.reset()
+    for c, ds in take.items():
+        src = out[ds]["score"][name]
+        h.view(flow=True)[h.axes["class"].index(c)] = src.view(flow=True)[src.axes["class"].index(c)]
+    return h
 
 
 def figures(h: Any, signal: str, background: Sequence[str], n_boot: int, eff_s: float, seed: int = 0) -> dict:

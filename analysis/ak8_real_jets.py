@@ -59,17 +59,6 @@ def mistag(h_gen: Any, h_real: Any, eff_s: float) -> dict:
     return out
 
 
-def sample_classes(out: dict, name: str, take: dict[str, str]) -> Any:
-    """A score histogram whose class ``c`` holds only the jets of class ``c`` in dataset ``take[c]``."""
-    first = out[next(iter(take.values()))]["score"][name]
-    h = first.copy()
-    h.reset()
-    for c, ds in take.items():
-        src = out[ds]["score"][name]
-        h.view(flow=True)[h.axes["class"].index(c)] = src.view(flow=True)[src.axes["class"].index(c)]
-    return h
-
-
 def plot_distributions(gen: Any, real: Any, real_ref: Any, ref_name: str, path: Path, title: str) -> None:
     from coffea_jetimg.studies import project
 
@@ -156,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     name = next(iter(gen_out["qcd"]["score"]))
     # as in training: contained tops of the tt̄ sample against the jets of the QCD sample (the tt̄
     # sample's uncontained top jets, truthLabel 0, are not QCD jets and would make another background)
-    gen = {name: sample_classes(gen_out, name, {"top": "top", "qcd": "qcd"})}
+    gen = {name: S.sample_classes(gen_out, name, {"top": "top", "qcd": "qcd"})}
     real = merge_datasets(load(str(real_h)))
     ref = cfg["real"]["stored"][0]
     rep = cfg["report"]
