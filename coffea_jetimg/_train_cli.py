@@ -50,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--pt-min", type=float, default=None, help="keep jets with pt >= this (GeV)")
     g.add_argument("--pt-max", type=float, default=None, help="keep jets with pt < this (GeV)")
     g.add_argument("--abs-eta-max", type=float, default=2.0, help="keep jets with |eta| < this")
+    g.add_argument("--msd-min", type=float, default=None, help="keep jets with soft-drop mass >= this (GeV)")
+    g.add_argument("--msd-max", type=float, default=None, help="keep jets with soft-drop mass < this (GeV)")
     g.add_argument("--max-jets", type=int, default=None, help="at most this many jets per class")
     g.add_argument("--class-names", nargs=2, default=("qcd", "top"), metavar=("BACKGROUND", "SIGNAL"),
                    help="names of the background and signal classes stored in the artifact")
@@ -149,7 +151,9 @@ def config_from_args(args):
         architecture=args.model, image_preset=args.image_preset, n_constituents=args.n_constituents,
         features=args.features, image_overrides=_image_overrides(args),
         model_kwargs={"filters": args.filters} if args.filters is not None else {},
-        jets=args.jets, pt_range=pt_range, abs_eta_max=args.abs_eta_max, label_from=args.label_from,
+        jets=args.jets, pt_range=pt_range, abs_eta_max=args.abs_eta_max,
+        msd_range=None if args.msd_min is None and args.msd_max is None else (args.msd_min, args.msd_max),
+        label_from=args.label_from,
         signal_truth=None if args.signal_truth < 0 else args.signal_truth,
         background_truth=None if args.background_truth < 0 else args.background_truth,
         max_jets_per_class=args.max_jets, class_names=tuple(args.class_names), split=tuple(args.split),

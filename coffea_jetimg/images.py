@@ -30,9 +30,10 @@ import numpy as np
 from . import _kernels as K
 from ._bridge import axis_arrays, dask_axes, fields_of, flat, is_dask, per_jet
 from ._util import JsonSpec
-from .kinematics import energy
+from .kinematics import energy, p4_from_ptetaphim
 
-__all__ = ["JetImageSpec", "PRESETS", "jet_images", "transform_constituents", "CHANNELS", "constituent_fields"]
+__all__ = ["JetImageSpec", "PRESETS", "jet_images", "transform_constituents", "image_mass", "CHANNELS",
+           "constituent_fields"]
 
 #: Channel names and what a candidate contributes (``I`` = the spec's intensity).
 CHANNELS = {
@@ -488,3 +489,34 @@ def transform_constituents(x, spec: JetImageSpec | str | dict = "komiske", *, je
                                     theta, _kernel_params(spec))
     rec = ak.zip({"pt": cols["pt"], "u": u, "v": v, "mass": cols["mass"]})
     return ak.unflatten(rec, np.diff(offsets))
+
+
+def image_mass(images: np.ndarray, spec: JetImageSpec | str | dict, channel: int = 0) -> np.ndarray:
+    """Invariant mass (GeV) of jet images, each pixel a massless particle at its centre.
+
+    The image mass of de Oliveira et al. (arXiv:1511.05190, sec. 3): pixel ``(i, j)`` of
+    ``channel`` carries pT = its value at (η, φ) = ((i − n_η // 2)·Δη, (j − n_φ // 2)·Δφ) (the
+    pixel convention of the module), so it needs pT (or E_T) intensities that are not
+    normalised. Rotating the pixel grid changes it (η and φ are not equivalent for the mass);
+    centring by a boost keeps it.
+
+    Parameters
+    ----------
+    images : ndarray ``(n_jets, C, n_eta, n_phi)``
+    spec : JetImageSpec, preset name or dict
+        Gives the pixel sizes.
+    channel : int
+
+    Returns
+    -------
+    ndarray (n_jets,), float64
+    """
+    spec = _as_spec(spec)
+    x = np.asarray(images, np.float64)[:, channel]
+    ne, nphi = x.shape[1:]
+    de, dp = spec.pixel_size
+    eta = ((np.arange(ne) - ne // 2) * de)[:, None] * np.ones((1, nphi))
+    phi = np.ones((ne, 1)) * ((np.arange(nphi) - nphi // 2) * dp)[None, :]
+    e, px, py, pz = p4_from_ptetaphim(np.ones_like(eta), eta, phi, np.zeros_like(eta))  # per unit pT
+    tot = [np.einsum("nij,ij->n", x, c) for c in (e, px, py, pz)]
+    return np.sqrt(np.maximum(tot[0] ** 2 - tot[1] ** 2 - tot[2] ** 2 - tot[3] ** 2, 0.0))

@@ -181,10 +181,10 @@ def test_ctrl_c_of_a_dask_run_leaves_no_workers(tmp_path, generated_qcd, tiny_cn
                         "input": {"kind": "image", "image_spec": img}, "class_names": ["qcd", "top"],
                         "signal_class": "top"}, torch.randn(2, 1, 8, 8))
     fs = tmp_path / "fs.json"
-    fs.write_text(json.dumps({"qcd": [generated_qcd]}))  # 60 chunks: far from done when interrupted
+    fs.write_text(json.dumps({"qcd": [generated_qcd]}))  # 150 chunks: far from done when interrupted
     out = tmp_path / "out"
     p = subprocess.Popen([sys.executable, "-m", "coffea_jetimg.cli", "run", "--fileset", str(fs), "--model", str(art),
-                          "--executor", "dask", "--workers", "2", "--chunksize", "5", "--no-plots", "--no-progress",
+                          "--executor", "dask", "--workers", "2", "--chunksize", "2", "--no-plots", "--no-progress",
                           "-o", str(out)], start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
 

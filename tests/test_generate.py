@@ -184,6 +184,28 @@ def test_file_substructure_is_substructure_of_its_constituents(generated_top):
         np.testing.assert_allclose(taus[:, k], stored(f"tau{k + 1}"), rtol=1e-6, atol=1e-7)
 
 
+def test_fatjet_radius_sets_the_clustering_and_the_substructure_r0(tmp_path):
+    # --fatjet-r 1.0 (ATLAS-style large-R jets): constituents reach beyond 0.8 from the axis in
+    # most jets (an R = 0.8 jet's rarely do) and about to 1.0 (anti-kT merges in rapidity about a
+    # moving axis, so a soft one may lie a little beyond), and the stored soft-drop mass / tau_N
+    # are fjcontrib's with R0 = 1.0
+    path = generate("w", 25, 3, tmp_path / "w10.root", pt_min=250, pt_max=300, fatjet_r=1.0, progress=False)
+    ev = cj.open_events(path)
+    fj = ak.flatten(ev.FatJet)
+    cands = ak.flatten(cj.constituents(ev), axis=1)
+    assert len(fj) > 15
+    deta = cands.eta - fj.eta
+    dphi = (cands.phi - fj.phi + np.pi) % (2 * np.pi) - np.pi
+    dr = ak.to_numpy(ak.max(np.hypot(deta, dphi), axis=1))
+    assert np.median(dr) > 0.8 and np.percentile(dr, 80) < 1.05, np.sort(dr)
+    np.testing.assert_allclose(softdrop(cands, **{**SOFTDROP, "R0": 1.0})["msoftdrop"],
+                               ak.to_numpy(fj.msoftdrop), rtol=1e-6, atol=1e-5)
+    taus = nsubjettiness(cands, (1, 2, 3), **{**NSUBJETTINESS, "R0": 1.0})
+    np.testing.assert_allclose(taus[:, 1], ak.to_numpy(fj["tau2"]), rtol=1e-6, atol=1e-7)  # fj.tau2 is vector's m²
+    with pytest.raises(ValueError, match="fatjet_r"):
+        generate("w", 5, 3, tmp_path / "x.root", fatjet_r=0.0, progress=False)
+
+
 def test_fast_pseudojet_inputs_cluster_like_public_pseudojets():
     # pseudojets() hands FastJet raw SWIG pointers in one vectorPJ (for speed); the jets and the
     # constituent -> input-position links must be those of a list of fastjet.PseudoJet
@@ -252,7 +274,7 @@ def test_cli_help_lists_options():
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     for opt in ("--process", "--events", "--seed", "--pileup", "--ecm", "--pt-min", "--pt-max", "--workers",
-                "--output", "--fatjet-pt-min", "--jet-pt-min"):
+                "--output", "--fatjet-pt-min", "--jet-pt-min", "--fatjet-r"):
         assert opt in out.stdout, opt
     for proc in ("top", "qcd", "w", "quark", "gluon", "ttbar", "wjets", "dy"):
         assert proc in out.stdout

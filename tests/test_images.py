@@ -9,7 +9,7 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from coffea_jetimg.images import PRESETS, JetImageSpec, jet_images, transform_constituents
+from coffea_jetimg.images import PRESETS, JetImageSpec, image_mass, jet_images, transform_constituents
 
 
 def _jets(list_of_jets, charge=None):
@@ -219,6 +219,29 @@ def test_boost_centring_keeps_mass_translation_does_not():
     # massless constituents: eta translation is a boost
     t = transform_constituents(_jets([[c[:3] + (0.0,) for c in jet]]), JetImageSpec(boost=False))[0]
     assert _pair_mass(t.pt, t.u, t.v, t.mass) == pytest.approx(_pair_mass(pt, eta, phi, 0 * m), rel=1e-5)
+
+
+def test_image_mass_is_the_pixels_mass_and_a_quarter_turn_changes_it():
+    # two massless prongs on pixel centres 0.4 apart in eta: the image mass is their pair mass
+    # (m² = 2 pT1 pT2 (cosh Δη − cos Δφ)); the grid turned by π/2 puts them 0.4 apart in phi,
+    # which is another mass (1 − cos 0.4 < cosh 0.4 − 1): the caveat of arXiv:1511.05190
+    spec = JetImageSpec(npix=25, pixel_size=0.1, centre="none", normalize="none")
+    x = _jets([[(100.0, -0.2, 0.0, 0.0), (50.0, 0.2, 0.0, 0.0)]])
+    img = jet_images(x, spec)
+    m = image_mass(img, spec)[0]
+    assert m == pytest.approx(math.sqrt(2 * 100 * 50 * (math.cosh(0.4) - 1)), rel=1e-6)
+    assert m == pytest.approx(_pair_mass([100, 50], [-0.2, 0.2], [0, 0], [0, 0]), rel=1e-6)
+    turned = image_mass(np.rot90(img, 1, axes=(2, 3)), spec)[0]
+    assert turned == pytest.approx(math.sqrt(2 * 100 * 50 * (1 - math.cos(0.4))), rel=1e-6)
+    assert abs(turned / m - 1) > 0.01
+    # a real jet on a fine grid: the image mass is the jet mass up to pixelisation
+    rng = np.random.default_rng(5)
+    jet = [(float(p), float(e), float(f), 0.0) for p, e, f in
+           zip(rng.exponential(10, 40), rng.normal(0.4, 0.15, 40), rng.normal(1.0, 0.15, 40))]
+    fine = JetImageSpec(npix=81, pixel_size=0.02, centre="jet_axis", normalize="none")
+    pt, eta, phi, mass = (np.array([c[i] for c in jet]) for i in range(4))
+    assert image_mass(jet_images(_jets([jet]), fine), fine)[0] == pytest.approx(_pair_mass(pt, eta, phi, mass),
+                                                                                rel=0.02)
 
 
 def test_tower_projection():

@@ -91,6 +91,26 @@ def test_decorrelation_of_mass_sculpting_tagger():
     assert studies.decorrelation(flat, "top", ["qcd"], 0.5)["jsd"] < 0.01
 
 
+def test_decorrelation_bootstrap_intervals_cover_the_central_values():
+    # a partly sculpting background (score rises with mass, with spread): the Poisson bootstrap of
+    # the (score x mass) counts gives intervals around the central R50 and 1/JSD, which shrink
+    # with 16x the jets by about 4x (1/sqrt(N))
+    rng = np.random.default_rng(4)
+    widths = {}
+    for n in (2000, 32000):
+        bm = rng.uniform(0, 300, n)
+        bs = np.clip(bm / 300 + rng.normal(0, 0.3, n), 0, 0.999)
+        h = _score_hist(rng.uniform(0.3, 1, n), bs, rng.uniform(0, 300, n), bm)
+        d = studies.decorrelation(h, "top", ["qcd"], 0.5, n_boot=200, seed=1)
+        plain = studies.decorrelation(h, "top", ["qcd"], 0.5)
+        assert d["rejection"] == plain["rejection"] and d["inv_jsd"] == plain["inv_jsd"]
+        for key, c in (("rejection_boot_interval", d["rejection"]), ("inv_jsd_interval", d["inv_jsd"])):
+            lo, hi = d[key]
+            assert lo < c < hi, (n, key, lo, c, hi)
+        widths[n] = np.diff(d["inv_jsd_interval"])[0] / d["inv_jsd"]
+    assert 2.5 < widths[2000] / widths[32000] < 6.5, widths
+
+
 def test_decorrelation_plot_shows_the_tables_interpolated_rejection(tmp_path):
     # coarse score bins: the nearest bin edge gives ε_S far from 0.5 (0.69 here), so the old
     # nearest-edge rejection differed from the table's interpolated R50

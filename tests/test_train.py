@@ -409,12 +409,40 @@ def test_cli_train_colour_images(generated_top, generated_qcd, tmp_path, capsys)
     assert "'tracks'" in capsys.readouterr().err
 
 
+def test_soft_drop_mass_window_selects_training_jets(generated_top, generated_qcd, tmp_path, capsys):
+    """train --msd-min/--msd-max (TrainConfig.msd_range) keeps exactly the jets in the window,
+    through the library's select_jets, and the artifact records it."""
+    from coffea_jetimg import open_events
+    from coffea_jetimg.cli import main
+    from coffea_jetimg.training import load_jets, make_input_spec
+
+    spec = make_input_spec("fc", features=["msoftdrop", "tau21"])
+    X, info = load_jets([generated_top], spec, pt_range=(200.0, 1e9), abs_eta_max=2.0, msd_range=(120.0, 210.0))
+    fj = open_events(generated_top).FatJet
+    want = fj[(fj.pt >= 200) & (abs(fj.eta) < 2) & (fj.msoftdrop >= 120) & (fj.msoftdrop < 210)]
+    assert len(X) == ak.sum(ak.num(want)) > 10
+    assert np.all((info["msoftdrop"] >= 120) & (info["msoftdrop"] < 210))
+    np.testing.assert_allclose(X[:, 0], info["msoftdrop"], rtol=1e-6)
+    out = tmp_path / "fc"
+    assert main(["train", "--signal", generated_top, "--background", generated_qcd, "--model", "fc", "--features",
+                 "msoftdrop", "tau21", "--signal-truth", "-1", "--msd-min", "40", "--msd-max", "200", "--epochs", "1",
+                 "--no-progress", "-o", str(out)]) == 0
+    cfg = json.loads((out / "spec.json").read_text())["training"]
+    assert cfg["config"]["msd_range"] == [40.0, 200.0]
+    n = 0
+    for f in (generated_top, generated_qcd):
+        j = open_events(f).FatJet
+        n += ak.sum((abs(j.eta) < 2) & (j.msoftdrop >= 40) & (j.msoftdrop < 200))
+    assert sum(cfg["n_jets"].values()) == n
+
+
 def test_cli_help_lists_every_option():
     r = subprocess.run([sys.executable, "-m", "coffea_jetimg.cli", "train", "--help"], capture_output=True, text=True)
     assert r.returncode == 0
     for opt in ("--signal", "--background", "--model", "--image-preset", "--n-constituents", "--epochs",
                 "--batch-size", "--lr", "--seed", "--device", "--decorrelate", "--lambda", "--jes-smear",
-                "--resume", "--output", "--channels", "--normalize", "--filters", "--max-minutes", "--monitor"):
+                "--resume", "--output", "--channels", "--normalize", "--filters", "--max-minutes", "--monitor",
+                "--msd-min", "--msd-max"):
         assert opt in r.stdout, opt
 
 

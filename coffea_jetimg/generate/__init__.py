@@ -47,7 +47,7 @@ def task_sizes(n_events: int, workers: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(n_tasks)]
 
 
-def _validate(process, n_events, seed, pileup, ecm, pt_min, pt_max, workers, fatjet_pt_min):
+def _validate(process, n_events, seed, pileup, ecm, pt_min, pt_max, workers, fatjet_pt_min, fatjet_r=0.8):
     if process not in PROCESSES:
         raise ValueError(f"unknown process {process!r}; choose one of: {', '.join(PROCESSES)}")
     if not isinstance(n_events, (int, np.integer)) or n_events <= 0:
@@ -60,6 +60,8 @@ def _validate(process, n_events, seed, pileup, ecm, pt_min, pt_max, workers, fat
         raise ValueError(f"ecm must be a positive energy in GeV, got {ecm!r}")
     if not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    if not 0 < fatjet_r <= 2:
+        raise ValueError(f"fatjet_r must be in (0, 2], got {fatjet_r!r}")
     if fatjet_pt_min < 0:
         raise ValueError(f"fatjet_pt_min must be >= 0, got {fatjet_pt_min!r}")
     pthat_window(process, pt_min, pt_max)  # raises for pt_min >= pt_max
@@ -97,6 +99,7 @@ def generate(
     progress: bool = True,
     fatjet_pt_min: float = 200.0,
     jet_pt_min: float = 20.0,
+    fatjet_r: float = 0.8,
     detector: Detector | None = None,
 ) -> str:
     """Generate ``n_events`` events of ``process`` and write them to ``output`` (PFNano layout).
@@ -124,7 +127,10 @@ def generate(
     progress : bool
         Show a tqdm progress bar on stderr.
     fatjet_pt_min, jet_pt_min : float
-        Lowest stored ``FatJet`` (anti-kT 0.8) and ``Jet`` (anti-kT 0.4) pT in GeV.
+        Lowest stored ``FatJet`` (anti-kT ``fatjet_r``) and ``Jet`` (anti-kT 0.4) pT in GeV.
+    fatjet_r : float
+        ``FatJet`` radius (default 0.8, CMS's AK8; 1.0 for ATLAS-style large-R jets); truth
+        matching and the soft-drop / N-subjettiness ``R0`` follow it.
     detector : Detector, optional
         Detector parameters (efficiencies, resolutions, thresholds); default :class:`Detector()`.
 
@@ -138,12 +144,12 @@ def generate(
     ValueError
         For an unknown process or an invalid number (events <= 0, pt_min >= pt_max, ...).
     """
-    _validate(process, n_events, seed, pileup, ecm, pt_min, pt_max, workers, fatjet_pt_min)
+    _validate(process, n_events, seed, pileup, ecm, pt_min, pt_max, workers, fatjet_pt_min, fatjet_r)
     output = os.fspath(output)
     sizes = task_sizes(int(n_events), int(workers))
     seeds = np.random.SeedSequence(int(seed)).spawn(len(sizes))
     firsts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
-    jet_kw = {"fatjet_pt_min": fatjet_pt_min, "jet_pt_min": jet_pt_min}
+    jet_kw = {"fatjet_pt_min": fatjet_pt_min, "jet_pt_min": jet_pt_min, "fatjet_r": fatjet_r}
 
     bar = None
     if progress:

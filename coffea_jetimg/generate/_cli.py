@@ -65,7 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="upper end of the jet pT range in GeV (sets PhaseSpace:pTHatMax = 1.15 x this for jet "
                              "processes; default 700 for jet processes)")
     parser.add_argument("--fatjet-pt-min", type=_nonneg_float, default=200.0,
-                        help="lowest stored FatJet (anti-kT R=0.8) pT in GeV")
+                        help="lowest stored FatJet pT in GeV")
+    parser.add_argument("--fatjet-r", type=float, default=0.8,
+                        help="FatJet radius (anti-kT; 0.8 as CMS's AK8, 1.0 as ATLAS's large-R jets); the truth "
+                             "matching and the soft-drop / N-subjettiness R0 follow it")
     parser.add_argument("--jet-pt-min", type=_nonneg_float, default=20.0,
                         help="lowest stored Jet (anti-kT R=0.4) pT in GeV")
     parser.add_argument("--workers", "-j", type=_positive_int, default=1, help="parallel worker processes")
@@ -83,7 +86,7 @@ def main(args) -> int:
     try:
         path = generate(args.process, args.events, args.seed, args.output, pileup=args.pileup, ecm=args.ecm,
                         pt_min=args.pt_min, pt_max=args.pt_max, workers=args.workers,
-                        progress=not args.no_progress, fatjet_pt_min=args.fatjet_pt_min,
+                        progress=not args.no_progress, fatjet_pt_min=args.fatjet_pt_min, fatjet_r=args.fatjet_r,
                         jet_pt_min=args.jet_pt_min)
     except ValueError as err:
         print(f"coffea-jetimg generate: error: {err}", file=sys.stderr)

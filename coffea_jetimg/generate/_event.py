@@ -29,13 +29,18 @@ _PSTATUS_FLAGS = (1 << 0) | (1 << 7) | (1 << 8)  # isPrompt, isHardProcess, from
 
 
 class JetConfig:
-    """Jet settings: radii (anti-kT) and pT thresholds in GeV."""
+    """Jet settings: radii (anti-kT) and pT thresholds in GeV.
 
-    fatjet_r = 0.8
+    ``fatjet_r`` is the ``FatJet`` radius (0.8 as CMS's AK8; 1.0 as ATLAS's large-R jets): the
+    truth matching and the soft-drop / N-subjettiness ``R0`` follow it.
+    """
+
     jet_r = 0.4
     genjet_r = 0.4
 
-    def __init__(self, fatjet_pt_min: float = 200.0, jet_pt_min: float = 20.0, genjet_pt_min: float = 10.0):
+    def __init__(self, fatjet_pt_min: float = 200.0, jet_pt_min: float = 20.0, genjet_pt_min: float = 10.0,
+                 fatjet_r: float = 0.8):
+        self.fatjet_r = float(fatjet_r)
         self.fatjet_pt_min = float(fatjet_pt_min)
         self.jet_pt_min = float(jet_pt_min)
         self.genjet_pt_min = float(genjet_pt_min)
@@ -46,19 +51,21 @@ def _eta_phi(d):
 
 
 #: FatJet_msoftdrop: soft drop with β = 0, z_cut = 0.1, R0 = 0.8 (mMDT); FatJet_tau1..3: τ_N with
-#: β = 1, R0 = 0.8, exclusive-kT axes. Both by fjcontrib through :mod:`coffea_jetimg.substructure`,
+#: β = 1, R0 = 0.8, exclusive-kT axes (R0 is the FatJet radius: :attr:`JetConfig.fatjet_r`).
+#: Both by fjcontrib through :mod:`coffea_jetimg.substructure`,
 #: on the stored (float32) kinematics of the jet's PFCands, so a file's values are what
 #: ``substructure.softdrop`` / ``nsubjettiness`` give on its ``constituents``.
 SOFTDROP: dict[str, Any] = {"beta": 0.0, "z_cut": 0.1, "R0": 0.8}
 NSUBJETTINESS: dict[str, Any] = {"beta": 1.0, "R0": 0.8, "axes": "kt"}
 
 
-def fill_substructure(events: list) -> None:
+def fill_substructure(events: list, r0: float = SOFTDROP["R0"]) -> None:
     """Add ``msoftdrop`` and ``tau1..3`` (after ``mass``) to the ``FatJet`` of each event of
     ``events`` (``(collections, scalars)`` pairs from :meth:`EventGenerator.next` with
     ``substructure=False``), in place, with one soft-drop and one N-subjettiness call for all
     their jets (each call has a fixed cost of milliseconds: per event it would cost more than the
-    event). The constituents are the FatJet's ``PFCands`` in link order."""
+    event). The constituents are the FatJet's ``PFCands`` in link order; ``r0`` is the jets' radius,
+    the ``R0`` of both."""
     keys = ("pt", "eta", "phi", "mass")
     cols: dict[str, list] = {k: [] for k in keys}
     counts, n_jets = [], []
@@ -73,8 +80,9 @@ def fill_substructure(events: list) -> None:
     if total:
         jets = ak.unflatten(ak.zip({k: np.concatenate(v).astype(np.float64) for k, v in cols.items()}),
                             np.concatenate(counts))
-        taus = nsubjettiness(jets, (1, 2, 3), **NSUBJETTINESS)
-        sub = {"msoftdrop": softdrop(jets, **SOFTDROP)["msoftdrop"], "tau1": taus[:, 0], "tau2": taus[:, 1],
+        taus = nsubjettiness(jets, (1, 2, 3), **{**NSUBJETTINESS, "R0": r0})
+        sub = {"msoftdrop": softdrop(jets, **{**SOFTDROP, "R0": r0})["msoftdrop"], "tau1": taus[:, 0],
+               "tau2": taus[:, 1],
                "tau3": taus[:, 2]}
     else:
         sub = {k: np.zeros(0) for k in ("msoftdrop", "tau1", "tau2", "tau3")}
@@ -128,7 +136,7 @@ class EventGenerator:
         """``n`` events of :meth:`next`, with the FatJets' substructure computed once for all of
         them (:func:`fill_substructure`): the same events, faster."""
         events = [self.next(substructure=False) for _ in range(int(n))]
-        fill_substructure(events)
+        fill_substructure(events, self.jets.fatjet_r)
         return events
 
     def next(self, substructure: bool = True) -> tuple[dict, dict]:
@@ -250,7 +258,7 @@ class EventGenerator:
             "Pileup_nTrueInt": self.mu, "genWeight": weight, "Generator_weight": weight,
         }
         if substructure:
-            fill_substructure([(out, scalars)])
+            fill_substructure([(out, scalars)], self.jets.fatjet_r)
         return out, scalars
 
 

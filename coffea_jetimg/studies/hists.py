@@ -253,19 +253,24 @@ def sliced_mass(h_score: Hist, low: float = 0.2, high: float = 0.8) -> dict[str,
     return out
 
 
-def decorrelation(h_score: Hist, signal: str, background: Sequence[str], eff_s: float = 0.5) -> dict[str, Any]:
+def decorrelation(h_score: Hist, signal: str, background: Sequence[str], eff_s: float = 0.5, n_boot: int = 0,
+                  seed: int = 0) -> dict[str, Any]:
     """Mass decorrelation at the working point ε_S = ``eff_s`` (the table's interpolated one).
 
     The background mass distributions passing and failing the working point are interpolated
     between the two bracketing cuts with the same weights as ε_B
     (:meth:`coffea_jetimg.metrics.WorkingPoint.mix`), so the rejection here is the table's.
+    With ``n_boot`` > 0 the signal score counts and the background (score × mass) counts are
+    Poisson-resampled (:func:`coffea_jetimg.metrics.bootstrap_counts`) for 68 % intervals of the
+    rejection and of 1/JSD, both recomputed, working point included, on each resample.
 
     Returns
     -------
     dict
         ``eff_s``, ``threshold``, ``eff_b``, ``rejection`` (``inf`` when no background passes),
         ``rejection_interval``, ``rejection_lower_limit``, ``jsd`` (pass vs fail, bits),
-        ``inv_jsd``; all ``None`` with a ``reason`` ("no signal jets", "no background jets")
+        ``inv_jsd``; with ``n_boot``: ``rejection_boot_interval``, ``inv_jsd_interval``,
+        ``n_boot``; all ``None`` with a ``reason`` ("no signal jets", "no background jets")
         when the working point is undefined.
     """
     roc = score_roc(h_score, signal, background)
@@ -275,15 +280,32 @@ def decorrelation(h_score: Hist, signal: str, background: Sequence[str], eff_s: 
         return {**empty, "reason": "no signal jets"}
     if roc.n_b <= 0:
         return {**empty, "reason": "no background jets"}
-    wp = metrics.working_point(roc, eff_s)
-    t = metrics.passing(project(h_score, [SCORE, MSD], list(background)))
-    passing = wp.mix(t)
-    failing = t[0] - passing
-    d = metrics.jsd(passing, failing)
-    inv = (float("inf") if d == 0 else 1.0 / d) if np.isfinite(d) else None
-    return {"eff_s": eff_s, "threshold": wp.threshold, "eff_b": wp.eff_b, "rejection": wp.rejection,
-            "rejection_interval": list(wp.interval), "rejection_lower_limit": wp.lower_limit,
-            "jsd": d, "inv_jsd": inv}
+    edges = h_score.axes[SCORE].edges
+    b2 = project(h_score, [SCORE, MSD], list(background))
+
+    def at_wp(s: np.ndarray, b: np.ndarray, r: metrics.Roc | None = None) -> tuple[metrics.WorkingPoint, float]:
+        wp = metrics.working_point(r or metrics.roc_from_counts(s, b.sum(axis=1), edges), eff_s)
+        t = metrics.passing(b)
+        passing = wp.mix(t)
+        return wp, metrics.jsd(passing, t[0] - passing)
+
+    def inverse(d: float) -> float | None:
+        return (float("inf") if d == 0 else 1.0 / d) if np.isfinite(d) else None
+
+    wp, d = at_wp(project(h_score, [SCORE], [signal]), b2, roc)
+    out = {"eff_s": eff_s, "threshold": wp.threshold, "eff_b": wp.eff_b, "rejection": wp.rejection,
+           "rejection_interval": list(wp.interval), "rejection_lower_limit": wp.lower_limit,
+           "jsd": d, "inv_jsd": inverse(d)}
+    if n_boot > 0:
+        s1, vs1 = score_counts(h_score, [signal])
+        vb2 = project(h_score, [SCORE, MSD], list(background), variances=True)
+        shape = b2.shape
+        for key, stat in (("rejection_boot_interval", lambda s, b: at_wp(s, b.reshape(shape))[0].rejection),
+                          ("inv_jsd_interval", lambda s, b: inverse(at_wp(s, b.reshape(shape))[1]) or np.nan)):
+            _, iv = metrics.bootstrap_counts(stat, s1, b2.ravel(), vs1, vb2.ravel(), n_boot=n_boot, seed=seed)
+            out[key] = [float(v) for v in iv]
+        out["n_boot"] = n_boot
+    return out
 
 
 # ----------------------------------------------------------------------------------- pixel maps

@@ -249,7 +249,7 @@ def decorrelation_points(summary: dict[str, Any]) -> tuple[dict[str, dict[str, A
             continue
         iv = d.get("rejection_interval") or [None, None]
         points[name] = {"rejection": float(r), "interval": iv, "lower_limit": limit if d.get("rejection") == "inf"
-                        else None, "inv_jsd": float(ij)}
+                        else None, "inv_jsd": float(ij), "inv_jsd_interval": d.get("inv_jsd_interval")}
     message = None
     if not points:
         uniq = list(dict.fromkeys(str(x) for x in reasons))
@@ -257,12 +257,16 @@ def decorrelation_points(summary: dict[str, Any]) -> tuple[dict[str, dict[str, A
     return points, message
 
 
-def plot_decorrelation(summary: dict[str, Any], path: str | Path, eff_s: float = 0.5) -> dict[str, Any]:
+def plot_decorrelation(summary: dict[str, Any], path: str | Path, eff_s: float = 0.5,
+                       groups: dict[str, Sequence[str]] | None = None, title: str | None = None) -> dict[str, Any]:
     """1/JSD against 1/ε_B at ε_S = ``eff_s``, one point per model, with the rejection's interval.
 
     The rejection is the summary's (the tables'): interpolated at exactly ``eff_s``. A model with
     no background passing is drawn at its lower limit with a right-pointing marker. Up and right is better.
-    Without any point the frame says why (e.g. "no signal jets").
+    Without any point the frame says why (e.g. "no signal jets"). ``groups`` (``{label: [model,
+    ...]}``, e.g. one decorrelation method at several λ) joins their points by a line, in order;
+    a point's ``inv_jsd_interval`` (:func:`~coffea_jetimg.studies.decorrelation` with
+    ``n_boot``) is drawn as a vertical bar.
 
     Returns ``{"points": decorrelation_points(...)[0], "message": str or None}``.
     """
@@ -273,6 +277,12 @@ def plot_decorrelation(summary: dict[str, Any], path: str | Path, eff_s: float =
     fig, ax = plt.subplots(figsize=(8, 7))
     # labels alternate above / below in order of 1/JSD: neighbouring models often sit close together
     rank = {n: k for k, n in enumerate(sorted(points, key=lambda n: -points[n]["inv_jsd"]))}
+    for label, members in (groups or {}).items():
+        pts = [points[m] for m in members if m in points]
+        if len(pts) > 1:
+            ax.plot([p["rejection"] for p in pts], [p["inv_jsd"] for p in pts], "-", color="grey", alpha=0.6, lw=1.5)
+            ax.annotate(label, (pts[-1]["rejection"], pts[-1]["inv_jsd"]), textcoords="offset points",
+                        xytext=(-10, 14), fontsize=12, color="grey", fontweight="bold")
     for name, p in points.items():
         r, ij = p["rejection"], p["inv_jsd"]
         text = name
@@ -281,10 +291,13 @@ def plot_decorrelation(summary: dict[str, Any], path: str | Path, eff_s: float =
             text = f"{name} (1/εB > {r:.0f})"
         else:
             lo, hi = p["interval"]
-            xerr = None
+            xerr = yerr = None
             if _finite_number(lo) and _finite_number(hi):
                 xerr = [[max(r - lo, 0.0)], [max(hi - r, 0.0)]]
-            ax.errorbar([r], [ij], xerr=xerr, fmt="o", ms=8, capsize=3)
+            jlo, jhi = p.get("inv_jsd_interval") or (None, None)
+            if _finite_number(jlo) and _finite_number(jhi):
+                yerr = [[max(ij - jlo, 0.0)], [max(jhi - ij, 0.0)]]
+            ax.errorbar([r], [ij], xerr=xerr, yerr=yerr, fmt="o", ms=8, capsize=3)
         ax.annotate(text, (r, ij), textcoords="offset points", xytext=(6, 6 if rank[name] % 2 == 0 else -18),
                     fontsize=12)
     ax.set_xlabel(r"Background rejection $1/\varepsilon_B$ at $\varepsilon_S$ = " + f"{eff_s:g}")
@@ -302,7 +315,9 @@ def plot_decorrelation(summary: dict[str, Any], path: str | Path, eff_s: float =
             axis.set_major_formatter(plain)
             # label the 2x and 5x minor ticks too: a decade rarely fits on these axes
             axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
-        ax.text(0.02, 0.02, "horizontal bars: 68% interval of 1/εB", transform=ax.transAxes, fontsize=10)
+        ax.text(0.02, 0.02, "bars: 68% intervals", transform=ax.transAxes, fontsize=10)
+        if title:
+            ax.set_title(title, fontsize=10)
     else:
         ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", fontsize=16, wrap=True)
         ax.set_xticks([])

@@ -44,6 +44,8 @@ class TrainConfig(JsonSpec):
         Keep jets with ``lo <= pt < hi`` (GeV).
     abs_eta_max : float or None
         Keep jets with ``|eta| < abs_eta_max``.
+    msd_range : (float or None, float or None) or None
+        Keep jets with ``lo <= msoftdrop < hi`` (GeV; ``mass`` for jets without ``msoftdrop``).
     label_from : {'file', 'truth', 'partonFlavour'}
         ``'file'``: signal-file jets are class 1, background-file jets class 0 (with
         ``signal_truth`` / ``background_truth`` required when the jets have a ``truthLabel``);
@@ -105,6 +107,7 @@ class TrainConfig(JsonSpec):
     # jets and labels
     pt_range: tuple[float, float] | None = None
     abs_eta_max: float | None = 2.0
+    msd_range: tuple[float | None, float | None] | None = None
     label_from: str = "file"
     signal_truth: int | None = int(TruthLabel.TOP)
     background_truth: int | None = int(TruthLabel.QCD)
@@ -153,6 +156,10 @@ class TrainConfig(JsonSpec):
             if len(self.pt_range) != 2:
                 raise TrainingError(f"pt_range must be (low, high) in GeV, got {self.pt_range!r}")
             put("pt_range", (float(self.pt_range[0]), float(self.pt_range[1])))
+        if self.msd_range is not None:
+            if len(self.msd_range) != 2:
+                raise TrainingError(f"msd_range must be (low, high) in GeV, got {self.msd_range!r}")
+            put("msd_range", tuple(None if v is None else float(v) for v in self.msd_range))
         if len(self.class_names) != 2:
             raise TrainingError(f"class_names must be (background, signal), got {self.class_names!r}")
         put("class_names", tuple(self.class_names))

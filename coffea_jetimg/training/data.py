@@ -101,7 +101,8 @@ def _smeared(cands: Any, jes_smear: float, rng: np.random.Generator) -> Any:
 
 def load_inputs(files: Iterable[Any], input_specs: Mapping[str, dict], *, jets: str = "FatJet",
                 pt_range: tuple[float, float] | None = None,
-                abs_eta_max: float | None = None, truth_label: int | None = None, max_jets: int | None = None,
+                abs_eta_max: float | None = None, msd_range: tuple[float | None, float | None] | None = None,
+                truth_label: int | None = None, max_jets: int | None = None,
                 jes_smear: float = 0.0, seed: int = 0,
                 allow_missing_event_ids: bool = False) -> tuple[dict[str, np.ndarray], dict]:
     """Network inputs of several specs, and jet quantities, for the same selected jets of ``files``.
@@ -121,6 +122,8 @@ def load_inputs(files: Iterable[Any], input_specs: Mapping[str, dict], *, jets: 
         Keep jets with ``lo <= pt < hi`` (GeV).
     abs_eta_max : float, optional
         Keep jets with ``|eta| < abs_eta_max``.
+    msd_range : (float or None, float or None), optional
+        Keep jets with ``lo <= msoftdrop < hi`` (GeV; ``mass`` for jets without ``msoftdrop``).
     truth_label : int, optional
         Keep only jets with ``truthLabel == truth_label`` when the jets have that field
         (:class:`coffea_jetimg.selection.TruthLabel` codes for generated files); ignored (with
@@ -173,7 +176,7 @@ def load_inputs(files: Iterable[Any], input_specs: Mapping[str, dict], *, jets: 
                     "truthLabel": np.full(n, -1), "partonFlavour": np.full(n, NO_FLAVOUR, np.int64)}
         else:
             j = events[jets]
-            mask = select_jets(j, pt=pt_range, abs_eta=abs_eta_max)
+            mask = select_jets(j, pt=pt_range, abs_eta=abs_eta_max, msd=msd_range)
             if truth_label is not None:
                 if _has(j, "truthLabel"):
                     mask = mask & (j.truthLabel == truth_label)
@@ -215,6 +218,7 @@ def load_inputs(files: Iterable[Any], input_specs: Mapping[str, dict], *, jets: 
 
 def load_jets(files: Iterable[Any], input_spec: dict, *, jets: str = "FatJet",
               pt_range: tuple[float, float] | None = None, abs_eta_max: float | None = None,
+              msd_range: tuple[float | None, float | None] | None = None,
               truth_label: int | None = None, max_jets: int | None = None, jes_smear: float = 0.0,
               seed: int = 0, allow_missing_event_ids: bool = False) -> tuple[np.ndarray, dict]:
     """Network inputs and jet quantities of the selected jets of ``files``, for one input spec.
@@ -224,7 +228,8 @@ def load_jets(files: Iterable[Any], input_spec: dict, *, jets: str = "FatJet",
     ``truthLabel`` and ``file_index``.
     """
     X, info = load_inputs(files, {"x": input_spec}, jets=jets, pt_range=pt_range, abs_eta_max=abs_eta_max,
-                          truth_label=truth_label, max_jets=max_jets, jes_smear=jes_smear, seed=seed,
+                          msd_range=msd_range, truth_label=truth_label, max_jets=max_jets, jes_smear=jes_smear,
+                          seed=seed,
                           allow_missing_event_ids=allow_missing_event_ids)
     return X["x"], info
 
@@ -249,7 +254,7 @@ def load_labelled(signal_files: Sequence[Any], background_files: Sequence[Any], 
     from ..inputs import input_from_spec
 
     smear = c.jes_smear > 0 and not input_from_spec(input_spec).smear_per_epoch
-    sel: dict[str, Any] = dict(jets=c.jets, pt_range=c.pt_range, abs_eta_max=c.abs_eta_max,
+    sel: dict[str, Any] = dict(jets=c.jets, pt_range=c.pt_range, abs_eta_max=c.abs_eta_max, msd_range=c.msd_range,
                                allow_missing_event_ids=c.allow_missing_event_ids)
     if c.label_from == "file":
         Xs, info_s = load_jets(signal_files, input_spec, truth_label=c.signal_truth, max_jets=c.max_jets_per_class,
