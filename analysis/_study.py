@@ -92,12 +92,14 @@ def cli(args: Sequence[Any], log: Path) -> None:
 
 
 def generate(cfg: dict, data: Path, log: Path, timings: dict) -> dict[str, dict[str, Path]]:
-    """``{"train"|"holdout": {process: file}}`` from ``[sample]`` (files reused when present)."""
+    """``{"train"|"holdout": {process: file}}`` from ``[sample]`` (files reused when present);
+    ``train_events`` / ``holdout_events`` are one number or a table of one per process."""
     s = cfg["sample"]
     out: dict[str, dict[str, Path]] = {"train": {}, "holdout": {}}
-    for part, n, seed in (("train", s["train_events"], s["seed_train"]),
-                          ("holdout", s["holdout_events"], s["seed_holdout"])):
+    for part, sizes, seed in (("train", s["train_events"], s["seed_train"]),
+                              ("holdout", s["holdout_events"], s["seed_holdout"])):
         for proc in s["processes"]:
+            n = sizes[proc] if isinstance(sizes, dict) else sizes  # one size, or one per process
             path = data / f"{proc}_{part}_s{seed}_n{n}.root"
             if not path.exists():
                 t0 = time.time()
