@@ -245,6 +245,35 @@ def test_decorrelation_reduces_mass_dependence(method, lam):
         assert all(p is not None for p in h1.decor_penalty)
 
 
+@pytest.mark.parametrize("method,lam", [("adversary", 20.0), ("disco", 3.0)])
+def test_decorrelated_run_keeps_its_best_decorrelated_epoch(method, lam):
+    """monitor='loss' of a decorrelated run compares the validation loss plus the decorrelation
+    term (λ·dCorr² of the validation background; λ × the adversary's information on the mass
+    bins): the kept epoch is the lowest objective's, the objective is the loss plus a term >= 0,
+    and the term is what the method gives on the validation jets."""
+    from coffea_jetimg.training.decorrelation import DiscoDecorrelation
+
+    X, y, mass = _mass_sculpting_toy()
+    torch.manual_seed(1)
+    model = build_model("fc", (2,), hidden=(32, 32), dropout=0.0)
+    h = fit(model, X[:2400], y[:2400], mass=mass[:2400], epochs=6, batch_size=128, lr=3e-3, progress=False,
+            decorrelate=method, lam=lam, mass_bins=8, patience=0, balance=True)
+    obj, loss = np.array(h.val_objective), np.array(h.val_loss)
+    assert len(obj) == 6 and np.all(obj >= loss - 1e-12) and np.any(obj > loss + 1e-4)
+    assert h.best_epoch == int(np.argmin(obj)) and h.best_val_loss == pytest.approx(obj.min())
+    if method == "disco":  # the last epoch's term, recomputed on the same validation jets
+        _, idx_va, _ = split_indices(2400, (0.85, 0.15, 0.0), 0)
+        Xv, yv, mv = X[:2400][idx_va], y[:2400][idx_va], mass[:2400][idx_va]
+        w = balanced_weights(yv, 2)
+        d = DiscoDecorrelation(mass[:2400], lam=lam, signal_index=1, device="cpu")
+        model_probs = predict(model, Xv)  # the kept (best) epoch's weights
+        assert d.validation_penalty(model_probs, yv, w / w.mean(), mv) == pytest.approx(
+            obj[h.best_epoch] - loss[h.best_epoch], rel=1e-4)
+    # without decorrelation the objective is the loss
+    h0 = fit(build_model("fc", (2,), hidden=(8,), dropout=0.0), X[:600], y[:600], epochs=2, progress=False)
+    assert h0.val_objective == h0.val_loss
+
+
 def test_checkpoint_resume(tmp_path):
     X, y = _toy_images(400)
     ck = tmp_path / "ck.pt"

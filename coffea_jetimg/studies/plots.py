@@ -317,7 +317,7 @@ def plot_decorrelation(summary: dict[str, Any], path: str | Path, eff_s: float =
             axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
         ax.text(0.02, 0.02, "bars: 68% intervals", transform=ax.transAxes, fontsize=10)
         if title:
-            ax.set_title(title, fontsize=10)
+            ax.set_title(title, fontsize=10, pad=26)  # above the experiment label
     else:
         ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", fontsize=16, wrap=True)
         ax.set_xticks([])

@@ -132,7 +132,7 @@ class PlateauDecay(Callback):
             return
         h = state.history
         if self.monitor == "loss":
-            self.scheduler.step(h.val_loss[-1])
+            self.scheduler.step(h.val_objective[-1])
         else:
             auc = h.val_auc[-1]
             self.scheduler.step(auc if math.isfinite(auc) else 0.0)

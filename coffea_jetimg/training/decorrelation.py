@@ -127,6 +127,11 @@ class Decorrelation:
         """(mean adversary loss, mean penalty) of the epoch, each None when not measured; resets."""
         return None, None
 
+    def validation_penalty(self, probs: np.ndarray, y: np.ndarray, w: np.ndarray, mass: np.ndarray) -> float:
+        """The decorrelation term on the validation set (added to the validation loss for
+        ``monitor='loss'``; 0 by default)."""
+        return 0.0
+
     def state_dict(self) -> dict[str, Any]:
         """Entries this decorrelation adds to the checkpoint."""
         return {}
@@ -208,6 +213,29 @@ class AdversaryDecorrelation(Decorrelation):
         self._tot, self._n = 0.0, 0
         return out
 
+    def validation_penalty(self, probs: np.ndarray, y: np.ndarray, w: np.ndarray, mass: np.ndarray) -> float:
+        """λ × what the adversary learns of the background mass bins from the validation scores:
+        ln K − min(L_adv, ln K) for K bins (its cross-entropy below a uniform guess, in nats).
+        ``L_clf − λ·L_adv`` itself has no lower bound (an adversary pushed far off gives any
+        value), so it cannot rank epochs; this information gain is ≥ 0 and 0 when the scores
+        tell nothing of the mass."""
+        import math
+
+        import torch
+
+        bkg = np.asarray(y) != self.signal_index
+        if self.lam == 0 or not bkg.any():
+            return 0.0
+        p = np.clip(np.asarray(probs, np.float64)[bkg, self.signal_index], 1e-7, 1 - 1e-7)
+        logit = torch.as_tensor(np.log(p / (1 - p)), dtype=torch.float32, device=self.device).unsqueeze(1)
+        target = torch.as_tensor(np.searchsorted(self.bin_edges, np.asarray(mass)[bkg]), device=self.device)
+        wb = torch.as_tensor(np.asarray(w)[bkg], dtype=torch.float32, device=self.device)
+        with torch.no_grad():
+            ce = torch.nn.functional.cross_entropy(self.adversary(logit), target, reduction="none")
+            la = float((ce * wb).sum() / wb.sum())
+        k = math.log(len(self.bin_edges) + 1)
+        return self.lam * (k - min(la, k))
+
     def state_dict(self) -> dict[str, Any]:
         return {"adversary": self.adversary.state_dict(), "adversary_optimizer": self.opt.state_dict()}
 
@@ -245,6 +273,20 @@ class DiscoDecorrelation(Decorrelation):
         out = None, (self._tot / self._n if self._n else None)
         self._tot, self._n = 0.0, 0
         return out
+
+    #: validation background jets in the O(n²) distance correlation (every k-th, for memory)
+    MAX_VALIDATION_JETS = 4000
+
+    def validation_penalty(self, probs: np.ndarray, y: np.ndarray, w: np.ndarray, mass: np.ndarray) -> float:
+        """λ·dCorr²(signal probability, mass) over the validation background jets."""
+        import torch
+
+        bkg = np.flatnonzero(np.asarray(y) != self.signal_index)
+        if self.lam == 0 or len(bkg) <= 2:
+            return 0.0
+        bkg = bkg[:: max(1, len(bkg) // self.MAX_VALIDATION_JETS)]
+        as_t = lambda a: torch.as_tensor(np.asarray(a, np.float64)[bkg])  # noqa: E731
+        return self.lam * float(distance_correlation(as_t(probs[:, self.signal_index]), as_t(mass), as_t(w)))
 
 
 def make_decorrelation(config: TrainConfig, y: Any, mass: Any, weights: Any, device: str,

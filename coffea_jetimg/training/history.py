@@ -15,13 +15,16 @@ class History:
 
     train_loss: list = field(default_factory=list)
     val_loss: list = field(default_factory=list)
+    #: validation loss plus the decorrelation term (== val_loss without decorrelation): what
+    #: ``monitor='loss'`` compares, so a decorrelated run keeps its best *decorrelated* epoch
+    val_objective: list = field(default_factory=list)
     val_auc: list = field(default_factory=list)
     adv_loss: list = field(default_factory=list)
     decor_penalty: list = field(default_factory=list)
     epoch_time_s: list = field(default_factory=list)
     lr: list = field(default_factory=list)
     best_epoch: int = -1
-    best_val_loss: float = float("inf")
+    best_val_loss: float = float("inf")  # the best epoch's val_objective
     monitor: str = "loss"
     swa_start: int | None = None
     stopped_early: bool = False

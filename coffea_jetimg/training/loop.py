@@ -97,7 +97,7 @@ def default_callbacks(config: TrainConfig, *, checkpoint: str | Path | None = No
 
 
 def fit(model: Any, X: Any, y: Any, config: TrainConfig | dict | None = None, *, X_val: Any = None,
-        y_val: Any = None, mass: Any = None, sample_weight: Any = None, adversary: Any = None,
+        y_val: Any = None, mass: Any = None, mass_val: Any = None, sample_weight: Any = None, adversary: Any = None,
         checkpoint: str | Path | None = None, resume: bool = False, progress: bool = True,
         log: Callable[[str], Any] | None = None, callbacks: Sequence[Callback] = (), files: dict | None = None,
         **settings: Any) -> History:
@@ -119,6 +119,11 @@ def fit(model: Any, X: Any, y: Any, config: TrainConfig | dict | None = None, *,
         Validation set; default: a seeded ``config.val_fraction`` of ``X``.
     mass : ndarray (n,), optional
         Jet (soft-drop) mass in GeV of the training jets, needed for ``decorrelate``.
+    mass_val : ndarray, optional
+        The same of the validation jets (default: the split of ``mass`` when ``X_val`` is not
+        given). With it a decorrelated run's kept epoch is the one of the lowest validation loss
+        plus decorrelation term (``History.val_objective``), not of the lowest loss alone, which
+        would favour the least decorrelated epoch.
     sample_weight : ndarray (n,), optional
         Multiplies the class-balancing weights.
     adversary : torch.nn.Module, optional
@@ -173,6 +178,7 @@ def fit(model: Any, X: Any, y: Any, config: TrainConfig | dict | None = None, *,
         X_val, y_val = X[idx_va], y[idx_va]
         w_val = w[idx_va]
         X, y, w = X[idx_tr], y[idx_tr], w[idx_tr]
+        mass_val = mass[idx_va] if mass is not None and mass_val is None else mass_val
         mass = mass[idx_tr] if mass is not None else None
     else:
         X_val = np.asarray(X_val, dtype=np.float32)
@@ -251,11 +257,11 @@ def fit(model: Any, X: Any, y: Any, config: TrainConfig | dict | None = None, *,
         st.judged = model
         for cb in cbs:
             cb.on_epoch_trained(st)
-        _validate(st, tot / max(tot_w, 1e-12), X_val, y_val, w_val, t0)
+        _validate(st, tot / max(tot_w, 1e-12), X_val, y_val, w_val, t0, mass_val)
         for cb in cbs:
             cb.on_validated(st)
         if st.improved:
-            st.history.best_val_loss = st.history.val_loss[-1]
+            st.history.best_val_loss = st.history.val_objective[-1]
             st.history.best_epoch = epoch
             st.best_state = _state_to_cpu(st.judged.state_dict())
             st.bad_epochs = 0
@@ -273,8 +279,10 @@ def fit(model: Any, X: Any, y: Any, config: TrainConfig | dict | None = None, *,
 
 
 def _validate(st: TrainState, train_loss: float, X_val: np.ndarray, y_val: np.ndarray, w_val: np.ndarray,
-              t0: float) -> None:
-    """Append the epoch's figures to the history and decide ``st.improved`` from the monitor."""
+              t0: float, mass_val: Any = None) -> None:
+    """Append the epoch's figures to the history and decide ``st.improved`` from the monitor
+    (``'loss'``: the validation loss plus, for a decorrelated run with ``mass_val``, its
+    decorrelation term on the validation jets)."""
     from .evaluate import evaluate_scores
 
     cfg, h = st.config, st.history
@@ -287,14 +295,18 @@ def _validate(st: TrainState, train_loss: float, X_val: np.ndarray, y_val: np.nd
         val_auc = float("nan")
     adv, pen = st.decorrelation.epoch_figures() if st.decorrelation is not None else (None, None)
     h.train_loss.append(train_loss)
+    objective = val_loss
+    if st.decorrelation is not None and mass_val is not None:
+        objective += st.decorrelation.validation_penalty(probs, y_val, w_val, np.asarray(mass_val))
     h.val_loss.append(val_loss)
+    h.val_objective.append(objective)
     h.val_auc.append(val_auc)
     h.adv_loss.append(adv)
     h.decor_penalty.append(pen)
     h.epoch_time_s.append(time.perf_counter() - t0)
     h.lr.append(float(st.optimizer.param_groups[0]["lr"]))  # the rate this epoch trained with
     if cfg.monitor == "loss":
-        st.improved = val_loss < h.best_val_loss - 1e-6
+        st.improved = objective < h.best_val_loss - 1e-6
     else:  # a NaN AUC (one class in the validation set) never improves on a finite one
         best = h.best_val_auc if math.isfinite(h.best_val_auc) else -math.inf
         st.improved = h.best_epoch < 0 or bool(val_auc > best + 1e-6)

@@ -107,7 +107,8 @@ def train_on_arrays(config: TrainConfig, X: np.ndarray, y: np.ndarray, splits: S
     Xt = X_train if X_train is not None else X
     t0 = time.perf_counter()
     hist = fit(model, Xt[tr], y[tr], _fit_config(config, input_spec), X_val=X[va], y_val=y[va],
-               mass=mass[tr] if mass is not None else None, checkpoint=checkpoint or out / CHECKPOINT,
+               mass=mass[tr] if mass is not None else None, mass_val=mass[va] if mass is not None else None,
+               checkpoint=checkpoint or out / CHECKPOINT,
                resume=resume, progress=progress, log=fit_log, files=files)
     train_time = time.perf_counter() - t0
     if hist.stopped_on_time and log:
