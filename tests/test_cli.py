@@ -186,7 +186,10 @@ def test_ctrl_c_of_a_dask_run_leaves_no_workers(tmp_path, generated_qcd, tiny_cn
     p = subprocess.Popen([sys.executable, "-m", "coffea_jetimg.cli", "run", "--fileset", str(fs), "--model", str(art),
                           "--executor", "dask", "--workers", "2", "--chunksize", "2", "--no-plots", "--no-progress",
                           "-o", str(out)], start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+                         text=True,
+                         # SIGINT at its default, as in a terminal's foreground job: a suite started in
+                         # the background (`pytest &`) has it ignored, and children inherit that
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def alive_in_session():
         found = []
@@ -206,12 +209,14 @@ def test_ctrl_c_of_a_dask_run_leaves_no_workers(tmp_path, generated_qcd, tiny_cn
                 break
             time.sleep(0.2)
         assert p.poll() is None, p.communicate()
+        with open(f"/proc/{p.pid}/status") as f:  # which signals the run ignores, for the message below
+            sig_ign = next((line.split()[1] for line in f if line.startswith("SigIgn:")), "?")
         os.killpg(p.pid, signal.SIGINT)
-        _, err = p.communicate(timeout=30)
+        out_text, err = p.communicate(timeout=30)
     finally:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
-    assert p.returncode == 130, err[-3000:]
+    assert p.returncode == 130, (f"SigIgn {sig_ign}", out_text[-2000:], err[-3000:])
     assert "interrupted" in err and json.loads((out / "summary.json").read_text())["complete"] is False
     deadline = time.time() + 2
     while alive_in_session() and time.time() < deadline:
