@@ -265,9 +265,16 @@ def normalised(h: Any, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray, 
     return v / n / w, np.sqrt(var) / n / w, n
 
 
-def copy_runs(runs: Path, res: Path, names: Sequence[str]) -> None:
-    import shutil
+def publish(name: str, res: Path, summary: dict, write_markdown: Any, runs: Path, run_names: Sequence[str]) -> None:
+    """The end of every study: ``res/NAME.json`` and ``res/NAME.md`` (``write_markdown(summary, path)``),
+    the runs' ``summary.json`` and ``hists.coffea`` copied beside them, and the table printed."""
+    (res / f"{name}.json").write_text(json.dumps(summary, indent=1, default=float))
+    write_markdown(summary, res / f"{name}.md")
+    copy_runs(runs, res, run_names)
+    print((res / f"{name}.md").read_text())
 
+
+def copy_runs(runs: Path, res: Path, names: Sequence[str]) -> None:
     for sub in names:
         (res / sub).mkdir(exist_ok=True)
         for f in ("summary.json", "hists.coffea"):

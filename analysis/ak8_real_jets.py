@@ -19,7 +19,6 @@ A tagger trained on a fast simulation is applied to a background sample of the f
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -167,7 +166,6 @@ def main(argv: list[str] | None = None) -> int:
         "profile (no PUPPI or CHS here); Pythia 8 default tune vs CP5; QCD dijets generated in a pT-hat "
         "window vs the file's HT-binned multijets.",
     ]
-    (res / "ak8_real_jets.json").write_text(json.dumps(summary, indent=1, default=float))
     sel = cfg["selection"]
     window = f"anti-kT R=0.8, {sel['pt'][0]:g} ≤ pT < {sel['pt'][1]:g} GeV, |η| < {sel['abs_eta']:g}"
     gi = summary["generated"][name]["inclusive"]
@@ -176,9 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                 r"Top-jet efficiency $\varepsilon_S$", r"QCD-jet rejection $1/\varepsilon_B$", (1, 1e4))
     plot_distributions(gen[name], real["score"][name], real["score"][ref], ref, res / "ak8_real_jets_scores.png",
                        f"{window}. Lines: Pythia 8 + parametric detector; points: CMS full simulation (2017 UL QCD)")
-    write_markdown(summary, res / "ak8_real_jets.md")
-    S.copy_runs(runs, res, ("generated", "real"))
-    print((res / "ak8_real_jets.md").read_text())
+    S.publish("ak8_real_jets", res, summary, write_markdown, runs, ("generated", "real"))
     return 0
 
 

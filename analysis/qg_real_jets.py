@@ -26,7 +26,6 @@ the two runs' ``summary.json`` and ``hists.coffea``).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -148,7 +147,6 @@ def main(argv: list[str] | None = None) -> int:
         "likelihood combination on their own simulation, and that it is robust to η and pileup.",
     ]
     summary["notes"] = notes
-    (res / "qg_real_jets.json").write_text(json.dumps(summary, indent=1, default=float))
     sel = cfg["selection"]
     window = f"anti-kT R=0.4, {sel['pt'][0]:g} ≤ pT < {sel['pt'][1]:g} GeV, |η| < {sel['abs_eta']:g}"
     S.plot_rocs({f"our CNN, generated Z+jet held-out (AUC {g['auc']:.3f})": (gen[name], "-"),
@@ -158,9 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 r"Quark-jet efficiency $\varepsilon_q$", r"Gluon-jet rejection $1/\varepsilon_g$")
     plot_scores(gen[name], real["score"][name], real["score"]["qgl"], res / "qg_real_jets_scores.png",
                 f"{window}. Lines: Pythia 8 + parametric detector; points: CMS full simulation (2017 UL QCD)")
-    write_markdown(summary, res / "qg_real_jets.md")
-    S.copy_runs(runs, res, ("generated", "real"))
-    print((res / "qg_real_jets.md").read_text())
+    S.publish("qg_real_jets", res, summary, write_markdown, runs, ("generated", "real"))
     return 0
 
 

@@ -178,15 +178,12 @@ def decorrelation_row(h: Any, n_boot: int, eff_s: float, seed: int = 0) -> dict:
 
 
 def msd_at_cut(h: Any, eff_s: float) -> dict[str, np.ndarray]:
-    """QCD and W m_SD counts: all jets, and passing / failing the cut at ε_W = ``eff_s``."""
-    from coffea_jetimg import metrics
-    from coffea_jetimg.studies import project, score_roc
+    """QCD and W m_SD counts: all jets, and passing the cut at ε_W = ``eff_s``."""
+    from coffea_jetimg.studies import mass_at_working_point
 
-    wp = metrics.working_point(score_roc(h, "w", ["qcd"]), eff_s)
     out = {}
-    for c in ("qcd", "w"):
-        t = metrics.passing(project(h, ["score", "msd"], [c]))
-        out[f"{c}_all"], out[f"{c}_pass"] = t[0], wp.mix(t)
+    for c, (all_, passing) in mass_at_working_point(h, "w", ["qcd"], eff_s, ["qcd", "w"]).items():
+        out[f"{c}_all"], out[f"{c}_pass"] = all_, passing
     return out
 
 
@@ -564,10 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     plot_sculpting(hd, ["nominal", "cnn_wide", summary["closest"], "tau21_ddt"], res / "w_tagging_sculpting.png",
                    f"QCD m_SD before and after the cut at ε_W = {eff:g}; {window}", eff)
     summary["timings"]["total_s"] = round(time.time() - t_start, 1)
-    (res / "w_tagging.json").write_text(json.dumps(summary, indent=1, default=float))
-    write_markdown(summary, res / "w_tagging.md")
-    S.copy_runs(runs, res, ("window", "wide"))
-    print((res / "w_tagging.md").read_text())
+    S.publish("w_tagging", res, summary, write_markdown, runs, ("window", "wide"))
     return 0
 
 

@@ -28,8 +28,8 @@ from ..metrics import jsd, pearson_map
 from .. import axes
 from .files import load_hists, save_hists, write_json, write_root
 from .hists import (average_images, channel_meta, classes_by_dataset, confusion_matrix, decorrelation,
-                    merge_class_hists, merge_datasets, pearson_maps, pick_classes, project, score_counts, score_roc,
-                    sliced_mass)
+                    mass_at_working_point, merge_class_hists, merge_datasets, pearson_maps, pick_classes, project,
+                    score_counts, score_roc, sliced_mass)
 from .plots import class_label, plot_confusion, plot_decorrelation, plot_image, plot_roc, plot_sliced_mass
 from .templates import dataset_scales, make_templates, read_templates, write_templates
 from .report import (WORKING_POINTS, format_rejection, image_channel_names, image_colorbar_label, run_studies,
@@ -39,8 +39,8 @@ __all__ = [
     "axes",
     # hists
     "merge_class_hists", "merge_datasets", "classes_by_dataset", "pick_classes", "project", "score_counts",
-    "score_roc", "sliced_mass", "decorrelation", "average_images", "pearson_maps", "confusion_matrix",
-    "channel_meta",
+    "score_roc", "sliced_mass", "decorrelation", "mass_at_working_point", "average_images", "pearson_maps",
+    "confusion_matrix", "channel_meta",
     # metrics used by the studies (the objects of coffea_jetimg.metrics, not copies)
     "jsd", "pearson_map",
     # plots

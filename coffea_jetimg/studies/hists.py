@@ -29,6 +29,7 @@ __all__ = [
     "project",
     "sliced_mass",
     "decorrelation",
+    "mass_at_working_point",
     "average_images",
     "pearson_maps",
     "confusion_matrix",
@@ -281,23 +282,22 @@ def decorrelation(h_score: Hist, signal: str, background: Sequence[str], eff_s: 
     if roc.n_b <= 0:
         return {**empty, "reason": "no background jets"}
     edges = h_score.axes[SCORE].edges
+    s1, vs1 = score_counts(h_score, [signal])
     b2 = project(h_score, [SCORE, MSD], list(background))
 
     def at_wp(s: np.ndarray, b: np.ndarray, r: metrics.Roc | None = None) -> tuple[metrics.WorkingPoint, float]:
         wp = metrics.working_point(r or metrics.roc_from_counts(s, b.sum(axis=1), edges), eff_s)
-        t = metrics.passing(b)
-        passing = wp.mix(t)
-        return wp, metrics.jsd(passing, t[0] - passing)
+        passing = _passing_at(wp, b)
+        return wp, metrics.jsd(passing, b.sum(axis=0) - passing)
 
     def inverse(d: float) -> float | None:
         return (float("inf") if d == 0 else 1.0 / d) if np.isfinite(d) else None
 
-    wp, d = at_wp(project(h_score, [SCORE], [signal]), b2, roc)
+    wp, d = at_wp(s1, b2, roc)
     out = {"eff_s": eff_s, "threshold": wp.threshold, "eff_b": wp.eff_b, "rejection": wp.rejection,
            "rejection_interval": list(wp.interval), "rejection_lower_limit": wp.lower_limit,
            "jsd": d, "inv_jsd": inverse(d)}
     if n_boot > 0:
-        s1, vs1 = score_counts(h_score, [signal])
         vb2 = project(h_score, [SCORE, MSD], list(background), variances=True)
         shape = b2.shape
         for key, stat in (("rejection_boot_interval", lambda s, b: at_wp(s, b.reshape(shape))[0].rejection),
@@ -305,6 +305,23 @@ def decorrelation(h_score: Hist, signal: str, background: Sequence[str], eff_s: 
             _, iv = metrics.bootstrap_counts(stat, s1, b2.ravel(), vs1, vb2.ravel(), n_boot=n_boot, seed=seed)
             out[key] = [float(v) for v in iv]
         out["n_boot"] = n_boot
+    return out
+
+
+def _passing_at(wp: metrics.WorkingPoint, score_mass: np.ndarray) -> np.ndarray:
+    """Per mass bin, the (score × mass) counts passing ``wp`` (interpolated between its two cuts)."""
+    return wp.mix(metrics.passing(score_mass))
+
+
+def mass_at_working_point(h_score: Hist, signal: str, background: Sequence[str], eff_s: float,
+                          classes: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{class: (all, passing)}`` mass counts of ``classes`` at the working point ε_S = ``eff_s``
+    of ``signal`` vs ``background`` (the one of :func:`decorrelation`): the sculpting plot's."""
+    wp = metrics.working_point(score_roc(h_score, signal, background), eff_s)
+    out = {}
+    for c in classes:
+        b = project(h_score, [SCORE, MSD], [c])
+        out[c] = (b.sum(axis=0), _passing_at(wp, b))
     return out
 
 

@@ -229,8 +229,7 @@ def load_jets(files: Iterable[Any], input_spec: dict, *, jets: str = "FatJet",
     """
     X, info = load_inputs(files, {"x": input_spec}, jets=jets, pt_range=pt_range, abs_eta_max=abs_eta_max,
                           msd_range=msd_range, truth_label=truth_label, max_jets=max_jets, jes_smear=jes_smear,
-                          seed=seed,
-                          allow_missing_event_ids=allow_missing_event_ids)
+                          seed=seed, allow_missing_event_ids=allow_missing_event_ids)
     return X["x"], info
 
 
